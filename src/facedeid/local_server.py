@@ -1,0 +1,97 @@
+"""Start and stop a local Triton server (the `tritonserver` command) on free ports, and wait until it is ready.
+
+Used by the tests, `make demo` and the benchmark; users run `tritonserver --model-repository ...` themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .server import build_command, server_env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LocalServer:
+    process: subprocess.Popen
+    http_port: int
+    grpc_port: int
+    metrics_port: int
+    log_path: Path
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start(repository: Path, log_path: Path, timeout: float = 180.0, extra_args: list[str] | None = None,
+          ports: tuple[int, int, int] | None = None) -> LocalServer:
+    """Launch the server and block until every model is ready; raise with the log tail if it is not."""
+    import tritonclient.http as httpclient
+
+    http_port, grpc_port, metrics_port = ports or (free_port(), free_port(), free_port())
+    args = [f"--model-repository={repository}", f"--http-port={http_port}", f"--grpc-port={grpc_port}",
+            f"--metrics-port={metrics_port}", "--exit-on-error=true", *(extra_args or [])]
+    log = open(log_path, "ab")  # noqa: SIM115 - stays open for the server's lifetime
+    process = subprocess.Popen(build_command(args), env=server_env(), stdout=log, stderr=subprocess.STDOUT)
+    server = LocalServer(process, http_port, grpc_port, metrics_port, Path(log_path))
+    client = httpclient.InferenceServerClient(server.http_url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"tritonserver exited with code {process.returncode}:\n{server.log_tail()}")
+        with contextlib.suppress(Exception):
+            if client.is_server_ready():
+                return server
+        time.sleep(0.5)
+    server.stop()
+    raise RuntimeError(f"tritonserver not ready after {timeout:.0f}s:\n{server.log_tail()}")
+
+
+@contextlib.contextmanager
+def running(repository: Path, log_path: Path, **kwargs):
+    server = start(repository, log_path, **kwargs)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    """`python -m facedeid.local_server REPO PIDFILE`: start in the background for scripts (make demo)."""
+    repository, state = Path(sys.argv[1]), Path(sys.argv[2])
+    server = start(repository, state.with_suffix(".log"), ports=(8000, 8001, 8002))
+    state.write_text(str(server.process.pid))
+    print(f"tritonserver ready: gRPC {server.grpc_url}, HTTP {server.http_url} (pid {server.process.pid})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""One table from CLI name to generator class, crop size and shipped checkpoint."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .d2gan import ResnetGenerator
+from .mobileunet import MobileUNet
+from .resnet50unet import ResNet50UNet
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+class UntrainedModelError(RuntimeError):
+    """Raised when a trained checkpoint is required but none is shipped for the model."""
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    name: str
+    build: Callable[[], nn.Module]
+    size: int  # square crop side the generator consumes and produces
+
+    @property
+    def checkpoint(self) -> Path:
+        return WEIGHTS_DIR / f"{self.name}.pt"
+
+    @property
+    def card(self) -> Path:
+        """Training record (command, data, steps, wall time, losses) kept next to the checkpoint."""
+        return WEIGHTS_DIR / f"{self.name}.json"
+
+    def has_checkpoint(self) -> bool:
+        return self.checkpoint.exists()
+
+    def load(self, checkpoint: Path | None = None, allow_untrained: bool = False) -> nn.Module:
+        """Build the network in eval mode with its trained weights (strict), or untrained if explicitly allowed."""
+        model = self.build()
+        path = Path(checkpoint) if checkpoint else self.checkpoint
+        if path.exists():
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = state.get("generator", state)
+            model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+        elif checkpoint is not None:
+            raise FileNotFoundError(f"checkpoint {path} does not exist")
+        elif not allow_untrained:
+            raise UntrainedModelError(
+                f"no trained checkpoint for '{self.name}' at {path}; train it (see README 'Training') "
+                "or pass --allow-untrained to export random weights on purpose"
+            )
+        return model.eval()
+
+    def training_record(self) -> dict:
+        return json.loads(self.card.read_text()) if self.card.exists() else {}
+
+
+GENERATORS: dict[str, GeneratorSpec] = {
+    spec.name: spec
+    for spec in (
+        GeneratorSpec("mobileunet", lambda: MobileUNet(size=128), 128),
+        GeneratorSpec("resnet50unet", lambda: ResNet50UNet(size=128), 128),
+        GeneratorSpec("d2gan", lambda: ResnetGenerator(size=128), 128),
+    )
+}
+
+
+def get_spec(name: str) -> GeneratorSpec:
+    try:
+        return GENERATORS[name]
+    except KeyError:
+        raise ValueError(f"unknown generator '{name}'; choose from {', '.join(GENERATORS)}") from None

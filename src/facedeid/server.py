@@ -1,0 +1,84 @@
+"""`tritonserver` command: runs the real server binary shipped in the `nvidia-pytriton` wheel.
+
+The wheel carries the binary, its shared libraries and one Python-backend stub per Python version, but not a
+ready backend directory: the stub must sit next to `libtriton_python.so`. We assemble that directory once in a
+cache, put the wheel's libraries on LD_LIBRARY_PATH and the running interpreter's bin/ first on PATH (so the stub
+embeds this virtualenv's Python), then exec the server with the user's own flags.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+# Safe defaults, each overridable by passing the flag explicitly (see README "Security").
+DEFAULT_FLAGS = {
+    "--http-address": "127.0.0.1",
+    "--grpc-address": "127.0.0.1",
+    "--metrics-address": "127.0.0.1",
+    "--model-control-mode": "none",
+}
+
+
+def _dist_dir() -> Path:
+    import pytriton
+
+    return Path(pytriton.__file__).parent / "tritonserver"
+
+
+def _libs_dir() -> Path:
+    import pytriton
+
+    return Path(pytriton.__file__).parent.parent / "nvidia_pytriton.libs"
+
+
+def backend_directory(cache_root: Path | None = None) -> Path:
+    """Backend directory with the Python backend and the stub built for the running Python."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = _dist_dir() / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.exists():
+        raise SystemExit(f"tritonserver: the nvidia-pytriton wheel has no Python-backend stub for Python {version}")
+    cache_root = cache_root or Path(sys.prefix) / "var" / "facedeid-tritonserver"
+    backends = cache_root / "backends"
+    python_dir = backends / "python"
+    marker = python_dir / ".source"
+    if not marker.exists() or marker.read_text() != str(stub):
+        python_dir.mkdir(parents=True, exist_ok=True)
+        for item in (_dist_dir() / "backends" / "python").iterdir():
+            if item.is_file():
+                shutil.copy2(item, python_dir / item.name)
+        shutil.copy2(stub, python_dir / "triton_python_backend_stub")
+        marker.write_text(str(stub))
+    return backends
+
+
+def server_env() -> dict[str, str]:
+    env = os.environ.copy()
+    libs = str(_libs_dir())
+    env["LD_LIBRARY_PATH"] = f"{libs}:{env['LD_LIBRARY_PATH']}" if env.get("LD_LIBRARY_PATH") else libs
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    return env
+
+
+def build_command(user_args: list[str]) -> list[str]:
+    """Full argv: the wheel's binary, our safe defaults unless overridden, then the user's flags."""
+    given = {arg.split("=", 1)[0] for arg in user_args if arg.startswith("--")}
+    args = [str(_dist_dir() / "bin" / "tritonserver")]
+    if "--backend-directory" not in given:
+        args.append(f"--backend-directory={backend_directory()}")
+    for flag, value in DEFAULT_FLAGS.items():
+        if flag not in given:
+            args.append(f"{flag}={value}")
+    return args + user_args
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    cmd = build_command(argv)
+    os.execve(cmd[0], cmd, server_env())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""config.pbtxt text for every model in model_repository/, per serving backend.
+
+`python` is what runs here (the nvidia-pytriton server has only the Python backend; ONNX Runtime runs inside it);
+`onnxruntime` and `tensorrt` are the native backends of the NGC image. Tensor names and shapes are identical in all
+three, so the ensembles and clients never change. The committed configs are these renderings for `python`; export
+rewrites the generator and detector configs when it targets a native backend.
+"""
+
+from __future__ import annotations
+
+from textwrap import dedent
+
+from ..models import GENERATORS
+from .stages import MAX_FACES
+
+BACKENDS = ("python", "onnxruntime", "tensorrt")
+DETECTOR = "face_detector"
+CPU_THREADS = 2
+
+
+def _tensor(name: str, dtype: str, dims: list[int], optional: bool = False) -> str:
+    extra = " optional: true" if optional else ""
+    return f'  {{ name: "{name}" data_type: TYPE_{dtype} dims: [ {", ".join(map(str, dims))} ]{extra} }}'
+
+
+def _io(kind: str, tensors: list[str]) -> str:
+    return f"{kind} [\n" + ",\n".join(tensors) + "\n]\n"
+
+
+def _backend_lines(backend: str) -> str:
+    return {
+        "python": 'backend: "python"\n',
+        "onnxruntime": 'backend: "onnxruntime"\ndefault_model_filename: "model.onnx"\n',
+        "tensorrt": 'platform: "tensorrt_plan"\ndefault_model_filename: "model.plan"\n',
+    }[backend]
+
+
+def _instances(backend: str) -> str:
+    kind = "KIND_CPU" if backend == "python" else "KIND_GPU"
+    return f"instance_group [ {{ kind: {kind} count: 1 }} ]\n"
+
+
+def _params(**values) -> str:
+    return "".join(f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}\n' for k, v in values.items())
+
+
+def generator_config(name: str, backend: str = "python") -> str:
+    size = GENERATORS[name].size
+    text = f'name: "{name}"\n' + _backend_lines(backend) + f"max_batch_size: {MAX_FACES}\n"
+    text += _io("input", [_tensor("INPUT", "FP32", [3, size, size])])
+    text += _io("output", [_tensor("OUTPUT", "FP32", [3, size, size])])
+    # Crops from concurrent frames are merged into one execution; a short wait buys much larger batches.
+    text += "dynamic_batching { max_queue_delay_microseconds: 4000 }\n"
+    text += _instances(backend)
+    if backend == "python":
+        text += _params(threads=CPU_THREADS)
+    return text
+
+
+def detector_config(backend: str = "python") -> str:
+    if backend == "tensorrt":
+        backend = "onnxruntime"  # dynamic frame sizes: served by ONNX Runtime (CUDA) on GPUs
+    text = f'name: "{DETECTOR}"\n' + _backend_lines(backend) + "max_batch_size: 0\n"
+    text += _io("input", [_tensor("IMAGE", "FP32", [1, 3, -1, -1])])
+    text += _io("output", [
+        _tensor("HEATMAP", "FP32", [1, 1, -1, -1]),
+        _tensor("SCALE", "FP32", [1, 2, -1, -1]),
+        _tensor("OFFSET", "FP32", [1, 2, -1, -1]),
+        _tensor("LANDMARKS", "FP32", [1, 10, -1, -1]),
+    ])
+    text += _instances(backend)
+    if backend == "python":
+        text += _params(threads=CPU_THREADS)
+    return text
+
+
+def _python_stage(name: str, inputs: list[str], outputs: list[str], **params) -> str:
+    text = f'name: "{name}"\nbackend: "python"\nmax_batch_size: 0\n'
+    text += _io("input", inputs) + _io("output", outputs)
+    text += "instance_group [ { kind: KIND_CPU count: 1 } ]\n"
+    return text + _params(**params)
+
+
+FRAME = _tensor("FRAME", "UINT8", [-1, -1, 3])
+BOXES = _tensor("BOXES", "FP32", [-1, 4])
+
+
+def stage_configs(crop_size: int) -> dict[str, str]:
+    crops_t = _tensor("CROPS", "FP32", [-1, 3, crop_size, crop_size])
+    return {
+        "detect_prep": _python_stage("detect_prep", [FRAME], [_tensor("IMAGE", "FP32", [1, 3, -1, -1])]),
+        "face_prep": _python_stage(
+            "face_prep",
+            [FRAME, _tensor("HEATMAP", "FP32", [1, 1, -1, -1]), _tensor("SCALE", "FP32", [1, 2, -1, -1]),
+             _tensor("OFFSET", "FP32", [1, 2, -1, -1])],
+            [crops_t, BOXES], crop_size=crop_size, threshold=0.5),
+        "box_prep": _python_stage("box_prep", [FRAME, _tensor("BOXES_IN", "FP32", [-1, 4])], [crops_t, BOXES],
+                                  crop_size=crop_size),
+        "compose": _python_stage(
+            "compose", [FRAME, _tensor("GENERATED", "FP32", [-1, 3, crop_size, crop_size]), BOXES],
+            [_tensor("DEID_FRAME", "UINT8", [-1, -1, 3])]),
+    }
+
+
+def _step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> str:
+    ins = "".join(f'      input_map {{ key: "{k}" value: "{v}" }}\n' for k, v in inputs.items())
+    outs = "".join(f'      output_map {{ key: "{k}" value: "{v}" }}\n' for k, v in outputs.items())
+    return f'    {{\n      model_name: "{model}"\n      model_version: -1\n{ins}{outs}    }}'
+
+
+def ensemble_config(generator: str, boxes_given: bool) -> str:
+    name = f"deid_{generator}" + ("_boxes" if boxes_given else "")
+    if boxes_given:
+        inputs = [FRAME, _tensor("BOXES_IN", "FP32", [-1, 4])]
+        steps = [_step("box_prep", {"FRAME": "FRAME", "BOXES_IN": "BOXES_IN"}, {"CROPS": "crops", "BOXES": "BOXES"})]
+    else:
+        inputs = [FRAME]
+        steps = [
+            _step("detect_prep", {"FRAME": "FRAME"}, {"IMAGE": "det_image"}),
+            _step(DETECTOR, {"IMAGE": "det_image"},
+                  {"HEATMAP": "det_heatmap", "SCALE": "det_scale", "OFFSET": "det_offset"}),
+            _step("face_prep", {"FRAME": "FRAME", "HEATMAP": "det_heatmap", "SCALE": "det_scale",
+                                "OFFSET": "det_offset"}, {"CROPS": "crops", "BOXES": "BOXES"}),
+        ]
+    steps += [
+        _step(generator, {"INPUT": "crops"}, {"OUTPUT": "generated"}),
+        _step("compose", {"FRAME": "FRAME", "GENERATED": "generated", "BOXES": "BOXES"},
+              {"DEID_FRAME": "DEID_FRAME"}),
+    ]
+    text = f'name: "{name}"\nplatform: "ensemble"\nmax_batch_size: 0\n'
+    text += _io("input", inputs)
+    text += _io("output", [_tensor("DEID_FRAME", "UINT8", [-1, -1, 3]), BOXES])
+    text += "ensemble_scheduling {\n  step [\n" + ",\n".join(steps) + "\n  ]\n}\n"
+    return text
+
+
+def all_configs(backend: str = "python") -> dict[str, str]:
+    """Every model directory name -> its config.pbtxt text."""
+    sizes = {spec.size for spec in GENERATORS.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"all generators must share one crop size for the shared prep models, got {sizes}")
+    configs = {DETECTOR: detector_config(backend), **stage_configs(sizes.pop())}
+    for name in GENERATORS:
+        configs[name] = generator_config(name, backend)
+        configs[f"deid_{name}"] = ensemble_config(name, boxes_given=False)
+        configs[f"deid_{name}_boxes"] = ensemble_config(name, boxes_given=True)
+    return configs

@@ -1,0 +1,79 @@
+"""Adapter between Triton's Python backend and the stage functions.
+
+`triton_python_backend_utils` exists only inside the server's stub process, so model.py passes it in.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Callable
+
+import numpy as np
+
+
+def parameters(args: dict) -> dict[str, str]:
+    """The `parameters { key: ... value: { string_value: ... } }` block of a model's config.pbtxt."""
+    config = json.loads(args["model_config"])
+    return {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+
+
+def serve_each(pb_utils, requests, inputs: list[str], outputs: list[str],
+               fn: Callable[..., tuple[np.ndarray, ...] | np.ndarray]):
+    """Run `fn` once per request; a bad request gets its own error response and never disturbs the others."""
+    responses = []
+    for request in requests:
+        try:
+            arrays = []
+            for name in inputs:
+                tensor = pb_utils.get_input_tensor_by_name(request, name)
+                if tensor is None:
+                    raise ValueError(f"missing input tensor {name}")
+                arrays.append(tensor.as_numpy())
+            result = fn(*arrays)
+            result = result if isinstance(result, tuple) else (result,)
+            tensors = [pb_utils.Tensor(name, np.ascontiguousarray(value)) for name, value in zip(outputs, result)]
+            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+        except ValueError as error:
+            responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error))))
+        except Exception as error:  # noqa: BLE001 - the server must keep serving; report, do not crash
+            responses.append(pb_utils.InferenceResponse(
+                error=pb_utils.TritonError(f"internal error: {type(error).__name__}: {error}")))
+    return responses
+
+
+class OnnxModel:
+    """Python-backend model over `model.onnx` in its version folder (generators and detector on the CPU).
+
+    `batched=True` (generators): all requests of one dynamic batch run as one ONNX Runtime call, and failures
+    come back as NaN crops that compose masks (fail closed). `batched=False` (detector): one call per request.
+    """
+
+    def setup(self, pb_utils, args: dict, batched: bool) -> None:
+        from pathlib import Path
+
+        from .onnx_runner import BatchedGenerator, cpu_session
+
+        self.pb_utils = pb_utils
+        config = json.loads(args["model_config"])
+        self.inputs = [t["name"] for t in config["input"]]
+        self.outputs = [t["name"] for t in config["output"]]
+        threads = int(parameters(args).get("threads", "0"))
+        path = Path(args["model_repository"]) / args["model_version"] / "model.onnx"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: run `python export/to_onnx.py --model all` first")
+        self.batched = batched
+        if batched:
+            self.generator = BatchedGenerator(path, threads)
+        else:
+            self.session = cpu_session(path, threads)
+
+    def execute(self, requests):
+        pb_utils = self.pb_utils
+        if not self.batched:
+            return serve_each(pb_utils, requests, self.inputs, self.outputs,
+                              lambda *xs: tuple(self.session.run(self.outputs, dict(zip(self.inputs, xs)))))
+        batches = [pb_utils.get_input_tensor_by_name(r, self.inputs[0]).as_numpy() for r in requests]
+        results = self.generator(batches)
+        if self.generator.last_error:
+            pb_utils.Logger.log_error(f"generator failed, faces will be masked: {self.generator.last_error}")
+        return [pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(self.outputs[0], out)]) for out in results]

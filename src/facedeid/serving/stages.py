@@ -1,0 +1,77 @@
+"""What each Python-backend model in model_repository/ computes, as plain functions over numpy arrays.
+
+The model.py files only move tensors in and out of Triton and call these. Every stage validates its inputs and
+raises ValueError with a message meant for the client; the adapter turns that into a per-request error.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import compose as composer
+from .. import crops, detection
+
+MAX_FACES = 32  # generator batch limit (TensorRT profile max); faces beyond it in one frame are masked
+MAX_FRAME_PIXELS = 8192 * 8192  # refuse larger frames instead of exhausting server memory
+
+
+def check_frame(frame: np.ndarray) -> np.ndarray:
+    crops.validate_frame(frame)
+    if frame.shape[0] * frame.shape[1] > MAX_FRAME_PIXELS:
+        raise ValueError(
+            f"frame {frame.shape[1]}x{frame.shape[0]} exceeds the limit of {MAX_FRAME_PIXELS} pixels; downscale it"
+        )
+    return frame
+
+
+def detector_input(frame: np.ndarray, max_side: int = detection.DEFAULT_MAX_SIDE) -> np.ndarray:
+    """FRAME [H,W,3] uint8 -> detector IMAGE [1,3,h,w] float32."""
+    return detection.preprocess(check_frame(frame), max_side)[0]
+
+
+def crop_batch(frame: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+    """Generator input for one frame: [M,3,S,S] float32, M = min(N, MAX_FACES) but at least 1.
+
+    Triton rejects an empty batch at the generator, so a frame without faces sends one blank crop that compose
+    ignores (compose only uses as many crops as there are boxes).
+    """
+    if len(boxes) == 0:
+        return np.zeros((1, 3, size, size), np.float32)
+    faces, _ = crops.extract_crops(frame, boxes[:MAX_FACES], size)
+    return crops.to_tensor(faces)
+
+
+def prep_detected(frame: np.ndarray, heatmap: np.ndarray, scale: np.ndarray, offset: np.ndarray, size: int,
+                  threshold: float = detection.DEFAULT_THRESHOLD,
+                  max_side: int = detection.DEFAULT_MAX_SIDE) -> tuple[np.ndarray, np.ndarray]:
+    """Decode CenterFace outputs for FRAME -> (CROPS [M,3,S,S], BOXES [N,4] pixels)."""
+    check_frame(frame)
+    for name, tensor, channels in (("HEATMAP", heatmap, 1), ("SCALE", scale, 2), ("OFFSET", offset, 2)):
+        if tensor.ndim != 4 or tensor.shape[:2] != (1, channels):
+            raise ValueError(f"{name} must have shape [1, {channels}, h, w], got {list(tensor.shape)}")
+    letterbox = detection.plan_input(frame.shape[0], frame.shape[1], max_side)
+    boxes, _ = detection.decode(heatmap, scale, offset, letterbox, threshold)
+    boxes = crops.clean_boxes(boxes, frame.shape[1], frame.shape[0])
+    return crop_batch(frame, boxes, size), boxes
+
+
+def prep_given(frame: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Caller-supplied BOXES [N,4] pixels -> (CROPS [M,3,S,S], cleaned BOXES [K,4])."""
+    check_frame(frame)
+    boxes = crops.clean_boxes(boxes, frame.shape[1], frame.shape[0])
+    return crop_batch(frame, boxes, size), boxes
+
+
+def compose_frame(frame: np.ndarray, generated: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """FRAME + GENERATED [M,3,S,S] + BOXES [N,4] -> DEID_FRAME. Non-finite or missing crops are masked."""
+    check_frame(frame)
+    if generated.ndim != 4 or generated.shape[1] != 3:
+        raise ValueError(f"GENERATED must have shape [M, 3, S, S], got {list(generated.shape)}")
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"BOXES must have shape [N, 4], got {list(boxes.shape)}")
+    if len(boxes) == 0:
+        return frame
+    generated = generated[: len(boxes)]
+    valid = composer.finite_faces(generated)
+    faces = crops.from_tensor(np.nan_to_num(generated))
+    return composer.compose(frame, faces, crops.expand_boxes(boxes), valid)

@@ -1,0 +1,320 @@
+"""Shared training loop: data sampling, budget (steps / minutes), validation, sample grids, checkpoints, export."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..crops import from_tensor
+from ..models.bottleneck import face_mask
+from ..models.registry import get_spec
+from .data import CropSet, load_crops
+
+LICENSE_NOTE = (
+    "Trained on UTKFace (https://susanqq.github.io/UTKFace/) crops: UTKFace is available for non-commercial "
+    "research purposes only, so these weights are for non-commercial research use only."
+)
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset_dir", required=True, nargs="+",
+                   help="DNA-layout dir (images/ + labels/) or plain folder of face photos; several allowed")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--out_dir", default=None, help="run dir: last.pt, log.jsonl, samples/ (default runs/<model>)")
+    p.add_argument("--weights_out", default=None,
+                   help="final fp16 generator state dict (default src/facedeid/weights/<model>.pt; card next to it)")
+    p.add_argument("--steps", type=int, default=100000, help="stop after this many optimizer steps (total)")
+    p.add_argument("--minutes", type=float, default=30.0, help="stop after this much wall time in this run")
+    p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch default)")
+    p.add_argument("--val_percent", type=float, default=2.0, help="share of source files held out for validation")
+    p.add_argument("--val_every", type=int, default=100)
+    p.add_argument("--val_batches", type=int, default=4)
+    p.add_argument("--sample_every", type=int, default=100)
+    p.add_argument("--save_every", type=int, default=100)
+    p.add_argument("--resume", action="store_true", help="continue from <out_dir>/last.pt")
+    p.add_argument("--no_cache", action="store_true", help="do not read/write the crop cache")
+    p.add_argument("--max_images", type=int, default=None, help="use only the first N images of each dataset")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no_progress", action="store_true")
+    return p
+
+
+def masked_l1(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Mean |a-b| over the pixels selected by `weight` ([1|B,1,S,S] in [0,1])."""
+    weight = weight.expand(a.shape[0], 1, *a.shape[2:])
+    return ((a - b).abs() * weight).sum() / (weight.sum() * a.shape[1] + 1e-6)
+
+
+def coarse_l1(a: torch.Tensor, b: torch.Tensor, cells: int = 8) -> torch.Tensor:
+    return (F.adaptive_avg_pool2d(a, cells) - F.adaptive_avg_pool2d(b, cells)).abs().mean()
+
+
+class Sampler:
+    """Random training batches (with horizontal flips) and fixed validation batches from a CropSet."""
+
+    def __init__(self, data: CropSet, batch_size: int, seed: int):
+        self.data = data
+        self.batch_size = batch_size
+        self.train_idx = data.indices(False)
+        self.val_idx = data.indices(True)
+        if len(self.train_idx) == 0:
+            raise ValueError("no training crops")
+        self.rng = np.random.default_rng(seed)
+
+    @staticmethod
+    def to_batch(crops: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+    def train_batch(self) -> torch.Tensor:
+        idx = np.sort(self.rng.choice(self.train_idx, self.batch_size, replace=len(self.train_idx) < self.batch_size))
+        crops = np.asarray(self.data.crops[idx])
+        flip = self.rng.random(len(idx)) < 0.5
+        crops[flip] = crops[flip, :, ::-1]
+        return self.to_batch(crops)
+
+    def val_batches(self, n: int) -> list[torch.Tensor]:
+        idx = self.val_idx[: n * self.batch_size]
+        return [self.to_batch(np.asarray(self.data.crops[idx[i:i + self.batch_size]]))
+                for i in range(0, len(idx), self.batch_size)]
+
+
+def save_grid(path: Path, inputs: torch.Tensor, bottleneck_view: torch.Tensor, outputs: torch.Tensor) -> None:
+    """PNG with one row per face: input | what the generator sees (bottleneck) | output."""
+    rows = [np.concatenate([a, b, c], axis=1) for a, b, c in zip(
+        from_tensor(inputs.numpy()), from_tensor(bottleneck_view.numpy()), from_tensor(outputs.numpy()))]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
+
+
+class Trainer:
+    """Subclasses define `models`, `optimizers` (dicts), `generator`, `train_step(x)` and `val_losses(x)`."""
+
+    name: str = ""
+    models: dict[str, torch.nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer]
+
+    def __init__(self, args: argparse.Namespace, model_name: str):
+        self.args = args
+        self.name = model_name
+        self.spec = get_spec(model_name)
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        torch.manual_seed(args.seed)
+        self.device = torch.device(args.device)
+        self.out_dir = Path(args.out_dir or Path("runs") / model_name)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.weights_out = Path(args.weights_out) if args.weights_out else self.spec.checkpoint
+        self.mask = face_mask(self.spec.size).to(self.device)
+        self.step = 0
+        self.wall_before = 0.0  # seconds spent in earlier (resumed) runs
+        self.history: list[dict] = []
+        self.last_train: dict[str, float] = {}
+        self.last_val: dict[str, float] = {}
+        self.data = self._load_data()
+        self.sampler = Sampler(self.data, args.batch_size, args.seed)
+
+    # -- data ---------------------------------------------------------------------------------------------------
+    def _load_data(self) -> CropSet:
+        sets = [load_crops(d, self.spec.size, self.args.val_percent, use_cache=not self.args.no_cache,
+                           progress=not self.args.no_progress, max_images=self.args.max_images)
+                for d in self.args.dataset_dir]
+        if len(sets) == 1:
+            return sets[0]
+        return CropSet(np.concatenate([np.asarray(s.crops) for s in sets]), sum((s.sources for s in sets), []),
+                       np.concatenate([s.is_val for s in sets]))
+
+    # -- hooks --------------------------------------------------------------------------------------------------
+    def train_step(self, x: torch.Tensor) -> dict[str, float]:
+        raise NotImplementedError
+
+    def val_losses(self, x: torch.Tensor) -> dict[str, float]:
+        raise NotImplementedError
+
+    @property
+    def generator(self) -> torch.nn.Module:
+        return self.models["generator"]
+
+    # -- checkpoints --------------------------------------------------------------------------------------------
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / "last.pt"
+
+    def save_checkpoint(self, wall_now: float) -> None:
+        state = {
+            "step": self.step,
+            "wall_s": self.wall_before + wall_now,
+            "models": {k: m.state_dict() for k, m in self.models.items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "history": self.history,
+            "rng": self.sampler.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+        }
+        tmp = self.checkpoint_path().with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.checkpoint_path())
+
+    def load_checkpoint(self) -> None:
+        path = self.checkpoint_path()
+        if not path.exists():
+            raise FileNotFoundError(f"--resume: no checkpoint at {path}")
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        for k, m in self.models.items():
+            m.load_state_dict(state["models"][k])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        self.step = int(state["step"])
+        self.wall_before = float(state.get("wall_s", 0.0))
+        self.history = state.get("history", [])
+        if "rng" in state:
+            self.sampler.rng.bit_generator.state = state["rng"]
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])
+
+    def export(self, wall_now: float, stopped_by: str) -> Path:
+        """fp16 generator state dict (keys exactly those of spec.build()) + JSON training record; verified by load."""
+        gen_state = {k: v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.detach().cpu()
+                     for k, v in self.generator.state_dict().items()}
+        expected = set(self.spec.build().state_dict().keys())
+        if set(gen_state) != expected:
+            raise RuntimeError(f"generator keys differ from {self.name} spec: {sorted(set(gen_state) ^ expected)[:5]}")
+        self.weights_out.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(gen_state, self.weights_out)
+        self.spec.load(self.weights_out)  # strict load check
+        record = {
+            "model": self.name,
+            "command": " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
+            "data": {
+                "dataset_dir": [str(Path(d).resolve()) for d in self.args.dataset_dir],
+                "train_crops": int(len(self.sampler.train_idx)),
+                "val_crops": int(len(self.sampler.val_idx)),
+                "split": f"by source file, crc32(path) -> {self.args.val_percent}% validation",
+                "crop_size": self.spec.size,
+            },
+            "steps": self.step,
+            "batch_size": self.args.batch_size,
+            "lr": self.args.lr,
+            "device": str(self.device),
+            "threads": torch.get_num_threads(),
+            "wall_time_s": round(self.wall_before + wall_now, 1),
+            "stopped_by": stopped_by,
+            "final_train_losses": self.last_train,
+            "final_val_losses": self.last_val,
+            "objective": self.objective(),
+            "torch_version": torch.__version__,
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "license": LICENSE_NOTE,
+            "checkpoint_bytes": self.weights_out.stat().st_size,
+            "run_dir": str(self.out_dir),
+        }
+        self.weights_out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+        return self.weights_out
+
+    def objective(self) -> str:
+        return ""
+
+    # -- validation / samples -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        for m in self.models.values():
+            m.eval()
+        totals: dict[str, float] = {}
+        batches = self.sampler.val_batches(self.args.val_batches)
+        for x in batches:
+            for k, v in self.val_losses(x.to(self.device)).items():
+                totals[k] = totals.get(k, 0.0) + v / len(batches)
+        for m in self.models.values():
+            m.train()
+        return {k: round(v, 5) for k, v in totals.items()}
+
+    @torch.no_grad()
+    def write_samples(self) -> None:
+        g = self.generator.eval()
+        x = self.sampler.val_batches(1)[0][:6].to(self.device)
+        view = g.bottleneck(x)[:, :3]
+        out = g(x)
+        g.train()
+        save_grid(self.out_dir / "samples" / f"step{self.step:06d}.png", x.cpu(), view.cpu(), out.cpu())
+
+    def log(self, entry: dict) -> None:
+        with open(self.out_dir / "log.jsonl", "a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+    # -- loop ---------------------------------------------------------------------------------------------------
+    def run(self) -> Path:
+        args = self.args
+        if args.resume:
+            self.load_checkpoint()
+        for m in self.models.values():
+            m.to(self.device).train()
+        start = time.time()
+        stopped_by = "steps"
+        interrupted = {"flag": False}
+
+        def on_term(signum, frame):  # SIGTERM: stop cleanly like Ctrl-C
+            interrupted["flag"] = True
+
+        old = signal.signal(signal.SIGTERM, on_term)
+        bar = None
+        if not args.no_progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=args.steps, initial=self.step, desc=self.name, unit="step", mininterval=2)
+        ema: dict[str, float] = {}
+        try:
+            while self.step < args.steps:
+                if (time.time() - start) / 60 >= args.minutes:
+                    stopped_by = "minutes"
+                    break
+                if interrupted["flag"]:
+                    stopped_by = "signal"
+                    break
+                x = self.sampler.train_batch().to(self.device)
+                losses = self.train_step(x)
+                self.step += 1
+                for k, v in losses.items():
+                    ema[k] = v if k not in ema else 0.95 * ema[k] + 0.05 * v
+                self.last_train = {k: round(v, 5) for k, v in ema.items()}
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in list(ema.items())[:5]}, refresh=False)
+                if self.step % 10 == 0:
+                    self.log({"step": self.step, "t": round(time.time() - start, 1), "train": self.last_train})
+                if self.step % args.val_every == 0 and len(self.sampler.val_idx):
+                    self.last_val = self.validate()
+                    self.history.append({"step": self.step, "train": self.last_train, "val": self.last_val})
+                    self.log({"step": self.step, "val": self.last_val})
+                    if bar is not None:
+                        bar.write(f"step {self.step} val {self.last_val}")
+                if self.step % args.sample_every == 0 and len(self.sampler.val_idx):
+                    self.write_samples()
+                if self.step % args.save_every == 0:
+                    self.save_checkpoint(time.time() - start)
+        except KeyboardInterrupt:
+            stopped_by = "interrupt"
+        finally:
+            signal.signal(signal.SIGTERM, old)
+            if bar is not None:
+                bar.close()
+        if len(self.sampler.val_idx):
+            self.last_val = self.validate()
+            self.log({"step": self.step, "val": self.last_val, "final": True})
+            self.write_samples()
+        wall = time.time() - start
+        self.save_checkpoint(wall)
+        path = self.export(wall, stopped_by)
+        print(f"{self.name}: step {self.step}, stopped by {stopped_by}, train {self.last_train}, "
+              f"val {self.last_val}, wrote {path}")
+        return path
