@@ -1,0 +1,316 @@
+"""Asynchronous gRPC client for the de-identification ensembles, over one or several Triton servers.
+
+* One asyncio loop in a background thread holds a `tritonclient.grpc.aio` client per URL; callers submit frames
+  from ordinary (synchronous) code and get `concurrent.futures.Future`s back.
+* At most `concurrency` requests are in flight in total; each goes to the server with the fewest requests in
+  flight (round-robin among equals), so several `--url`s spread the frames (how users scale past one GPU).
+* Each request has a timeout; a server that is unavailable (down, restarting, model not ready, timed out) is
+  retried with exponential backoff, on another URL when there is one. Other errors (bad input, ...) are not
+  retried and come back as the future's exception.
+* Replies are checked: DEID_FRAME must have the frame's shape and dtype (an empty or wrong-shaped output is an
+  error, never passed on as a result).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+RETRYABLE_STATUS = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.RESOURCE_EXHAUSTED")
+RETRYABLE_TEXT = ("not ready", "unavailable", "failed to connect", "connection refused", "socket closed")
+
+
+class DeidError(RuntimeError):
+    """A frame that could not be de-identified (after retries where they apply)."""
+
+    def __init__(self, message: str, retryable: bool = False, url: str | None = None):
+        super().__init__(message)
+        self.retryable = retryable
+        self.url = url
+
+
+@dataclass
+class DeidResult:
+    frame: np.ndarray  # de-identified frame, uint8 [H,W,3]
+    boxes: np.ndarray  # float32 [N,4] pixel boxes of the faces the server replaced
+    latency_s: float  # wall time of the successful request
+    url: str
+    attempts: int = 1
+
+
+def ensemble_name(generator: str, with_boxes: bool) -> str:
+    return f"deid_{generator}_boxes" if with_boxes else f"deid_{generator}"
+
+
+def is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, DeidError):
+        return exc.retryable
+    if isinstance(exc, (asyncio.TimeoutError, ConnectionError, OSError)):
+        return True
+    status = ""
+    try:
+        status = str(exc.status() or "")  # InferenceServerException
+    except Exception:
+        pass
+    if status in RETRYABLE_STATUS:
+        return True
+    text = str(exc).lower()
+    return any(t in text for t in RETRYABLE_TEXT)
+
+
+class GrpcBackend:
+    """One server: thin async wrapper over tritonclient.grpc.aio (created inside the client's loop)."""
+
+    def __init__(self, url: str):
+        import tritonclient.grpc.aio as grpcclient
+
+        self.url = url
+        self._mod = grpcclient
+        self.client = grpcclient.InferenceServerClient(url=url)
+
+    async def infer(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str], timeout_s: float):
+        tensors = []
+        for name, array in inputs.items():
+            dtype = {np.dtype(np.uint8): "UINT8", np.dtype(np.float32): "FP32"}[array.dtype]
+            t = self._mod.InferInput(name, list(array.shape), dtype)
+            t.set_data_from_numpy(array)
+            tensors.append(t)
+        requested = [self._mod.InferRequestedOutput(n) for n in outputs]
+        result = await self.client.infer(model, tensors, outputs=requested, client_timeout=timeout_s)
+        return {n: result.as_numpy(n) for n in outputs}
+
+    async def ready(self, models: list[str], timeout_s: float) -> bool:
+        try:
+            if not await self.client.is_server_ready(client_timeout=timeout_s):
+                return False
+            for m in models:
+                if not await self.client.is_model_ready(m, client_timeout=timeout_s):
+                    return False
+            return True
+        except Exception:
+            return False
+
+    async def info(self, models: list[str], timeout_s: float) -> dict:
+        meta = await self.client.get_server_metadata(as_json=True, client_timeout=timeout_s)
+        out = {"server": meta.get("name"), "version": meta.get("version"), "models": {}}
+        for m in models:
+            try:
+                md = await self.client.get_model_metadata(m, as_json=True, client_timeout=timeout_s)
+                out["models"][m] = {"versions": md.get("versions", []), "platform": md.get("platform")}
+            except Exception as exc:  # pragma: no cover - reported, not fatal
+                out["models"][m] = {"error": str(exc).splitlines()[0]}
+        return out
+
+    async def close(self):
+        await self.client.close()
+
+
+@dataclass
+class _Server:
+    url: str
+    backend: Any = None
+    in_flight: int = 0
+    done: int = 0
+    failed: int = 0
+    unavailable_until: float = 0.0
+
+
+@dataclass
+class ClientStats:
+    requests: int = 0
+    retries: int = 0
+    failures: int = 0
+    per_url: dict = field(default_factory=dict)
+
+
+class DeidClient:
+    """Submit frames to `deid_<generator>[_boxes]` over one or more Triton gRPC URLs.
+
+    Use as a context manager. `submit(...)` returns a Future[DeidResult]; `map(...)` keeps a bounded window of
+    requests in flight and yields (item, DeidResult | Exception) in input order.
+    """
+
+    def __init__(self, urls: str | Iterable[str], concurrency: int = 8, timeout_s: float = 60.0,
+                 retries: int = 5, backoff_s: float = 0.5, max_backoff_s: float = 8.0,
+                 backend_factory: Callable[[str], Any] = GrpcBackend):
+        urls = [urls] if isinstance(urls, str) else list(urls)
+        urls = [u for chunk in urls for u in chunk.split(",") if u]
+        if not urls:
+            raise ValueError("at least one server URL is needed")
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        self.urls = urls
+        self.concurrency = concurrency
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self._factory = backend_factory
+        self._servers = [_Server(u) for u in urls]
+        self._rr = itertools.count()
+        self.stats = ClientStats(per_url={u: 0 for u in urls})
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="deid-client", daemon=True)
+        self._thread.start()
+        self._call(self._setup()).result()
+
+    # ---------------------------------------------------------------------------------------------- plumbing
+    def _call(self, coro) -> Future:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    async def _setup(self):
+        self._sem = asyncio.Semaphore(self.concurrency)
+        for s in self._servers:
+            s.backend = self._factory(s.url)
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+
+        async def _close():
+            for s in self._servers:
+                try:
+                    await s.backend.close()
+                except Exception:
+                    pass
+
+        try:
+            self._call(_close()).result(timeout=10)
+        except Exception:
+            pass
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -------------------------------------------------------------------------------------------- scheduling
+    def _pick(self, avoid: _Server | None) -> _Server:
+        now = time.monotonic()
+        candidates = [s for s in self._servers if s.unavailable_until <= now and s is not avoid]
+        if not candidates:
+            candidates = [s for s in self._servers if s is not avoid] or self._servers
+        low = min(s.in_flight for s in candidates)
+        best = [s for s in candidates if s.in_flight == low]
+        return best[next(self._rr) % len(best)]
+
+    async def _infer(self, model: str, frame: np.ndarray, boxes: np.ndarray | None) -> DeidResult:
+        inputs = {"FRAME": np.ascontiguousarray(frame, dtype=np.uint8)}
+        if boxes is not None:
+            inputs["BOXES"] = np.ascontiguousarray(np.asarray(boxes, np.float32).reshape(-1, 4))
+        last: BaseException | None = None
+        previous: _Server | None = None
+        async with self._sem:
+            for attempt in range(self.retries + 1):
+                server = self._pick(previous if len(self._servers) > 1 else None)
+                server.in_flight += 1
+                self.stats.requests += 1
+                self.stats.per_url[server.url] += 1
+                start = time.perf_counter()
+                try:
+                    out = await asyncio.wait_for(
+                        server.backend.infer(model, inputs, ["DEID_FRAME", "BOXES"], self.timeout_s),
+                        timeout=self.timeout_s + 5,
+                    )
+                    result = self._check(out, frame, server.url)
+                    result.latency_s = time.perf_counter() - start
+                    result.attempts = attempt + 1
+                    server.done += 1
+                    return result
+                except Exception as exc:  # noqa: BLE001 - classified below
+                    server.failed += 1
+                    last = exc
+                    if not is_retryable(exc) or attempt == self.retries:
+                        break
+                    self.stats.retries += 1
+                    delay = min(self.max_backoff_s, self.backoff_s * (2 ** attempt))
+                    server.unavailable_until = time.monotonic() + delay
+                    previous = server
+                    # with another server to go to, try it at once; otherwise wait out the backoff
+                    if len(self._servers) == 1 or all(
+                        s.unavailable_until > time.monotonic() for s in self._servers
+                    ):
+                        await asyncio.sleep(delay)
+                finally:
+                    server.in_flight -= 1
+        self.stats.failures += 1
+        message = str(last).splitlines()[0] if str(last) else type(last).__name__
+        raise DeidError(f"{model}: {message}", retryable=is_retryable(last)) from last
+
+    @staticmethod
+    def _check(out: dict, frame: np.ndarray, url: str) -> DeidResult:
+        deid = out.get("DEID_FRAME")
+        boxes = out.get("BOXES")
+        if deid is None or deid.dtype != np.uint8 or deid.shape != frame.shape:
+            shape = None if deid is None else f"{list(deid.shape)} {deid.dtype}"
+            raise DeidError(f"server {url} returned DEID_FRAME {shape}, expected {list(frame.shape)} uint8")
+        if boxes is None:
+            boxes = np.zeros((0, 4), np.float32)
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        return DeidResult(np.asarray(deid), boxes, 0.0, url)
+
+    # -------------------------------------------------------------------------------------------- public API
+    def submit(self, model: str, frame: np.ndarray, boxes: np.ndarray | None = None) -> Future:
+        """Future[DeidResult] for one frame; `boxes` given means the caller supplies the faces."""
+        return self._call(self._infer(model, frame, boxes))
+
+    def infer(self, model: str, frame: np.ndarray, boxes: np.ndarray | None = None) -> DeidResult:
+        return self.submit(model, frame, boxes).result()
+
+    def map(self, model: str, items: Iterable[Any], to_request: Callable[[Any], tuple],
+            window: int | None = None) -> Iterator[tuple[Any, DeidResult | BaseException]]:
+        """Yield (item, result or exception) in input order, keeping up to `window` requests outstanding.
+
+        `to_request(item)` returns (frame, boxes-or-None).
+        """
+        window = window or 2 * self.concurrency
+        pending: deque = deque()
+        for item in items:
+            frame, boxes = to_request(item)
+            pending.append((item, self.submit(model, frame, boxes)))
+            if len(pending) >= window:
+                yield self._pop(pending)
+        while pending:
+            yield self._pop(pending)
+
+    @staticmethod
+    def _pop(pending: deque):
+        item, fut = pending.popleft()
+        try:
+            return item, fut.result()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            return item, exc
+
+    def wait_ready(self, models: list[str], timeout_s: float = 60.0) -> None:
+        """Block until every server is ready with `models`; raise DeidError naming the ones that are not."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            flags = [self._call(s.backend.ready(models, 5.0)).result() for s in self._servers]
+            if all(flags):
+                return
+            if time.monotonic() > deadline:
+                bad = [s.url for s, ok in zip(self._servers, flags) if not ok]
+                raise DeidError(f"server(s) {', '.join(bad)} not ready with model(s) {', '.join(models)} "
+                                f"after {timeout_s:.0f} s", retryable=True)
+            time.sleep(0.5)
+
+    def server_info(self, models: list[str]) -> dict:
+        out = {}
+        for s in self._servers:
+            try:
+                out[s.url] = self._call(s.backend.info(models, 10.0)).result()
+            except Exception as exc:
+                out[s.url] = {"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
+        return out

