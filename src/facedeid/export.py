@@ -12,7 +12,7 @@ One entry point, a table of formats, a parity check after each export (the Ultra
 from __future__ import annotations
 
 import io
-import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,10 +98,12 @@ def export_onnx(name: str, repository: Path = DEFAULT_REPOSITORY, allow_untraine
     model = spec.load(checkpoint=checkpoint, allow_untrained=allow_untrained)
     example = torch.from_numpy(_random_crops(2, spec.size, 0))
     buffer = io.BytesIO()
-    torch.onnx.export(
-        model, (example,), buffer, input_names=["INPUT"], output_names=["OUTPUT"],
-        dynamic_axes={"INPUT": {0: "batch"}, "OUTPUT": {0: "batch"}}, opset_version=OPSET, dynamo=False,
-    )
+    with warnings.catch_warnings():  # tracer chatter (constant folding, instance-norm mode) is not actionable
+        warnings.simplefilter("ignore", UserWarning)
+        torch.onnx.export(
+            model, (example,), buffer, input_names=["INPUT"], output_names=["OUTPUT"],
+            dynamic_axes={"INPUT": {0: "batch"}, "OUTPUT": {0: "batch"}}, opset_version=OPSET, dynamo=False,
+        )
     proto = onnx.load_from_string(buffer.getvalue())
     onnx.checker.check_model(proto, full_check=True)
     out = repository / name / "1" / "model.onnx"

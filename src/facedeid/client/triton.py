@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
+BOXES_INPUT = "BOXES_IN"  # the _boxes ensembles' box input (an ensemble input cannot share the output's name)
 RETRYABLE_STATUS = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.RESOURCE_EXHAUSTED")
 RETRYABLE_TEXT = ("not ready", "unavailable", "failed to connect", "connection refused", "socket closed")
 
@@ -209,7 +210,7 @@ class DeidClient:
     async def _infer(self, model: str, frame: np.ndarray, boxes: np.ndarray | None) -> DeidResult:
         inputs = {"FRAME": np.ascontiguousarray(frame, dtype=np.uint8)}
         if boxes is not None:
-            inputs["BOXES"] = np.ascontiguousarray(np.asarray(boxes, np.float32).reshape(-1, 4))
+            inputs[BOXES_INPUT] = np.ascontiguousarray(np.asarray(boxes, np.float32).reshape(-1, 4))
         last: BaseException | None = None
         previous: _Server | None = None
         async with self._sem:

@@ -162,6 +162,7 @@ class Evaluation:
     def __init__(self, args: argparse.Namespace, on_row: Callable[[dict], None] | None = None,
                  client_factory: Callable | None = None, log: Callable[[str], None] | None = None):
         self.args = args
+        self.argv = list(getattr(args, "argv", None) or sys.argv[1:])
         self.models = parse_models(args.model)
         self.server_models = [m for m in self.models if m not in BASELINES]
         self.out = Path(args.output_dir)
@@ -420,8 +421,8 @@ class Evaluation:
             generators[m] = {"crop_size": spec.size, "checkpoint_shipped": spec.has_checkpoint(),
                              "training_record": {k: record[k] for k in list(record)[:20]} if record else {}}
         return {
-            "command": " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]]),
-            "argv": sys.argv,
+            "command": " ".join(shlex.quote(a) for a in ["eval/triton_eval.py", *self.argv]),
+            "argv": self.argv,
             "started": started,
             "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "facedeid_version": __version__,
@@ -459,7 +460,9 @@ def _clean(obj):
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         Evaluation(args).run()
     except ResumeError as exc:

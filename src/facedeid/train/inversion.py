@@ -53,7 +53,7 @@ def build_parser():
     p = base_parser("Train a feature-inversion generator (mobileunet | resnet50unet) on face crops.")
     p.add_argument("--model", required=True, choices=["mobileunet", "resnet50unet"])
     p.add_argument("--w_face", type=float, default=1.0)
-    p.add_argument("--w_context", type=float, default=1.0)
+    p.add_argument("--w_context", type=float, default=2.0)
     p.add_argument("--w_feat", type=float, default=1.0)
     return p
 

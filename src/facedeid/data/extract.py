@@ -1,0 +1,489 @@
+"""Build a DNA-format data set from videos: `python -m facedeid.data.extract VIDEO_OR_DIR OUT --fps 1`.
+
+Every video (one file, or every video file under a folder, recursively) is sampled at `--fps` frames per second by
+timestamp, each sampled frame is labelled with face boxes by the product's CenterFace detector, and written as
+
+```
+OUT/images/<video sub-path>/<stem>_t<seconds>.jpg     e.g. OUT/images/news/clip/clip_t000012.000.jpg
+OUT/labels/<video sub-path>/<stem>_t<seconds>.txt     one face per line: 0 x_center y_center width height (0..1)
+```
+where `<video sub-path>` is the video's path under VIDEO_OR_DIR without its extension (`clip` for a single file),
+and `<seconds>` is the frame's presentation time in the video (milliseconds precision). Every sampled frame gets a
+label file, empty when no face was found, so "image and label both present" means "done".
+
+Detection runs through the Triton server (`--url`, models `detect_prep` and `face_detector`, decoded here) or in
+process with ONNX Runtime (`--local`); both use the same pre/post code, so they give the same boxes.
+
+Resumable: files are written atomically (temporary file + rename, image first, label last), frames whose image and
+label already exist are not detected again, and a finished video is recorded in OUT/.extract/ so a rerun skips it
+without decoding it. A video that cannot be opened or stops decoding is reported, the others go on, and the exit
+status is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .dna import IMAGE_EXTS, atomic_write_bytes, write_image, write_labels
+
+VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".wmv",
+              ".flv", ".3gp", ".ogv", ".mxf", ".vob")
+DEFAULT_URL = "127.0.0.1:8001"
+STATE_DIR = ".extract"  # OUT/.extract/<video sub-path>.json: videos finished with these settings
+MIN_BOX_PX = 1.0  # detections narrower or lower than this (after clipping to the frame) are dropped
+
+# <stem>_t<seconds>: the frame names this tool writes; summary.py reads videos and timestamps back from them.
+FRAME_NAME_RE = re.compile(r"^(?P<video>.+)_t(?P<seconds>\d+(?:\.\d+)?)$")
+
+
+def frame_stem(video_stem: str, seconds: float) -> str:
+    """File stem of the frame at `seconds` of a video: `<video_stem>_t000012.000` (sorts by time)."""
+    return f"{video_stem}_t{max(seconds, 0.0):010.3f}"
+
+
+def parse_frame_stem(stem: str) -> tuple[str, float] | None:
+    """(video stem, seconds) from a frame stem written by frame_stem, or None when the name does not tell."""
+    match = FRAME_NAME_RE.match(stem)
+    return (match["video"], float(match["seconds"])) if match else None
+
+
+# --------------------------------------------------------------------------------------------------- videos
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    path: Path
+    rel: str  # sub-path under images/ (no extension), '/'-separated; its last part is the frame-name prefix
+
+    @property
+    def stem(self) -> str:
+        return self.rel.rsplit("/", 1)[-1]
+
+
+def find_videos(source) -> list[VideoJob]:
+    """The video file, or every video file under the folder (sorted, hidden files skipped)."""
+    source = Path(source)
+    if source.is_file():
+        return [VideoJob(source, _safe_part(source.stem))]
+    if not source.is_dir():
+        raise FileNotFoundError(f"{source}: no such video file or folder")
+    paths = sorted(
+        p for p in source.rglob("*")
+        if p.is_file() and p.suffix.lower() in VIDEO_EXTS
+        and not any(part.startswith(".") for part in p.relative_to(source).parts)
+    )
+    rels = ["/".join(_safe_part(x) for x in p.relative_to(source).with_suffix("").parts) for p in paths]
+    jobs = []
+    for path, rel in zip(paths, rels):
+        if rels.count(rel) > 1:  # clip.mp4 and clip.avi side by side: keep both, told apart by extension
+            rel = f"{rel}_{path.suffix.lower().lstrip('.')}"
+        jobs.append(VideoJob(path, rel))
+    return jobs
+
+
+def _safe_part(name: str) -> str:
+    """A path part safe to use in file names (no separators or control characters, no leading dot)."""
+    cleaned = re.sub(r"[\x00-\x1f/\\]", "_", name).strip()
+    return cleaned.lstrip(".") or "video"
+
+
+class VideoError(RuntimeError):
+    """A video that cannot be opened or decoded; the message names the file."""
+
+
+@dataclass
+class VideoInfo:
+    backend: str
+    fps: float  # native frame rate (0 when the container does not say)
+    frame_count: int  # as the container says (an estimate; 0 when unknown)
+    width: int
+    height: int
+
+    @property
+    def duration(self) -> float:
+        return self.frame_count / self.fps if self.fps > 0 and self.frame_count > 0 else 0.0
+
+
+class _OpenCVReader:
+    """Frames by OpenCV: every frame is grabbed (demuxed and decoded), only sampled ones converted to RGB."""
+
+    def __init__(self, path: Path):
+        import cv2
+
+        self.cv2 = cv2
+        self.cap = cv2.VideoCapture(str(path))
+        if not self.cap.isOpened():
+            raise VideoError(f"{path}: OpenCV cannot open it")
+        self.info = VideoInfo("opencv", float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0),
+                              max(0, int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)),
+                              int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0),
+                              int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0))
+
+    def frames(self) -> Iterator[tuple[int, float, Callable[[], np.ndarray]]]:
+        """(index, seconds, fetch) per frame; seconds from the stream's timestamps when they increase, else index/fps."""
+        cv2, cap = self.cv2, self.cap
+        fps = self.info.fps
+        index, last_ms, use_pts = 0, -1.0, True
+        while cap.grab():
+            pos_ms = float(cap.get(cv2.CAP_PROP_POS_MSEC))
+            if use_pts and not (math.isfinite(pos_ms) and (index == 0 or pos_ms > last_ms)):
+                use_pts = False  # no usable stream timestamps (or they went backwards): index / native fps
+            seconds = pos_ms / 1000.0 if use_pts else index / (fps if fps > 0 else 25.0)
+            last_ms = pos_ms
+
+            def fetch() -> np.ndarray:
+                ok, bgr = cap.retrieve()
+                if not ok or bgr is None:
+                    raise VideoError(f"frame {index} could not be decoded")
+                if bgr.ndim == 2:
+                    return cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)
+                return np.ascontiguousarray(bgr[:, :, 2::-1])
+
+            yield index, seconds, fetch
+            index += 1
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+class _FFmpegReader:
+    """Frames by the ffmpeg binary of imageio-ffmpeg (RGB through a pipe); timestamps are index / fps."""
+
+    def __init__(self, path: Path):
+        import imageio_ffmpeg
+
+        try:
+            self.gen = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+            meta = next(self.gen)
+        except (OSError, RuntimeError, StopIteration) as exc:
+            raise VideoError(f"{path}: ffmpeg cannot open it ({str(exc).strip().splitlines()[-1:] or exc})") from None
+        w, h = meta.get("size") or (0, 0)
+        fps = float(meta.get("fps") or 0.0)
+        duration = float(meta.get("duration") or 0.0)
+        self.info = VideoInfo("ffmpeg", fps, int(round(duration * fps)) if fps else 0, int(w), int(h))
+
+    def frames(self) -> Iterator[tuple[int, float, Callable[[], np.ndarray]]]:
+        w, h, fps = self.info.width, self.info.height, self.info.fps or 25.0
+        for index, buf in enumerate(self.gen):
+            yield index, index / fps, (lambda b=buf: np.frombuffer(b, np.uint8).reshape(h, w, 3).copy())
+
+    def close(self) -> None:
+        self.gen.close()
+
+
+def open_video(path, decoder: str = "auto"):
+    """A reader for the video: OpenCV, or ffmpeg (imageio-ffmpeg) when OpenCV cannot open it or when asked."""
+    path = Path(path)
+    if decoder not in ("auto", "opencv", "ffmpeg"):
+        raise ValueError(f"decoder must be auto, opencv or ffmpeg, got {decoder!r}")
+    errors = []
+    for name in (("opencv", "ffmpeg") if decoder == "auto" else (decoder,)):
+        try:
+            return _OpenCVReader(path) if name == "opencv" else _FFmpegReader(path)
+        except VideoError as exc:
+            errors.append(str(exc))
+    raise VideoError("; ".join(errors))
+
+
+def sample_frames(frames, fps: float, native_fps: float) -> Iterator[tuple[int, float, Callable[[], np.ndarray]]]:
+    """Keep the first frame at or after each multiple of 1/fps (half a native frame of tolerance); fps <= 0 keeps all."""
+    if fps <= 0:
+        yield from frames
+        return
+    interval = 1.0 / fps
+    tol = 0.5 / native_fps if native_fps > 0 else 1e-6
+    next_t = 0.0
+    for index, seconds, fetch in frames:
+        if seconds + tol >= next_t:
+            yield index, seconds, fetch
+            next_t = (math.floor((seconds + tol) / interval) + 1) * interval
+
+
+def expected_samples(info: VideoInfo, fps: float) -> int | None:
+    if info.duration <= 0:
+        return None
+    if fps <= 0:
+        return info.frame_count
+    return max(1, math.ceil(info.duration * fps - 1e-6))
+
+
+# ------------------------------------------------------------------------------------------------ detectors
+
+
+class LocalDetector:
+    """CenterFace in process (ONNX Runtime): frame RGB uint8 -> boxes [N,4] x1y1x2y2 pixels, scores [N]."""
+
+    where = "in process (ONNX Runtime)"
+
+    def __init__(self, threshold: float | None = None, threads: int = 0):
+        from ..detection import DEFAULT_THRESHOLD, CenterFaceDetector
+
+        self.detector = CenterFaceDetector(threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
+                                           threads=threads)
+
+    def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.detector(frame)
+
+
+class TritonDetector:
+    """CenterFace through Triton: `detect_prep` (FRAME -> IMAGE), `face_detector` (IMAGE -> maps), decoded here."""
+
+    def __init__(self, url: str = DEFAULT_URL, threshold: float | None = None, timeout: float = 60.0):
+        import tritonclient.grpc as grpcclient
+
+        from ..detection import DEFAULT_THRESHOLD
+
+        self.grpc = grpcclient
+        self.url = url
+        self.where = f"Triton at {url}"
+        self.threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+        self.timeout = timeout
+        self.client = grpcclient.InferenceServerClient(url)
+        try:
+            live = self.client.is_server_live()
+        except Exception as exc:  # noqa: BLE001 - any transport error means the same thing to the user
+            raise ConnectionError(f"no Triton server at {url} ({_first_line(exc)}); start one "
+                                  "(`tritonserver --model-repository model_repository`) or use --local") from None
+        not_ready = [m for m in ("detect_prep", "face_detector") if not live or not self.client.is_model_ready(m)]
+        if not_ready:
+            raise ConnectionError(f"Triton at {url} does not serve {', '.join(not_ready)} (ready); export the "
+                                  "detector (`python export/to_onnx.py`) or use --local")
+
+    def _infer(self, model: str, name: str, array: np.ndarray, dtype: str, outputs: list[str]):
+        tensor = self.grpc.InferInput(name, list(array.shape), dtype)
+        tensor.set_data_from_numpy(array)
+        requested = [self.grpc.InferRequestedOutput(o) for o in outputs]
+        result = self.client.infer(model, [tensor], outputs=requested, client_timeout=self.timeout)
+        return [result.as_numpy(o) for o in outputs]
+
+    def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from ..detection import decode, plan_input
+
+        frame = np.ascontiguousarray(frame, dtype=np.uint8)
+        (image,) = self._infer("detect_prep", "FRAME", frame, "UINT8", ["IMAGE"])
+        heatmap, scale, offset = self._infer("face_detector", "IMAGE", image, "FP32", ["HEATMAP", "SCALE", "OFFSET"])
+        for name, out in (("IMAGE", image), ("HEATMAP", heatmap)):
+            if out is None or out.size == 0:
+                raise RuntimeError(f"Triton at {self.url} returned an empty {name} tensor")
+        return decode(heatmap, scale, offset, plan_input(frame.shape[0], frame.shape[1]), self.threshold)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------------------------------------- extraction
+
+
+@dataclass
+class VideoResult:
+    video: str  # source path
+    rel: str
+    status: str  # done | skipped (finished before) | failed
+    frames: int = 0  # sampled frames now present (written + resumed)
+    written: int = 0
+    resumed: int = 0  # already present from an earlier run
+    faces: int = 0  # boxes written in this run
+    error: str | None = None
+
+
+@dataclass
+class ExtractReport:
+    out: str
+    fps: float
+    detector: str
+    videos: list[VideoResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[VideoResult]:
+        return [v for v in self.videos if v.status == "failed"]
+
+    def text(self) -> str:
+        n = lambda key: sum(getattr(v, key) for v in self.videos)  # noqa: E731
+        skipped = sum(v.status == "skipped" for v in self.videos)
+        lines = [f"{len(self.videos)} video(s) -> {self.out}: {n('written')} frames written "
+                 f"({n('faces')} face boxes), {n('resumed')} already present, {skipped} video(s) already complete, "
+                 f"{len(self.failed)} failed; detector {self.detector}; {self.seconds:.1f} s"]
+        lines += [f"FAILED {v.video}: {v.error}" for v in self.failed]
+        return "\n".join(lines)
+
+
+def _state_path(out: Path, job: VideoJob) -> Path:
+    return out / STATE_DIR / f"{job.rel}.json"
+
+
+def _settings(job: VideoJob, fps: float, ext: str) -> dict:
+    stat = job.path.stat()
+    return {"source": str(job.path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "fps": fps,
+            "ext": ext}
+
+
+def _already_done(out: Path, job: VideoJob, settings: dict) -> dict | None:
+    try:
+        state = json.loads(_state_path(out, job).read_text())
+    except (OSError, ValueError):
+        return None
+    same = all(state.get(k) == v for k, v in settings.items() if k != "source")
+    return state if same else None
+
+
+def extract_video(job: VideoJob, out: Path, detector, fps: float = 1.0, decoder: str = "auto", ext: str = ".jpg",
+                  quality: int = 95, force: bool = False, bar=None) -> VideoResult:
+    """Sample, label and write one video; see the module docstring for names and resumption."""
+    result = VideoResult(str(job.path), job.rel, "done")
+    settings = _settings(job, fps, ext)
+    if not force:
+        state = _already_done(out, job, settings)
+        if state is not None:
+            result.status, result.frames, result.resumed = "skipped", state["frames"], state["frames"]
+            if bar is not None:
+                bar.update(state["frames"])
+            return result
+    try:
+        reader = open_video(job.path, decoder)
+    except VideoError as exc:
+        result.status, result.error = "failed", str(exc)
+        return result
+    images, labels = out / "images" / job.rel, out / "labels" / job.rel
+    last_seconds = None
+    try:
+        if bar is not None:
+            bar.set_description(job.rel[-30:])
+        for index, seconds, fetch in sample_frames(reader.frames(), fps, reader.info.fps):
+            stem = frame_stem(job.stem, seconds)
+            if last_seconds is not None and stem == frame_stem(job.stem, last_seconds):
+                continue  # two frames within the same millisecond (fps <= 0 on a > 1000 fps stream)
+            last_seconds = seconds
+            image_path, label_path = images / f"{stem}{ext}", labels / f"{stem}.txt"
+            if not force and image_path.is_file() and label_path.is_file():
+                result.resumed += 1
+            else:
+                frame = fetch()
+                boxes, _ = detector(frame)
+                boxes = _clean_boxes(boxes, frame.shape[1], frame.shape[0])
+                write_image(image_path, frame, quality)
+                write_labels(label_path, boxes, frame.shape[1], frame.shape[0])
+                result.written += 1
+                result.faces += len(boxes)
+            result.frames += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(faces=result.faces, refresh=False)
+    except VideoError as exc:
+        result.status, result.error = "failed", f"{job.path}: {exc} (after {result.frames} sampled frames)"
+        return result
+    finally:
+        reader.close()
+    if result.frames == 0:
+        result.status, result.error = "failed", f"{job.path}: no frame could be decoded"
+        return result
+    state = {**settings, "rel": job.rel, "frames": result.frames, "decoder": reader.info.backend,
+             "native_fps": reader.info.fps, "width": reader.info.width, "height": reader.info.height,
+             "last_timestamp": last_seconds, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    atomic_write_bytes(_state_path(out, job), json.dumps(state, indent=1).encode())
+    return result
+
+
+def _clean_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    b = np.asarray(boxes, np.float32).reshape(-1, 4).copy()
+    b[:, [0, 2]] = b[:, [0, 2]].clip(0, width)
+    b[:, [1, 3]] = b[:, [1, 3]].clip(0, height)
+    keep = ((b[:, 2] - b[:, 0]) >= MIN_BOX_PX) & ((b[:, 3] - b[:, 1]) >= MIN_BOX_PX) & np.isfinite(b).all(1)
+    return b[keep]
+
+
+def extract(source, out, detector, fps: float = 1.0, decoder: str = "auto", ext: str = ".jpg", quality: int = 95,
+            force: bool = False, progress: bool = True, log=print) -> ExtractReport:
+    """Extract every video under `source` into the DNA-format set `out`; returns what happened per video."""
+    from tqdm import tqdm
+
+    out = Path(out)
+    ext = "." + ext.lower().lstrip(".")
+    if ext not in IMAGE_EXTS:
+        raise ValueError(f"image extension must be one of {', '.join(IMAGE_EXTS)}, got {ext}")
+    jobs = find_videos(source)
+    if not jobs:
+        raise FileNotFoundError(f"{source}: no video files (looked for {', '.join(VIDEO_EXTS)})")
+    report = ExtractReport(str(out), fps, getattr(detector, "where", type(detector).__name__))
+    started = time.monotonic()
+    total = 0
+    for job in jobs:  # cheap header read, for the bar's total
+        try:
+            reader = open_video(job.path, decoder)
+        except VideoError:
+            continue
+        expected = expected_samples(reader.info, fps)
+        reader.close()
+        total = None if expected is None or total is None else total + expected
+    with tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True, file=sys.stderr) as bar:
+        for job in jobs:
+            result = extract_video(job, out, detector, fps, decoder, ext, quality, force, bar)
+            report.videos.append(result)
+            if result.status == "failed":
+                bar.write(f"error: {result.error}", file=sys.stderr)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m facedeid.data.extract", description=__doc__.split("\n\n")[0],
+        epilog="Summarise the result with `python -m facedeid.data.summary OUT` (see docs/data_tools.md).")
+    parser.add_argument("source", type=Path, metavar="VIDEO_OR_DIR", help="a video file, or a folder searched "
+                        "recursively for video files")
+    parser.add_argument("out", type=Path, metavar="OUT", help="DNA-format output folder (images/, labels/)")
+    parser.add_argument("--fps", type=float, default=1.0, help="frames per second to keep, by timestamp "
+                        "(default 1, as the DNA set; 0 keeps every frame)")
+    parser.add_argument("--local", action="store_true", help="run the detector in process (ONNX Runtime) instead "
+                        "of through the Triton server")
+    parser.add_argument("--url", default=DEFAULT_URL, help=f"Triton gRPC address (default {DEFAULT_URL})")
+    parser.add_argument("--threshold", type=float, default=None, help="detector score threshold (default 0.5)")
+    parser.add_argument("--decoder", choices=("auto", "opencv", "ffmpeg"), default="auto",
+                        help="video decoder (default: OpenCV, ffmpeg from imageio-ffmpeg when OpenCV fails)")
+    parser.add_argument("--ext", default="jpg", help="image format of the frames: jpg (default) or png")
+    parser.add_argument("--quality", type=int, default=95, help="JPEG quality (default 95)")
+    parser.add_argument("--force", action="store_true", help="redo frames and videos that are already present")
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads with --local (0: all cores)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--report", type=Path, help="also write what happened per video as JSON to this file")
+    args = parser.parse_args(argv)
+    if not (args.fps >= 0 and math.isfinite(args.fps)):
+        parser.error("--fps must be a number >= 0")
+    if args.threshold is not None and not 0 < args.threshold < 1:
+        parser.error("--threshold must be between 0 and 1")
+    if not 1 <= args.quality <= 100:
+        parser.error("--quality must be 1..100")
+    try:
+        detector = (LocalDetector(args.threshold, args.threads) if args.local
+                    else TritonDetector(args.url, args.threshold))
+        report = extract(args.source, args.out, detector, args.fps, args.decoder, args.ext, args.quality,
+                         args.force, progress=not args.no_progress)
+    except (FileNotFoundError, ConnectionError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume", file=sys.stderr)
+        return 130
+    print(report.text())
+    if args.report:
+        data = {**{k: v for k, v in asdict(report).items() if k != "videos"},
+                "videos": [asdict(v) for v in report.videos]}
+        atomic_write_bytes(args.report, json.dumps(data, indent=1).encode())
+    return 1 if report.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
