@@ -15,6 +15,7 @@ does not install.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata
 import json
 import os
@@ -1042,10 +1043,26 @@ def import_closure(entries: list[Path]) -> tuple[dict[Path, ast.Module], dict[st
     return {p: trees[p] for p in done}, third
 
 
+@functools.lru_cache(maxsize=None)
+def _module_owners() -> dict[str, set[str]]:
+    """Top-level module -> distributions, from top_level.txt and from the files each distribution installed
+    (top_level.txt is sometimes incomplete: dlib-bin lists only its extension module)."""
+    owners: dict[str, set[str]] = {}
+    for module, dists in importlib.metadata.packages_distributions().items():
+        owners.setdefault(module, set()).update(canonicalize_name(d) for d in dists)
+    for dist in importlib.metadata.distributions():
+        name = canonicalize_name(dist.metadata["Name"] or "")
+        for f in dist.files or []:
+            first = f.parts[0]
+            if first.endswith((".dist-info", ".data")) or first == "..":
+                continue
+            module = first.split(".")[0] if len(f.parts) == 1 else first
+            owners.setdefault(module, set()).add(name)
+    return owners
+
+
 def distributions_for(module: str) -> set[str]:
-    mapping = importlib.metadata.packages_distributions()
-    names = {canonicalize_name(d) for d in mapping.get(module, [])}
-    return names or {canonicalize_name(module)}
+    return _module_owners().get(module) or {canonicalize_name(module)}
 
 
 def check_py310(files: dict[Path, ast.Module]):

@@ -4,11 +4,12 @@ Every video (one file, or every video file under a folder, recursively) is sampl
 timestamp, each sampled frame is labelled with face boxes by the product's CenterFace detector, and written as
 
 ```
-OUT/images/<video sub-path>/<stem>_t<seconds>.jpg     e.g. OUT/images/news/clip/clip_t000012.000.jpg
+OUT/images/<video sub-path>/<stem>_t<seconds>.jpg     e.g. OUT/images/news/clip/clip_t000012s000.jpg
 OUT/labels/<video sub-path>/<stem>_t<seconds>.txt     one face per line: 0 x_center y_center width height (0..1)
 ```
 where `<video sub-path>` is the video's path under VIDEO_OR_DIR without its extension (`clip` for a single file),
-and `<seconds>` is the frame's presentation time in the video (milliseconds precision). Every sampled frame gets a
+and `<seconds>` is the frame's presentation time in the video as `<whole seconds>s<milliseconds>` (`_t000012s345`
+= 12.345 s). Every sampled frame gets a
 label file, empty when no face was found, so "image and label both present" means "done".
 
 Detection runs through the Triton server (`--url`, models `detect_prep` and `face_detector`, decoded here) or in
@@ -43,19 +44,27 @@ DEFAULT_URL = "127.0.0.1:8001"
 STATE_DIR = ".extract"  # OUT/.extract/<video sub-path>.json: videos finished with these settings
 MIN_BOX_PX = 1.0  # detections narrower or lower than this (after clipping to the frame) are dropped
 
-# <stem>_t<seconds>: the frame names this tool writes; summary.py reads videos and timestamps back from them.
-FRAME_NAME_RE = re.compile(r"^(?P<video>.+)_t(?P<seconds>\d+(?:\.\d+)?)$")
+# <stem>_t<seconds>s<milliseconds>: the frame names this tool writes (no dot in the stem, so no tool mistakes part
+# of it for a file extension); summary.py reads videos and timestamps back from them. `_t12.5` / `_t000012.000`
+# style names (other tools) are read too.
+FRAME_NAME_RE = re.compile(r"^(?P<video>.+)_t(?P<seconds>\d+)(?:(?P<sep>[s.])(?P<fraction>\d+))?$")
 
 
 def frame_stem(video_stem: str, seconds: float) -> str:
-    """File stem of the frame at `seconds` of a video: `<video_stem>_t000012.000` (sorts by time)."""
-    return f"{video_stem}_t{max(seconds, 0.0):010.3f}"
+    """File stem of the frame at `seconds` of a video: `<video_stem>_t000012s345` = 12.345 s (sorts by time)."""
+    ms = max(0, round(seconds * 1000))
+    return f"{video_stem}_t{ms // 1000:06d}s{ms % 1000:03d}"
 
 
 def parse_frame_stem(stem: str) -> tuple[str, float] | None:
     """(video stem, seconds) from a frame stem written by frame_stem, or None when the name does not tell."""
     match = FRAME_NAME_RE.match(stem)
-    return (match["video"], float(match["seconds"])) if match else None
+    if not match:
+        return None
+    fraction = match["fraction"] or ""
+    if match["sep"] == "s" and len(fraction) != 3:
+        return None
+    return match["video"], int(match["seconds"]) + (int(fraction) / 10 ** len(fraction) if fraction else 0.0)
 
 
 # --------------------------------------------------------------------------------------------------- videos
