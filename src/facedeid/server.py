@@ -9,6 +9,7 @@ embeds this virtualenv's Python), then exec the server with the user's own flags
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import sys
 from pathlib import Path
@@ -62,6 +63,22 @@ def server_env() -> dict[str, str]:
     return env
 
 
+# Repository, trace and logging APIs can change what the server does: they need this header unless the user
+# passes their own --grpc-restricted-protocol / --http-restricted-api. Without FACEDEID_ADMIN_KEY the value is a
+# random token nobody knows, i.e. the APIs are off.
+RESTRICTED_APIS = "model-repository,trace,logging,shared-memory"
+ADMIN_HEADER = "triton-admin-key"
+
+
+def restricted_flags(given: set[str]) -> list[str]:
+    key = os.environ.get("FACEDEID_ADMIN_KEY") or secrets.token_hex(16)
+    flags = []
+    for flag in ("--grpc-restricted-protocol", "--http-restricted-api"):
+        if flag not in given:
+            flags.append(f"{flag}={RESTRICTED_APIS}:{ADMIN_HEADER}={key}")
+    return flags
+
+
 def build_command(user_args: list[str]) -> list[str]:
     """Full argv: the wheel's binary, our safe defaults unless overridden, then the user's flags."""
     given = {arg.split("=", 1)[0] for arg in user_args if arg.startswith("--")}
@@ -71,6 +88,8 @@ def build_command(user_args: list[str]) -> list[str]:
     for flag, value in DEFAULT_FLAGS.items():
         if flag not in given:
             args.append(f"{flag}={value}")
+    if "--help" not in given:
+        args += restricted_flags(given)
     return args + user_args
 
 

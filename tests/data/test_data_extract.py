@@ -163,3 +163,39 @@ def test_cli_errors(tmp_path, capsys):
     (tmp_path / "clip.avi").write_bytes(b"x")
     assert main([str(tmp_path / "clip.avi"), str(tmp_path / "out"), "--url", "127.0.0.1:9"]) == 2
     assert "--local" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def detector_server(tmp_path_factory):
+    """tritonserver over a repository holding only the detector models (detect_prep, face_detector)."""
+    from facedeid import local_server
+    from facedeid.export import export_detector
+    from facedeid.serving.repository import DEFAULT_REPOSITORY
+
+    repo = tmp_path_factory.mktemp("detector_repo")
+    shutil.copytree(DEFAULT_REPOSITORY / "detect_prep", repo / "detect_prep",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    exported = DEFAULT_REPOSITORY / "face_detector" / "1" / "model.onnx"
+    if exported.is_file():
+        shutil.copytree(DEFAULT_REPOSITORY / "face_detector", repo / "face_detector",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    else:
+        export_detector(repo)
+    try:
+        with local_server.running(repo, repo.parent / "tritonserver.log") as server:
+            yield server
+    except (FileNotFoundError, OSError) as exc:  # no tritonserver binary on this machine
+        pytest.skip(f"cannot start tritonserver: {exc}")
+
+
+def test_extract_through_triton_matches_local(videos, extracted, detector_server, tmp_path):
+    out = tmp_path / "dna"
+    rc = main([str(videos / "pan.avi"), str(out), "--url", detector_server.grpc_url, "--no-progress"])
+    assert rc == 0
+    local = extracted[0]
+    names = sorted(p.name for p in (out / "labels" / "pan").iterdir())
+    assert names == sorted(p.name for p in (local / "labels" / "pan").iterdir()) and len(names) == 5
+    for name in names:
+        served, in_process = read_labels(out / "labels" / "pan" / name), read_labels(local / "labels" / "pan" / name)
+        assert served.shape == in_process.shape, name
+        np.testing.assert_allclose(served, in_process, atol=2e-3, err_msg=name)

@@ -21,12 +21,22 @@ def client(triton):
     return grpcclient.InferenceServerClient(triton.grpc_url)
 
 
+EXPECTED_MODELS = {"face_detector", "detect_prep", "face_prep", "box_prep", "compose"} | {
+    f"{prefix}{name}{suffix}" for name in GENERATORS for prefix, suffix in (("", ""), ("deid_", ""), ("deid_", "_boxes"))
+}
+
+
 def test_every_model_ready(client):
-    states = {m.name: m.state for m in client.get_model_repository_index().models}
-    expected = {"face_detector", "detect_prep", "face_prep", "box_prep", "compose"}
-    for name in GENERATORS:
-        expected |= {name, f"deid_{name}", f"deid_{name}_boxes"}
-    assert states == {name: "READY" for name in expected}
+    assert all(client.is_model_ready(name) for name in sorted(EXPECTED_MODELS))
+    print("\nREADY: " + ", ".join(sorted(EXPECTED_MODELS)))
+
+
+def test_repository_and_model_control_apis_are_off_by_default(client):
+    with pytest.raises(InferenceServerException, match="(?i)unavailable|restricted|header|permission"):
+        client.get_model_repository_index()
+    with pytest.raises(InferenceServerException):
+        client.unload_model("mobileunet")
+    assert client.is_model_ready("mobileunet")
 
 
 @pytest.mark.parametrize("generator", list(GENERATORS))

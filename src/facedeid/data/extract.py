@@ -8,8 +8,8 @@ OUT/images/<video sub-path>/<stem>_t<seconds>.jpg     e.g. OUT/images/news/clip/
 OUT/labels/<video sub-path>/<stem>_t<seconds>.txt     one face per line: 0 x_center y_center width height (0..1)
 ```
 where `<video sub-path>` is the video's path under VIDEO_OR_DIR without its extension (`clip` for a single file),
-and `<seconds>` is the frame's presentation time in the video as `<whole seconds>s<milliseconds>` (`_t000012s345`
-= 12.345 s). Every sampled frame gets a
+and `<seconds>` is the frame's presentation time in the video as `<whole seconds>s<milliseconds>`
+(`_t000012s345` = 12.345 s); dots in a video's name become `_`. Every sampled frame gets a
 label file, empty when no face was found, so "image and label both present" means "done".
 
 Detection runs through the Triton server (`--url`, models `detect_prep` and `face_detector`, decoded here) or in
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
 import sys
 import time
@@ -84,7 +83,7 @@ def find_videos(source) -> list[VideoJob]:
     """The video file, or every video file under the folder (sorted, hidden files skipped)."""
     source = Path(source)
     if source.is_file():
-        return [VideoJob(source, _safe_part(source.stem))]
+        return [VideoJob(source, _safe_part(source.stem, stem=True))]
     if not source.is_dir():
         raise FileNotFoundError(f"{source}: no such video file or folder")
     paths = sorted(
@@ -92,7 +91,10 @@ def find_videos(source) -> list[VideoJob]:
         if p.is_file() and p.suffix.lower() in VIDEO_EXTS
         and not any(part.startswith(".") for part in p.relative_to(source).parts)
     )
-    rels = ["/".join(_safe_part(x) for x in p.relative_to(source).with_suffix("").parts) for p in paths]
+    rels = []
+    for p in paths:
+        parts = p.relative_to(source).with_suffix("").parts
+        rels.append("/".join([*(_safe_part(x) for x in parts[:-1]), _safe_part(parts[-1], stem=True)]))
     jobs = []
     for path, rel in zip(paths, rels):
         if rels.count(rel) > 1:  # clip.mp4 and clip.avi side by side: keep both, told apart by extension
@@ -101,10 +103,13 @@ def find_videos(source) -> list[VideoJob]:
     return jobs
 
 
-def _safe_part(name: str) -> str:
-    """A path part safe to use in file names (no separators or control characters, no leading dot)."""
-    cleaned = re.sub(r"[\x00-\x1f/\\]", "_", name).strip()
-    return cleaned.lstrip(".") or "video"
+def _safe_part(name: str, stem: bool = False) -> str:
+    """A path part safe to use in file names: no separators or control characters, no leading dot; for the part
+    that prefixes frame names (stem=True) no dot at all, so `Path.with_suffix` on a frame name never cuts into it."""
+    cleaned = re.sub(r"[\x00-\x1f/\\]", "_", name).strip().lstrip(".")
+    if stem:
+        cleaned = cleaned.replace(".", "_")
+    return cleaned or "video"
 
 
 class VideoError(RuntimeError):
@@ -140,7 +145,8 @@ class _OpenCVReader:
                               int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0))
 
     def frames(self) -> Iterator[tuple[int, float, Callable[[], np.ndarray]]]:
-        """(index, seconds, fetch) per frame; seconds from the stream's timestamps when they increase, else index/fps."""
+        """(index, seconds, fetch) per frame: seconds from the stream's timestamps while they increase, else
+        index / native fps."""
         cv2, cap = self.cv2, self.cap
         fps = self.info.fps
         index, last_ms, use_pts = 0, -1.0, True
@@ -206,7 +212,9 @@ def open_video(path, decoder: str = "auto"):
 
 
 def sample_frames(frames, fps: float, native_fps: float) -> Iterator[tuple[int, float, Callable[[], np.ndarray]]]:
-    """Keep the first frame at or after each multiple of 1/fps (half a native frame of tolerance); fps <= 0 keeps all."""
+    """Keep the first frame at or after each multiple of 1/fps (with half a native frame of tolerance).
+
+    fps <= 0 keeps every frame; a stream slower than fps gives each of its frames once."""
     if fps <= 0:
         yield from frames
         return

@@ -174,6 +174,7 @@ class Evaluation:
         self.concurrency = args.concurrency or args.batch_size
         self.client = None
         self.server_info: dict = {}
+        self.request_stats: dict = {}
 
     # -------------------------------------------------------------------------------------------- the run
     def run(self) -> dict:
@@ -208,6 +209,9 @@ class Evaluation:
                 raise
             finally:
                 if self.client is not None:
+                    self.request_stats = {"requests_per_url": dict(self.client.stats.per_url),
+                                          "retries": self.client.stats.retries,
+                                          "failures": self.client.stats.failures}
                     self.client.close()
             rows = list(results.rows)
         return self.finish(frames, rows, started)
@@ -228,7 +232,7 @@ class Evaluation:
             self.client.close()
             self.client = None
             raise SystemExit(f"triton_eval: {exc}") from None
-        self.server_info = self.client.server_info(names)
+        self.server_info = self.client.server_info(names + self.server_models)
 
     def _loop(self, pending: list[Frame]) -> None:
         bar = None
@@ -433,6 +437,7 @@ class Evaluation:
             "models": self.models,
             "urls": self.urls if self.server_models else [],
             "servers": self.server_info,
+            "requests_this_session": self.request_stats,
             "generators": generators,
             "bins": list(BINS),
             "definitions": {

@@ -146,7 +146,8 @@ def format_comparison(summaries: dict[str, dict]) -> str:
         t = s["table"]
         cells = [_cell(t[k]["average"]) for k in ("ssim", "psnr", "image sim", "reid", "det")]
         fps = s["throughput"]["frames_per_s"]
-        lines.append(f"{name:<14}\t" + "\t".join(f"{c:>7}" for c in cells) + f"\t{_cell(fps):>8}")
+        fps_text = EMPTY if fps is None else f"{fps:.2f}"
+        lines.append(f"{name:<14}\t" + "\t".join(f"{c:>7}" for c in cells) + f"\t{fps_text:>8}")
     return "\n".join(lines)
 
 
