@@ -16,6 +16,25 @@ from pathlib import Path
 from .server import build_command, server_env
 
 
+def _process_tree(pid: int) -> list[int]:
+    pids, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        pids.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                queue += [int(child) for child in task.read_text().split()]
+    return pids
+
+
+def _rss(pid: int) -> int:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -37,6 +56,10 @@ class LocalServer:
     @property
     def http_url(self) -> str:
         return f"127.0.0.1:{self.http_port}"
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the server and its Python-backend stub processes (Linux /proc)."""
+        return sum(_rss(pid) for pid in _process_tree(self.process.pid))
 
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

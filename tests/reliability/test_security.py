@@ -1,0 +1,54 @@
+"""Security defaults of the local server and of the code base."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from facedeid.serving.repository import REPO_ROOT
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses listening on `port`, from /proc/net/tcp{,6}."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A = LISTEN
+                found.add(address)
+    return found
+
+
+def test_server_listens_on_loopback_only(triton):
+    # 127.0.0.1 as /proc writes it: IPv4 little-endian hex, or IPv4-mapped IPv6 (::ffff:127.0.0.1)
+    loopback = {"0100007F", "0000000000000000FFFF00000100007F"}
+    for port in (triton.grpc_port, triton.http_port, triton.metrics_port):
+        addresses = listening_addresses(port)
+        assert addresses and addresses <= loopback, f"port {port} listens on {addresses}"
+
+
+PYTHON_FILES = [p for p in REPO_ROOT.rglob("*.py") if ".venv" not in p.parts and "tests" not in p.parts]
+
+
+@pytest.mark.parametrize("pattern, why", [
+    (r"torch\.load\((?![^)]*weights_only=True)", "torch.load without weights_only=True unpickles arbitrary code"),
+    (r"pickle\.loads?\(", "pickle loads arbitrary code"),
+    (r"allow_pickle=True", "numpy pickles load arbitrary code"),
+])
+def test_no_unsafe_deserialisation(pattern, why):
+    offenders = [f"{p.relative_to(REPO_ROOT)}:{n}" for p in PYTHON_FILES
+                 for n, line in enumerate(p.read_text().splitlines(), 1) if re.search(pattern, line)]
+    assert not offenders, f"{why}: {offenders}"
+
+
+def test_no_request_data_reaches_the_file_system():
+    """The served code (model.py adapters and the stage functions) never opens paths: tensors are only arrays."""
+    served = list((REPO_ROOT / "model_repository").rglob("model.py"))
+    served += [REPO_ROOT / "src/facedeid/serving" / n for n in ("stages.py", "python_backend.py")]
+    served += [REPO_ROOT / "src/facedeid" / n for n in ("crops.py", "compose.py", "detection.py")]
+    for path in served:
+        text = path.read_text()
+        assert not re.search(r"\bopen\(|\.write_|imwrite|imread|os\.remove|unlink\(", text), path
