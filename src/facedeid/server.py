@@ -64,14 +64,14 @@ def server_env() -> dict[str, str]:
 
 
 # Repository, trace and logging APIs can change what the server does: they need this header unless the user
-# passes their own --grpc-restricted-protocol / --http-restricted-api. Without FACEDEID_ADMIN_KEY the value is a
+# passes their own --grpc-restricted-protocol / --http-restricted-api. Without TRITON_ADMIN_KEY the value is a
 # random token nobody knows, i.e. the APIs are off.
 RESTRICTED_APIS = "model-repository,trace,logging,shared-memory"
-ADMIN_HEADER = "triton-admin-key"
+ADMIN_HEADER = "admin-key"  # same header as the Docker image (docker/triton-serve.sh)
 
 
 def restricted_flags(given: set[str]) -> list[str]:
-    key = os.environ.get("FACEDEID_ADMIN_KEY") or secrets.token_hex(16)
+    key = os.environ.get("TRITON_ADMIN_KEY") or secrets.token_hex(16)
     flags = []
     for flag in ("--grpc-restricted-protocol", "--http-restricted-api"):
         if flag not in given:

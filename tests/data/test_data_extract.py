@@ -16,7 +16,7 @@ from facedeid.data.extract import frame_stem, main, open_video, parse_frame_stem
 from facedeid.data.summary import summarize
 
 sys.path.insert(0, str(Path(__file__).parent))
-from videos import expected_face, iou, pan_frames, write_video_ffmpeg, write_video_opencv  # noqa: E402
+from video_fixtures import expected_face, iou, pan_frames, write_video_ffmpeg, write_video_opencv  # noqa: E402
 
 LABEL_LINE = re.compile(r"^0 [01]\.\d{6} [01]\.\d{6} [01]\.\d{6} [01]\.\d{6}$")
 PAN = {"fps": 10, "frames": 50, "step": 16}  # 5 s: face in view at t=0 and t=1 only
@@ -199,3 +199,33 @@ def test_extract_through_triton_matches_local(videos, extracted, detector_server
         served, in_process = read_labels(out / "labels" / "pan" / name), read_labels(local / "labels" / "pan" / name)
         assert served.shape == in_process.shape, name
         np.testing.assert_allclose(served, in_process, atol=2e-3, err_msg=name)
+
+
+def test_truncated_video_is_reported_with_the_frames_it_had(videos, tmp_path):
+    data = (videos / "pan.avi").read_bytes()
+    (tmp_path / "cut.avi").write_bytes(data[: len(data) // 2])  # the index says 50 frames; about 25 remain
+    report = tmp_path / "report.json"
+    rc = main([str(tmp_path / "cut.avi"), str(tmp_path / "out"), "--local", "--threads", "1", "--no-progress",
+               "--report", str(report)])
+    assert rc == 1
+    (video,) = json.loads(report.read_text())["videos"]
+    assert video["status"] == "failed" and "stopped at frame" in video["error"] and video["written"] >= 2
+    assert not (tmp_path / "out" / ".extract" / "cut.json").exists()  # a rerun tries again
+
+
+def test_detector_failure_stops_the_run_cleanly(videos, tmp_path, monkeypatch, capsys):
+    import facedeid.data.extract as ex
+
+    class Broken:
+        where = "test"
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __call__(self, frame):
+            raise RuntimeError("server went away")
+
+    monkeypatch.setattr(ex, "LocalDetector", Broken)
+    assert main([str(videos / "pan.avi"), str(tmp_path / "out"), "--local", "--no-progress"]) == 2
+    assert "server went away" in capsys.readouterr().err
+    assert not list((tmp_path / "out").rglob("*.jpg"))

@@ -50,3 +50,13 @@ def dna_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def plain_dir(tmp_path_factory) -> Path:
     return write_plain(tmp_path_factory.mktemp("plain"))
+
+
+@pytest.fixture(scope="session")
+def astronaut_frame() -> np.ndarray:
+    return _astronaut()
+
+
+@pytest.fixture(scope="session")
+def astronaut_face() -> np.ndarray:
+    return np.array([ASTRONAUT_FACE], np.float32)

@@ -13,16 +13,14 @@ from facedeid.models.bottleneck import face_mask
 from facedeid.models.registry import GENERATORS, WEIGHTS_DIR
 from facedeid.train.privacy import blur_boxes, iou, mosaic_boxes
 
-from .conftest import ASTRONAUT_FACE, _astronaut
-
 
 @pytest.mark.parametrize("name", list(GENERATORS))
-def test_shipped_checkpoint_loads_and_changes_inner_face(name):
+def test_shipped_checkpoint_loads_and_changes_inner_face(name, astronaut_frame, astronaut_face):
     spec = GENERATORS[name]
     if not spec.has_checkpoint():
         pytest.skip(f"no trained checkpoint shipped yet at {spec.checkpoint} (train with train/*.py)")
     model = spec.load()
-    crops, _ = extract_crops(_astronaut(), np.array([ASTRONAUT_FACE], np.float32), spec.size)
+    crops, _ = extract_crops(astronaut_frame, astronaut_face, spec.size)
     x = torch.from_numpy(to_tensor(crops))
     with torch.no_grad():
         y = model(x)
@@ -41,11 +39,10 @@ def test_weights_stay_small():
     assert total < 100 * 2**20
 
 
-def test_baselines_only_touch_boxes():
-    frame = _astronaut()
-    boxes = np.array([ASTRONAUT_FACE], np.float32)
+def test_baselines_only_touch_boxes(astronaut_frame, astronaut_face):
+    frame, boxes = astronaut_frame, astronaut_face
     for out in (blur_boxes(frame, boxes, 0.1), mosaic_boxes(frame, boxes, 8)):
-        x1, y1, x2, y2 = ASTRONAUT_FACE
+        x1, y1, x2, y2 = (int(v) for v in boxes[0])
         changed = np.any(out != frame, axis=2)
         assert changed[y1:y2, x1:x2].any()
         changed[y1:y2, x1:x2] = False

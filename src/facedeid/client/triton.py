@@ -63,6 +63,8 @@ def is_retryable(exc: BaseException) -> bool:
         pass
     if status in RETRYABLE_STATUS:
         return True
+    if status not in ("", "None", "StatusCode.INTERNAL", "StatusCode.UNKNOWN"):
+        return False  # e.g. INVALID_ARGUMENT, NOT_FOUND: asking again gives the same answer
     text = str(exc).lower()
     return any(t in text for t in RETRYABLE_TEXT)
 

@@ -41,6 +41,7 @@ VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", 
               ".flv", ".3gp", ".ogv", ".mxf", ".vob")
 DEFAULT_URL = "127.0.0.1:8001"
 STATE_DIR = ".extract"  # OUT/.extract/<video sub-path>.json: videos finished with these settings
+SHORT_READ = 0.9  # a video that ends before this share of the frames its container announces is reported failed
 MIN_BOX_PX = 1.0  # detections narrower or lower than this (after clipping to the frame) are dropped
 
 # <stem>_t<seconds>s<milliseconds>: the frame names this tool writes (no dot in the stem, so no tool mistakes part
@@ -116,6 +117,10 @@ class VideoError(RuntimeError):
     """A video that cannot be opened or decoded; the message names the file."""
 
 
+class DetectorError(RuntimeError):
+    """The detector failed (e.g. the server went away): the whole run stops, a rerun resumes it."""
+
+
 @dataclass
 class VideoInfo:
     backend: str
@@ -165,8 +170,11 @@ class _OpenCVReader:
                     return cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)
                 return np.ascontiguousarray(bgr[:, :, 2::-1])
 
+            self.decoded = index + 1
             yield index, seconds, fetch
             index += 1
+
+    decoded = 0  # frames read so far
 
     def close(self) -> None:
         self.cap.release()
@@ -191,7 +199,10 @@ class _FFmpegReader:
     def frames(self) -> Iterator[tuple[int, float, Callable[[], np.ndarray]]]:
         w, h, fps = self.info.width, self.info.height, self.info.fps or 25.0
         for index, buf in enumerate(self.gen):
+            self.decoded = index + 1
             yield index, index / fps, (lambda b=buf: np.frombuffer(b, np.uint8).reshape(h, w, 3).copy())
+
+    decoded = 0  # frames read so far
 
     def close(self) -> None:
         self.gen.close()
@@ -389,7 +400,11 @@ def extract_video(job: VideoJob, out: Path, detector, fps: float = 1.0, decoder:
                 result.resumed += 1
             else:
                 frame = fetch()
-                boxes, _ = detector(frame)
+                try:
+                    boxes, _ = detector(frame)
+                except Exception as exc:  # noqa: BLE001 - a server gone away, a model error: stop the run
+                    raise DetectorError(f"the detector failed on {image_path.name} ({_first_line(exc)}); "
+                                        "fix it and rerun the same command to resume") from exc
                 boxes = _clean_boxes(boxes, frame.shape[1], frame.shape[0])
                 write_image(image_path, frame, quality)
                 write_labels(label_path, boxes, frame.shape[1], frame.shape[0])
@@ -407,6 +422,12 @@ def extract_video(job: VideoJob, out: Path, detector, fps: float = 1.0, decoder:
     if result.frames == 0:
         result.status, result.error = "failed", f"{job.path}: no frame could be decoded"
         return result
+    expected = reader.info.frame_count
+    if expected and reader.decoded < SHORT_READ * expected:
+        result.status = "failed"
+        result.error = (f"{job.path}: decoding stopped at frame {reader.decoded} of {expected} (truncated or corrupt "
+                        f"file?); the {result.frames} frames kept so far are written")
+        return result
     state = {**settings, "rel": job.rel, "frames": result.frames, "decoder": reader.info.backend,
              "native_fps": reader.info.fps, "width": reader.info.width, "height": reader.info.height,
              "last_timestamp": last_seconds, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -423,7 +444,7 @@ def _clean_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def extract(source, out, detector, fps: float = 1.0, decoder: str = "auto", ext: str = ".jpg", quality: int = 95,
-            force: bool = False, progress: bool = True, log=print) -> ExtractReport:
+            force: bool = False, progress: bool = True) -> ExtractReport:
     """Extract every video under `source` into the DNA-format set `out`; returns what happened per video."""
     from tqdm import tqdm
 
@@ -488,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
                     else TritonDetector(args.url, args.threshold))
         report = extract(args.source, args.out, detector, args.fps, args.decoder, args.ext, args.quality,
                          args.force, progress=not args.no_progress)
-    except (FileNotFoundError, ConnectionError, ValueError) as exc:
+    except (FileNotFoundError, ConnectionError, ValueError, DetectorError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

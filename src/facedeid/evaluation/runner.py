@@ -20,6 +20,7 @@ import shlex
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -101,35 +102,41 @@ class Loaded:
     extra: dict = field(default_factory=dict)
 
 
-class Measurers:
-    """The metric networks, loaded once on first use."""
+@lru_cache(maxsize=1)
+def _image_similarity():
+    from ..metrics import ImageSimilarity
 
-    def __init__(self):
-        self._sim = self._rec = self._det = None
+    return ImageSimilarity()
+
+
+@lru_cache(maxsize=1)
+def _face_recognizer():
+    from ..metrics import FaceRecognizer
+
+    return FaceRecognizer()
+
+
+@lru_cache(maxsize=1)
+def _detector():
+    from ..detection import CenterFaceDetector
+
+    return CenterFaceDetector()
+
+
+class Measurers:
+    """The metric networks, loaded on first use (once per process)."""
 
     @property
     def sim(self):
-        if self._sim is None:
-            from ..metrics import ImageSimilarity
-
-            self._sim = ImageSimilarity()
-        return self._sim
+        return _image_similarity()
 
     @property
     def rec(self):
-        if self._rec is None:
-            from ..metrics import FaceRecognizer
-
-            self._rec = FaceRecognizer()
-        return self._rec
+        return _face_recognizer()
 
     @property
     def det(self):
-        if self._det is None:
-            from ..detection import CenterFaceDetector
-
-            self._det = CenterFaceDetector()
-        return self._det
+        return _detector()
 
 
 def _safe(key: str) -> str:
