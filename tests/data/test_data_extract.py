@@ -182,7 +182,8 @@ def detector_server(tmp_path_factory):
     else:
         export_detector(repo)
     try:
-        with local_server.running(repo, repo.parent / "tritonserver.log") as server:
+        with local_server.running(repo, repo.parent / "tritonserver.log",
+                                  extra_args=["--exit-timeout-secs=5"]) as server:
             yield server
     except (FileNotFoundError, OSError) as exc:  # no tritonserver binary on this machine
         pytest.skip(f"cannot start tritonserver: {exc}")

@@ -7,9 +7,9 @@ Compose v2 client (`docker compose config`), the Kubernetes manifests are valida
 schemas (kubernetes-validate) and rendered with `kubectl kustomize`, and the Dockerfiles are linted by hadolint;
 each of those skips with the reason when its tool is missing.
 
-The server and export images run Python 3.10 (NGC 24.10), the project targets 3.11: the code those images
-import is checked to parse as 3.10 and to need no third-party module that the image's requirements file
-does not install.
+The server and export images run Python 3.10 (NGC 24.10; development uses 3.11): the code those images import
+is checked to parse as 3.10, and the code every image runs to need no third-party module that the image's
+requirements file does not install.
 """
 
 from __future__ import annotations
@@ -163,8 +163,12 @@ def dockerignore_rules(dockerfile: Path) -> list[tuple[bool, re.Pattern]]:
     """(exclude?, regex) rules of <Dockerfile>.dockerignore, BuildKit's Dockerfile-specific ignore file."""
     path = dockerfile.with_name(dockerfile.name + ".dockerignore")
     assert path.is_file(), f"{_rel(path)} missing: the whole repository (weights, data) would be sent to the build"
+    return parse_dockerignore(path.read_text())
+
+
+def parse_dockerignore(text: str) -> list[tuple[bool, re.Pattern]]:
     rules = []
-    for raw in path.read_text().splitlines():
+    for raw in text.splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -332,9 +336,11 @@ def test_weights_models_and_data_stay_out_of_images(path):
 
 
 def test_dockerignore_matcher():
-    rules = [(True, re.compile(r"[^/]*\Z")), (False, re.compile(r"src\Z")),
-             (True, re.compile(r"src/facedeid/weights\Z")), (True, re.compile(r"(?:.*/)?__pycache__\Z"))]
+    rules = parse_dockerignore("# comment\n*\n!src\n!docker/req.txt\nsrc/facedeid/weights\n**/__pycache__\n")
     assert is_sent_to_build("src/facedeid/x.py", rules)
+    assert is_sent_to_build("docker/req.txt", rules)
+    assert not is_sent_to_build("docker/other.txt", rules)
+    assert not is_sent_to_build("__pycache__/a.pyc", rules)
     assert not is_sent_to_build("src/facedeid/weights/a.pt", rules)
     assert not is_sent_to_build("src/facedeid/__pycache__/a.pyc", rules)
     assert not is_sent_to_build("eval/x.py", rules)
@@ -444,6 +450,16 @@ def test_package_sources_are_copied():
         sources = {s for i, a, _ in parse_dockerfile(path) if i == "COPY" for s in copy_sources(a)}
         for name in ["pyproject.toml", *where]:
             assert name in sources, f"{_rel(path)} installs the package but does not COPY {name}"
+
+
+def test_package_installs_on_the_images_python():
+    """pip refuses `pip install .` on a Python that requires-python excludes: 3.10 in the NGC images."""
+    from packaging.specifiers import SpecifierSet
+
+    spec = SpecifierSet(pyproject()["project"].get("requires-python", ""))
+    if "--ignore-requires-python" not in (DOCKER / "Dockerfile.server").read_text():
+        assert spec.contains("3.10.12"), f"requires-python {spec} excludes the Triton image's Python 3.10"
+    assert spec.contains("3.11.7"), f"requires-python {spec} excludes the client image's Python 3.11"
 
 
 def test_server_image_keeps_the_real_tritonserver():

@@ -295,6 +295,9 @@ class TritonDetector:
         result = self.client.infer(model, [tensor], outputs=requested, client_timeout=self.timeout)
         return [result.as_numpy(o) for o in outputs]
 
+    def close(self) -> None:
+        self.client.close()
+
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from ..detection import decode, plan_input
 
@@ -504,6 +507,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--threshold must be between 0 and 1")
     if not 1 <= args.quality <= 100:
         parser.error("--quality must be 1..100")
+    detector = None
     try:
         detector = (LocalDetector(args.threshold, args.threads) if args.local
                     else TritonDetector(args.url, args.threshold))
@@ -515,6 +519,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume", file=sys.stderr)
         return 130
+    finally:
+        if hasattr(detector, "close"):
+            detector.close()
     print(report.text())
     if args.report:
         data = {**{k: v for k, v in asdict(report).items() if k != "videos"},
