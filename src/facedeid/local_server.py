@@ -82,18 +82,22 @@ def start(repository: Path, log_path: Path, timeout: float = 180.0, extra_args: 
 
     http_port, grpc_port, metrics_port = ports or (free_port(), free_port(), free_port())
     args = [f"--model-repository={repository}", f"--http-port={http_port}", f"--grpc-port={grpc_port}",
-            f"--metrics-port={metrics_port}", "--exit-on-error=true", *(extra_args or [])]
+            f"--metrics-port={metrics_port}", "--exit-on-error=true", "--exit-timeout-secs=10", *(extra_args or [])]
     log = open(log_path, "ab")  # noqa: SIM115 - stays open for the server's lifetime
     process = subprocess.Popen(build_command(args), env=server_env(), stdout=log, stderr=subprocess.STDOUT)
     server = LocalServer(process, http_port, grpc_port, metrics_port, Path(log_path))
-    client = httpclient.InferenceServerClient(server.http_url)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"tritonserver exited with code {process.returncode}:\n{server.log_tail()}")
-        with contextlib.suppress(Exception):
-            if client.is_server_ready():
-                return server
+        # A fresh, closed client per probe: an open keep-alive connection would hold up the server's shutdown.
+        client = httpclient.InferenceServerClient(server.http_url)
+        try:
+            with contextlib.suppress(Exception):
+                if client.is_server_ready():
+                    return server
+        finally:
+            client.close()
         time.sleep(0.5)
     server.stop()
     raise RuntimeError(f"tritonserver not ready after {timeout:.0f}s:\n{server.log_tail()}")
