@@ -46,6 +46,10 @@ DEFAULT_CONCURRENCY = (1, 4, 16)
 EAGER_BATCH_FRAMES = 16
 WARMUP_FRAMES = 2
 MATMUL_N = 2048
+# In-process ONNX Runtime sessions (onnxruntime, blur640 and eager's detector): the best setting measured on the
+# 2-core container (docs/benchmarks.md, "In-process thread settings"); --inproc-threads / --inproc-spin change it.
+INPROC_THREADS = 1
+INPROC_SPIN = False
 SCENES = Path(__file__).resolve().parents[3] / "shared" / "data" / "faces" / "scenes"
 
 
@@ -148,14 +152,30 @@ def _ort_paths(repo: Path, generator: str) -> tuple[Path, Path]:
     return repo / "face_detector" / "1" / "model.onnx", repo / generator / "1" / "model.onnx"
 
 
+def _detector(setup: dict):
+    """In-process CenterFace (same pre/post code as CenterFaceDetector) with the in-process thread settings."""
+    from . import detection
+    from .serving.onnx_runner import cpu_session
+
+    session = cpu_session(detection.dynamic_model_bytes(), setup["inproc_threads"], setup["inproc_spin"])
+    threshold = setup["threshold"]
+
+    def detect(frame):
+        blob, box = detection.preprocess(frame)
+        heatmap, scale, offset, _ = session.run(list(detection.OUTPUT_NAMES), {detection.INPUT_NAME: blob})
+        return detection.decode(heatmap, scale, offset, box, threshold)
+
+    return detect
+
+
 def work_onnxruntime(setup: dict, frames: list[np.ndarray]) -> list[dict]:
     """The served stage functions in-process: detector_input -> detector -> prep_detected -> generator -> compose."""
     from .serving import stages
     from .serving.onnx_runner import BatchedGenerator, cpu_session
 
     det_path, gen_path = _ort_paths(Path(setup["repository"]), setup["generator"])
-    detector = cpu_session(det_path, setup["det_threads"])
-    generator = BatchedGenerator(gen_path, setup["gen_threads"])
+    detector = cpu_session(det_path, setup["inproc_threads"], setup["inproc_spin"])
+    generator = BatchedGenerator(gen_path, setup["inproc_threads"], setup["inproc_spin"])
     size, threshold = setup["size"], setup["threshold"]
 
     def one(frame):
@@ -184,14 +204,13 @@ def work_eager(setup: dict, frames: list[np.ndarray]) -> list[dict]:
 
     from . import compose as composer
     from . import crops as crop_ops
-    from .detection import CenterFaceDetector
     from .models import get_spec
     from .serving.stages import MAX_FACES
 
     torch.set_num_threads(setup["torch_threads"])
     spec = get_spec(setup["generator"])
     model = spec.load(allow_untrained=setup["allow_untrained"])
-    detector = CenterFaceDetector(threshold=setup["threshold"], threads=setup["det_threads"])
+    detector = _detector(setup)
     size = spec.size
 
     def batch(chunk):
@@ -262,9 +281,8 @@ def work_blur(setup: dict, frames: list[np.ndarray]) -> list[dict]:
 def work_blur640(setup: dict, frames: list[np.ndarray]) -> list[dict]:
     """Our detector (same as the generator modes) + deface-style blur from facedeid.baselines."""
     from .baselines import blur
-    from .detection import CenterFaceDetector
 
-    detector = CenterFaceDetector(threshold=setup["threshold"], threads=setup["det_threads"])
+    detector = _detector(setup)
 
     def one(frame):
         boxes, _ = detector(frame)
@@ -366,17 +384,20 @@ def work_hardware(setup: dict, frames: list[np.ndarray]) -> list[dict]:
 
     from .models import GENERATORS
 
-    threads = setup["torch_threads"]
-    torch.set_num_threads(threads)
     n = setup.get("matmul_n", MATMUL_N)
     a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    best = min(_time(lambda: torch.mm(a, b)) for _ in range(5))
-    runs = [{"label": "peak", "matmul_n": n, "threads": threads, "flops_per_s": 2 * n**3 / best}]
+    runs = []
+    for threads in sorted({1, setup["torch_threads"], setup["inproc_threads"]}):
+        torch.set_num_threads(threads)
+        torch.mm(a, b)
+        best = min(_time(lambda: torch.mm(a, b)) for _ in range(5))
+        runs.append({"label": "peak", "matmul_n": n, "threads": threads, "flops_per_s": 2 * n**3 / best})
+    torch.set_num_threads(setup["torch_threads"])
     batch = setup.get("flops_batch", 4)
+    cache = Path(setup.get("workdir") or tempfile.gettempdir())
     for name in setup["generators"]:
         spec = GENERATORS[name]
-        model = spec.load(allow_untrained=setup["allow_untrained"])
+        model = spec.load(allow_untrained=True)  # FLOPs and time do not depend on the weights' values
         crop = torch.randn(1, 3, spec.size, spec.size)
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(crop)
@@ -385,19 +406,22 @@ def work_hardware(setup: dict, frames: list[np.ndarray]) -> list[dict]:
         with torch.no_grad():
             model(x)
             eager = min(_time(lambda: model(x)) for _ in range(3)) / batch
-        buffer = io.BytesIO()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(model, (x[:1],), buffer, input_names=["INPUT"], output_names=["OUTPUT"],
-                              dynamic_axes={"INPUT": {0: "batch"}, "OUTPUT": {0: "batch"}}, opset_version=17,
-                              dynamo=False)
+        onnx_file = cache / f"flops-{name}.onnx"  # exported once per run, reused by later repeats
+        if not onnx_file.exists():
+            buffer = io.BytesIO()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(model, (x[:1],), buffer, input_names=["INPUT"], output_names=["OUTPUT"],
+                                  dynamic_axes={"INPUT": {0: "batch"}, "OUTPUT": {0: "batch"}}, opset_version=17,
+                                  dynamo=False)
+            onnx_file.write_bytes(buffer.getvalue())
         from .serving.onnx_runner import cpu_session
 
-        session = cpu_session(buffer.getvalue(), setup["gen_threads"])
+        session = cpu_session(onnx_file, setup["inproc_threads"], setup["inproc_spin"])
         feed = {"INPUT": x.numpy()}
         session.run(None, feed)
         onnx_time = min(_time(lambda: session.run(None, feed)) for _ in range(3)) / batch
-        runs.append({"label": name, "flops_per_face": flops, "batch": batch,
+        runs.append({"label": name, "trained": spec.has_checkpoint(), "flops_per_face": flops, "batch": batch,
                      "eager_s_per_face": eager, "onnxruntime_s_per_face": onnx_time,
                      "eager_flops_per_s": flops / eager, "onnxruntime_flops_per_s": flops / onnx_time})
     return runs
@@ -467,6 +491,13 @@ def patch_configs(repo: Path, generator: str, overrides: dict) -> None:
     def threads(value):
         return lambda t: re.sub(r'(key: "threads" value: \{ string_value: ")\d+', rf"\g<1>{value}", t)
 
+    def set_param(key, value):
+        def fn(text):
+            line = f'parameters {{ key: "{key}" value: {{ string_value: "{value}" }} }}\n'
+            pattern = rf'parameters {{ key: "{key}" value: {{ string_value: "[^"]*" }} }}\n'
+            return re.sub(pattern, line, text) if re.search(pattern, text) else text + line
+        return fn
+
     def instances(value):
         return lambda t: re.sub(r"(instance_group \[ \{ kind: KIND_\w+ count: )\d+", rf"\g<1>{value}", t)
 
@@ -481,6 +512,11 @@ def patch_configs(repo: Path, generator: str, overrides: dict) -> None:
         edit(generator, instances(overrides["gen_instances"]))
     if overrides.get("det_instances") is not None:
         edit("face_detector", instances(overrides["det_instances"]))
+    if overrides.get("spin") is not None:
+        for model in (generator, "face_detector"):
+            edit(model, set_param("spin", int(bool(overrides["spin"]))))
+    if overrides.get("gen_max_batch") is not None:
+        edit(generator, lambda t: re.sub(r"max_batch_size: \d+", f"max_batch_size: {overrides['gen_max_batch']}", t))
     if overrides.get("stage_instances") is not None:
         for stage in ("detect_prep", "face_prep", "compose"):
             edit(stage, instances(overrides["stage_instances"]))
@@ -501,7 +537,9 @@ def config_param(repo: Path, model: str, key: str, default: str) -> str:
 def run(generator: str = "mobileunet", modes=DEFAULT_MODES, repeats: int = 3, frames: int | None = None,
         concurrency=DEFAULT_CONCURRENCY, url: str | None = None, repository: Path | None = None,
         server_pid: int | None = None, overrides: dict | None = None, flops_generators=None,
-        workdir: Path | None = None, log=print) -> dict:
+        workdir: Path | None = None, frame_files: list[str] | None = None, matmul_n: int = MATMUL_N,
+        flops_batch: int = 4, inproc_threads: int | None = None, inproc_spin: bool = INPROC_SPIN,
+        log=print) -> dict:
     """Run the benchmark; returns the full result (config, machine, every run, summary)."""
     from . import local_server
     from .models import GENERATORS
@@ -511,7 +549,7 @@ def run(generator: str = "mobileunet", modes=DEFAULT_MODES, repeats: int = 3, fr
     allow_untrained = not spec.has_checkpoint()
     workdir = Path(workdir or tempfile.mkdtemp(prefix="facedeid-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    paths = frame_paths(frames)
+    paths = [str(p) for p in frame_files] if frame_files is not None else frame_paths(frames)
     if repository is None:
         log(f"exporting {generator} ({'UNTRAINED random weights' if allow_untrained else 'trained weights'}) "
             f"into {workdir / 'model_repository'}")
@@ -521,7 +559,10 @@ def run(generator: str = "mobileunet", modes=DEFAULT_MODES, repeats: int = 3, fr
         "repository": str(repository), "frames": paths, "frame_limit": frames, "threshold": 0.5,
         "gen_threads": int(config_param(Path(repository), generator, "threads", str(CPU_THREADS))),
         "det_threads": int(config_param(Path(repository), "face_detector", "threads", str(CPU_THREADS))),
-        "torch_threads": os.cpu_count() or 1, "concurrency": list(concurrency),
+        "spin": config_param(Path(repository), generator, "spin", "1") not in ("0", "false", "False"),
+        "inproc_threads": inproc_threads or INPROC_THREADS, "workdir": str(workdir), "inproc_spin": inproc_spin,
+        "torch_threads": os.cpu_count() or 1, "concurrency": list(concurrency), "matmul_n": matmul_n,
+        "flops_batch": flops_batch,
         "generators": list(flops_generators if flops_generators is not None else GENERATORS),
     }
     server = None
@@ -533,11 +574,18 @@ def run(generator: str = "mobileunet", modes=DEFAULT_MODES, repeats: int = 3, fr
     setup_path = workdir / "setup.json"
     setup_path.write_text(json.dumps(setup))
     runs: list[dict] = []
+    errors: list[dict] = []
     try:
         for repeat in range(repeats):
             for mode in [*modes, *(["hardware"] if setup["generators"] else [])]:
                 t0 = time.perf_counter()
-                for result in run_worker(mode, setup_path, workdir):
+                try:
+                    results = run_worker(mode, setup_path, workdir)
+                except (RuntimeError, subprocess.TimeoutExpired) as error:  # keep the other modes' numbers
+                    log(f"repeat {repeat + 1}/{repeats} {mode}: FAILED\n{error}")
+                    errors.append({"mode": mode, "repeat": repeat, "error": str(error)[-2000:]})
+                    continue
+                for result in results:
                     result.update(mode=mode, repeat=repeat)
                     runs.append(result)
                 log(f"repeat {repeat + 1}/{repeats} {mode}: {time.perf_counter() - t0:.1f}s")
@@ -551,6 +599,7 @@ def run(generator: str = "mobileunet", modes=DEFAULT_MODES, repeats: int = 3, fr
             "modes": list(modes), "overrides": overrides or {}},
         "machine": machine_info(),
         "runs": runs,
+        "errors": errors,
         "server_memory": server_mem,
     }
     result["summary"] = summarize(result)
@@ -605,17 +654,21 @@ def summarize(result: dict) -> dict:
             "fps_all": [round(r["fps"], 3) for r in group],
         })
     hardware = [r for r in runs if r["mode"] == "hardware"]
-    peak = _median(r["flops_per_s"] for r in hardware if r["label"] == "peak")
+    peaks = {t: _median(r["flops_per_s"] for r in hardware if r["label"] == "peak" and r["threads"] == t)
+             for t in sorted({r["threads"] for r in hardware if r["label"] == "peak"})}
+    cfg = result["config"]
+    peak = peaks.get(cfg["torch_threads"], float("nan"))
+    peak_inproc = peaks.get(cfg["inproc_threads"], float("nan"))
     generators = []
     for name in dict.fromkeys(r["label"] for r in hardware if r["label"] != "peak"):
         group = [r for r in hardware if r["label"] == name]
         eager = _median(r["eager_flops_per_s"] for r in group)
         onnx = _median(r["onnxruntime_flops_per_s"] for r in group)
-        generators.append({"generator": name, "gflops_per_face": group[0]["flops_per_face"] / 1e9,
+        generators.append({"generator": name, "trained": group[0].get("trained"), "gflops_per_face": group[0]["flops_per_face"] / 1e9,
                            "eager_ms_per_face": _median(r["eager_s_per_face"] for r in group) * 1e3,
                            "onnxruntime_ms_per_face": _median(r["onnxruntime_s_per_face"] for r in group) * 1e3,
                            "eager_gflops_per_s": eager / 1e9, "onnxruntime_gflops_per_s": onnx / 1e9,
-                           "eager_share_of_peak": eager / peak, "onnxruntime_share_of_peak": onnx / peak})
+                           "eager_share_of_peak": eager / peak, "onnxruntime_share_of_peak": onnx / peak_inproc})
     batching = []
     generator = result["config"]["generator"]
     for r in runs:
@@ -626,7 +679,8 @@ def summarize(result: dict) -> dict:
                              "generator_requests": g["requests"], "generator_executions": g["executions"],
                              "generator_inferences": g["inferences"]})
     stages = stage_breakdown(runs)
-    return {"table": table, "peak_gflops_per_s": peak / 1e9, "generators": generators, "batching": batching,
+    return {"table": table, "peak_gflops_per_s": peak / 1e9,
+            "peak_gflops_per_s_by_threads": {t: v / 1e9 for t, v in peaks.items()}, "generators": generators, "batching": batching,
             "stages": stages, "targets": targets(table, batching)}
 
 
@@ -679,7 +733,9 @@ def markdown(result: dict) -> str:
     cfg = result["config"]
     lines = [f"generator `{cfg['generator']}` ({'untrained weights' if cfg['allow_untrained'] else 'trained weights'}),"
              f" {len(cfg['frame_files'])} frames, {cfg['repeats']} repeats, median reported;"
-             f" ORT threads gen={cfg['gen_threads']} det={cfg['det_threads']}, torch threads {cfg['torch_threads']}"
+             f" Triton ORT threads gen={cfg['gen_threads']} det={cfg['det_threads']} spin={int(cfg.get('spin', True))};"
+             f" in-process ORT threads {cfg['inproc_threads']} spin={int(cfg['inproc_spin'])};"
+             f" torch threads {cfg['torch_threads']}"
              + (f"; overrides {cfg['overrides']}" if cfg["overrides"] else ""), "",
              "| mode | frames/s | faces/s | p50 ms | p95 ms | client peak MB | server peak MB | x eager |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -688,12 +744,15 @@ def markdown(result: dict) -> str:
                      f"{_fmt(r['p95_ms'], 0)} | {_fmt(r['client_peak_mb'], 0)} | {_fmt(r['server_peak_mb'], 0)} | "
                      f"{_fmt(r['ratio_to_eager'], 2)} |")
     if s["generators"]:
-        lines += ["", f"Machine peak: {_fmt(s['peak_gflops_per_s'], 1)} GFLOP/s (float32 {MATMUL_N}x{MATMUL_N} matmul, "
-                  f"torch, {cfg['torch_threads']} threads).", "",
+        by_threads = ", ".join(f"{_fmt(v, 1)} GFLOP/s with {t} thread{'s' if int(t) > 1 else ''}"
+                               for t, v in s["peak_gflops_per_s_by_threads"].items())
+        lines += ["", f"Machine peak (float32 {cfg['matmul_n']}x{cfg['matmul_n']} matmul, torch, best of 5): {by_threads}."
+                  f" Generators alone, batch {cfg['flops_batch']}: eager with {cfg['torch_threads']} threads,"
+                  f" ORT with {cfg['inproc_threads']}, each against the peak at its own thread count.", "",
                   "| generator | GFLOPs/face | eager ms/face | ORT ms/face | eager GFLOP/s (% peak) | ORT GFLOP/s (% peak) |",
                   "| --- | ---: | ---: | ---: | ---: | ---: |"]
         for g in s["generators"]:
-            lines.append(f"| {g['generator']} | {g['gflops_per_face']:.3f} | {g['eager_ms_per_face']:.1f} | "
+            lines.append(f"| {g['generator']}{'' if g.get('trained') else ' (untrained)'} | {g['gflops_per_face']:.3f} | {g['eager_ms_per_face']:.1f} | "
                          f"{g['onnxruntime_ms_per_face']:.1f} | {g['eager_gflops_per_s']:.1f} "
                          f"({100 * g['eager_share_of_peak']:.0f} %) | {g['onnxruntime_gflops_per_s']:.1f} "
                          f"({100 * g['onnxruntime_share_of_peak']:.0f} %) |")
@@ -704,6 +763,8 @@ def markdown(result: dict) -> str:
         for st in s["stages"]:
             lines.append(f"| {st['label']} | {st['model']} | {st['queue_ms']:.1f} | {st['input_ms']:.1f} | "
                          f"{st['infer_ms']:.1f} | {st['output_ms']:.1f} | {st['executions_per_frame']:.2f} |")
+    for error in result.get("errors", []):
+        lines += ["", f"**{error['mode']} failed in repeat {error['repeat'] + 1}**: {error['error'].splitlines()[-1]}"]
     t = s["targets"]
     if t:
         lines += ["", "Targets: "
@@ -734,6 +795,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queue-delay-us", type=int, help="override the generator's dynamic batching delay")
     parser.add_argument("--gen-instances", type=int, help="override the generator's instance count")
     parser.add_argument("--det-instances", type=int, help="override the detector's instance count")
+    parser.add_argument("--spin", type=int, choices=(0, 1), help="override ORT thread spinning (detector, generator)")
+    parser.add_argument("--inproc-threads", type=int, help=f"in-process ORT intra-op threads (default {INPROC_THREADS})")
+    parser.add_argument("--inproc-spin", type=int, choices=(0, 1), default=int(INPROC_SPIN),
+                        help="in-process ORT thread spinning")
+    parser.add_argument("--gen-max-batch", type=int, help="override the generator's max_batch_size")
     parser.add_argument("--stage-instances", type=int, help="override detect_prep/face_prep/compose instances")
     parser.add_argument("--json", type=Path, default=Path("benchmark_results.json"), help="where to write results")
     parser.add_argument("--markdown", type=Path, help="also write the tables as markdown here")
@@ -754,16 +820,18 @@ def main(argv: list[str] | None = None) -> int:
     named = {"all": list(GENERATORS), "none": []}
     flops = named[args.flops_models] if args.flops_models in named else args.flops_models.split(",")
     overrides = {k: getattr(args, k) for k in ("gen_threads", "det_threads", "queue_delay_us", "gen_instances",
-                                               "det_instances", "stage_instances") if getattr(args, k) is not None}
+                                               "det_instances", "stage_instances", "spin", "gen_max_batch")
+                 if getattr(args, k) is not None}
     result = run(args.model, modes, args.repeats, args.frames, [int(c) for c in args.concurrency.split(",")],
-                 args.url, args.repository, args.server_pid, overrides, flops, args.workdir)
+                 args.url, args.repository, args.server_pid, overrides, flops, args.workdir,
+                 inproc_threads=args.inproc_threads, inproc_spin=bool(args.inproc_spin))
     args.json.write_text(json.dumps(result, indent=1))
     text = markdown(result)
     print(text)
     if args.markdown:
         args.markdown.write_text(text + "\n")
     print(f"\nresults: {args.json}")
-    return 0
+    return 1 if result["errors"] else 0
 
 
 if __name__ == "__main__":

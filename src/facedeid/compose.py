@@ -36,9 +36,16 @@ def paste(frame: np.ndarray, patch: np.ndarray, window: np.ndarray) -> None:
     if fx1 >= fx2 or fy1 >= fy2:
         return
     weight = blend_weight(x2 - x1)[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1]
-    region = frame[fy1:fy2, fx1:fx2].astype(np.float32)
-    src = patch[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1].astype(np.float32)
-    frame[fy1:fy2, fx1:fx2] = np.clip(region + (src - region) * weight + 0.5, 0, 255).astype(np.uint8)
+    target = frame[fy1:fy2, fx1:fx2]
+    region = target.astype(np.float32)
+    # region + (src - region) * weight + 0.5, clipped, in place on one float32 buffer (no temporaries)
+    blended = patch[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1].astype(np.float32)
+    blended -= region
+    blended *= weight
+    blended += region
+    blended += 0.5
+    np.clip(blended, 0, 255, out=blended)
+    target[...] = blended  # float32 -> uint8 truncates, exactly like astype(np.uint8)
 
 
 def compose(frame: np.ndarray, faces: np.ndarray, windows: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:

@@ -61,12 +61,23 @@ def crop_window(frame: np.ndarray, window: np.ndarray) -> np.ndarray:
 
 def to_tensor(crops_uint8: np.ndarray) -> np.ndarray:
     """[N,S,S,3] uint8 RGB -> [N,3,S,S] float32 in [-1, 1] (the generators' input convention)."""
-    return (crops_uint8.astype(np.float32).transpose(0, 3, 1, 2) / 127.5) - 1.0
+    out = np.empty((crops_uint8.shape[0], 3, *crops_uint8.shape[1:3]), np.float32)
+    out[...] = crops_uint8.transpose(0, 3, 1, 2)  # contiguous NCHW in one pass (Triton would copy otherwise)
+    out /= 127.5
+    out -= 1.0
+    return out
 
 
 def from_tensor(tensor: np.ndarray) -> np.ndarray:
     """[N,3,S,S] float in [-1, 1] -> [N,S,S,3] uint8 RGB."""
-    return np.clip((np.asarray(tensor).transpose(0, 2, 3, 1) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+    tensor = np.asarray(tensor)
+    dtype = tensor.dtype if np.issubdtype(tensor.dtype, np.floating) else np.float64
+    out = tensor.transpose(0, 2, 3, 1).astype(dtype, order="C")  # a contiguous NHWC copy, so cv2.resize need not copy
+    out += 1.0
+    out *= 127.5
+    out += 0.5
+    np.clip(out, 0, 255, out=out)
+    return out.astype(np.uint8)
 
 
 def extract_crops(frame: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -128,11 +128,15 @@ class ImageSimilarity:
 
         if not frames:
             return np.zeros((0, 1280), np.float32)
-        batch = np.stack([cv2.resize(f, (FEATURE_SIZE, FEATURE_SIZE), interpolation=cv2.INTER_AREA) for f in frames])
-        x = (batch.astype(np.float32) - 127.0) / 128.0
-        with self.torch.inference_mode():
-            feats = self.model.extract_features(self.torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
-            pooled = feats.mean(dim=(2, 3)).numpy().astype(np.float64)
+        pooled = np.zeros((len(frames), 1280), np.float64)
+        # one frame per forward pass: CPU kernels differ with the batch size in the last bits, and a frame's
+        # number must not depend on which frames it was batched with (resume must reproduce it exactly)
+        for i, f in enumerate(frames):
+            x = (cv2.resize(f, (FEATURE_SIZE, FEATURE_SIZE), interpolation=cv2.INTER_AREA).astype(np.float32)
+                 - 127.0) / 128.0
+            with self.torch.inference_mode():
+                feats = self.model.extract_features(self.torch.from_numpy(x.transpose(2, 0, 1)[None].copy()))
+                pooled[i] = feats.mean(dim=(2, 3))[0].numpy()
         return (pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 

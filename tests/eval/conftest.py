@@ -37,8 +37,3 @@ def small_dir(tmp_path_factory, sample_dir) -> Path:
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, dst)
     return root
-
-
-def eval_argv(dataset: Path, out: Path, model: str = "blur", *extra: str) -> list[str]:
-    return ["--dataset_dir", str(dataset), "--model", model, "--output_dir", str(out), "--batch_size", "2",
-            "--no_progress", *extra]

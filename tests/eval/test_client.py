@@ -145,7 +145,12 @@ def test_wrong_shaped_reply_is_an_error():
 def test_wait_ready_names_the_bad_server():
     make, _ = factory(**{"b:1": {"dead": True}})
     with DeidClient(["a:1", "b:1"], backend_factory=make) as client:
+        assert client.wait_ready(["deid_x"], timeout_s=0.2) == ["b:1"]  # one live server is enough
         with pytest.raises(DeidError, match="b:1"):
+            client.wait_ready(["deid_x"], timeout_s=0.2, require_all=True)
+    make, _ = factory(**{"a:1": {"dead": True}})
+    with DeidClient(["a:1"], backend_factory=make) as client:
+        with pytest.raises(DeidError, match="a:1 not ready"):
             client.wait_ready(["deid_x"], timeout_s=0.2)
 
 
@@ -170,3 +175,14 @@ def test_baselines_match_deface(astronaut):
         out = ours(astronaut, boxes)
         assert np.array_equal(out, ref), method
         assert not np.array_equal(out, astronaut)
+
+
+def test_real_grpc_connection_refused_is_retried():
+    """No server on the port: tritonclient's aio gRPC error must be classified as retryable (restart case)."""
+    from facedeid.local_server import free_port
+
+    url = f"127.0.0.1:{free_port()}"
+    with DeidClient(url, retries=2, backoff_s=0.01, timeout_s=5) as client:
+        with pytest.raises(DeidError) as info:
+            client.infer("deid_mobileunet", FRAME)
+        assert info.value.retryable and client.stats.retries == 2 and client.stats.requests == 3

@@ -34,10 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", type=Path, help="image file, folder of images, or video file")
     p.add_argument("output", type=Path, help="output file (image/video) or folder (for a folder input)")
     p.add_argument("--model", default="mobileunet", help="mobileunet, resnet50unet, d2gan, or blur/mosaic (local)")
-    p.add_argument("--url", action="append", default=None, help="Triton gRPC address, repeatable (default localhost:8001)")
+    p.add_argument("--url", action="append", default=None,
+                   help="Triton gRPC address, repeatable (default localhost:8001)")
     p.add_argument("--concurrency", type=int, default=8, help="frames in flight over all servers (default 8)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
-    p.add_argument("--retries", type=int, default=5, help="retries while a server is unavailable")
+    p.add_argument("--retries", type=int, default=8, help="retries while a server is unavailable (about 40 s)")
+    p.add_argument("--ready_timeout", type=float, default=60.0, help="seconds to wait for the server(s) to be ready")
     p.add_argument("--fps", type=float, default=None, help="output video frame rate (default: the input's)")
     return p
 
@@ -117,7 +119,8 @@ def run_video(engine, model: str, src: Path, dst: Path, fps: float | None) -> in
                             quality=8)
     n = 0
     try:
-        frames = ((f"{src}#frame{i}", np.ascontiguousarray(f[:, :, :3])) for i, f in enumerate(reader))
+        frames = ((f"{src}#frame{i}", np.ascontiguousarray(f[:, :, :3]))
+                  for i, f in enumerate(reader.iter_data()))
         for _, deid in _deid_stream(engine, model, frames):
             writer.append_data(deid)
             n += 1
@@ -147,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                             retries=args.retries)
         model = ensemble_name(args.model, with_boxes=False)
     try:
-        engine.wait_ready([model], timeout_s=30)
+        engine.wait_ready([model], timeout_s=args.ready_timeout)
         if src.is_dir():
             pairs = [(p, dst / p.relative_to(src)) for p in _images_in(src)]
             if not pairs:

@@ -142,7 +142,7 @@ class DeidClient:
     """
 
     def __init__(self, urls: str | Iterable[str], concurrency: int = 8, timeout_s: float = 60.0,
-                 retries: int = 5, backoff_s: float = 0.5, max_backoff_s: float = 8.0,
+                 retries: int = 8, backoff_s: float = 0.5, max_backoff_s: float = 8.0,
                  backend_factory: Callable[[str], Any] = GrpcBackend):
         urls = [urls] if isinstance(urls, str) else list(urls)
         urls = [u for chunk in urls for u in chunk.split(",") if u]
@@ -296,17 +296,23 @@ class DeidClient:
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
             return item, exc
 
-    def wait_ready(self, models: list[str], timeout_s: float = 60.0) -> None:
-        """Block until every server is ready with `models`; raise DeidError naming the ones that are not."""
+    def wait_ready(self, models: list[str], timeout_s: float = 60.0, require_all: bool = False) -> list[str]:
+        """Block until every server is ready with `models`, or the timeout passes.
+
+        Returns the URLs still not ready then (requests avoid them only while they fail: they are retried and
+        moved); raises DeidError naming them when none is ready, or any is not and `require_all`.
+        """
         deadline = time.monotonic() + timeout_s
         while True:
             flags = [self._call(s.backend.ready(models, 5.0)).result() for s in self._servers]
             if all(flags):
-                return
+                return []
             if time.monotonic() > deadline:
                 bad = [s.url for s, ok in zip(self._servers, flags) if not ok]
-                raise DeidError(f"server(s) {', '.join(bad)} not ready with model(s) {', '.join(models)} "
-                                f"after {timeout_s:.0f} s", retryable=True)
+                if require_all or not any(flags):
+                    raise DeidError(f"server(s) {', '.join(bad)} not ready with model(s) {', '.join(models)} "
+                                    f"after {timeout_s:.0f} s", retryable=True)
+                return bad
             time.sleep(0.5)
 
     def server_info(self, models: list[str]) -> dict:

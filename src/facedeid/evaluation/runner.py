@@ -19,7 +19,7 @@ import platform
 import shlex
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -60,8 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT without recomputing")
     p.add_argument("--overwrite", action="store_true", help="discard results already in OUT and start again")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
-    p.add_argument("--retries", type=int, default=5, help="retries per request while a server is unavailable")
-    p.add_argument("--ready_timeout", type=float, default=120.0, help="seconds to wait for the servers to be ready")
+    p.add_argument("--retries", type=int, default=8,
+                   help="retries per request while a server is unavailable (backoff 0.5 s doubling to 8 s: "
+                        "about 40 s in all, enough for a server restart)")
+    p.add_argument("--ready_timeout", type=float, default=120.0,
+                   help="seconds to wait for the servers to be ready (default 120)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N frames (sorted by path)")
     p.add_argument("--no_report", action="store_true", help="skip OUT/report.html")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
@@ -99,7 +102,6 @@ class Loaded:
     features: np.ndarray | None = None
     descriptors: np.ndarray | None = None
     orig_found: np.ndarray | None = None
-    extra: dict = field(default_factory=dict)
 
 
 @lru_cache(maxsize=1)
@@ -206,8 +208,6 @@ class Evaluation:
             pending = [f for f in pending if not f.error]
             if self.server_models and pending:
                 self._connect()
-            elif self.server_models and args.resume:
-                self._connect(optional=True)
             try:
                 self._loop(pending)
             except KeyboardInterrupt:
@@ -223,7 +223,7 @@ class Evaluation:
             rows = list(results.rows)
         return self.finish(frames, rows, started)
 
-    def _connect(self, optional: bool = False) -> None:
+    def _connect(self) -> None:
         from ..client import DeidClient, ensemble_name
 
         factory = self.client_factory or DeidClient
@@ -231,15 +231,18 @@ class Evaluation:
                               retries=self.args.retries)
         names = [ensemble_name(m, self.args.boxes == "gt") for m in self.server_models]
         try:
-            self.client.wait_ready(names, timeout_s=self.args.ready_timeout)
+            not_ready = self.client.wait_ready(names, timeout_s=self.args.ready_timeout)
+            if not_ready:
+                self.log(f"warning: {', '.join(not_ready)} not ready; their requests will be retried elsewhere")
         except Exception as exc:
-            if optional:
-                self.log(f"note: {exc}")
-                return
             self.client.close()
             self.client = None
             raise SystemExit(f"triton_eval: {exc}") from None
         self.server_info = self.client.server_info(names + self.server_models)
+        # kept for a later --resume that has nothing left to send (and so does not connect)
+        from ..data.dna import atomic_write_bytes
+
+        atomic_write_bytes(self.out / "servers.json", (json.dumps(self.server_info, indent=2) + "\n").encode())
 
     def _loop(self, pending: list[Frame]) -> None:
         bar = None
@@ -425,6 +428,8 @@ class Evaluation:
         from .. import metrics as M
         from ..models.registry import GENERATORS
 
+        if not self.server_info and self.server_models and (self.out / "servers.json").exists():
+            self.server_info = json.loads((self.out / "servers.json").read_text())
         generators = {}
         for m in self.server_models:
             spec = GENERATORS[m]
@@ -448,7 +453,8 @@ class Evaluation:
             "generators": generators,
             "bins": list(BINS),
             "definitions": {
-                "ssim": "skimage structural_similarity(channel_axis=-1, data_range=255) of face crops, clipped to [0,1]",
+                "ssim": "skimage structural_similarity(channel_axis=-1, data_range=255) of face crops, "
+                        "clipped to [0,1]",
                 "psnr": f"skimage peak_signal_noise_ratio(data_range=255), min(dB, {M.PSNR_CAP_DB:.4f}) / "
                         f"{M.PSNR_CAP_DB:.4f}; raw capped dB in table.psnr_db",
                 "crops": "facedeid.crops.extract_crops at the label boxes, generator resolution "
@@ -473,7 +479,9 @@ def _clean(obj):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    from ..config_files import parse_args_with_config  # `--config config/*.yml`: file values become defaults
+
+    args, _notes = parse_args_with_config(build_parser(), argv)
     args.argv = argv
     try:
         Evaluation(args).run()

@@ -35,7 +35,12 @@ def _i(row: dict, key: str) -> int:
 
 
 def aggregate(rows: list[dict]) -> dict:
-    """Summary of one model's rows (dicts as read back from per_frame.csv)."""
+    """Summary of one model's rows (dicts as read back from per_frame.csv).
+
+    Rows are put in key order first, so sums run in the same order however the rows arrived (a resumed run gives
+    bit-identical numbers).
+    """
+    rows = sorted(rows, key=lambda r: (r.get("key", ""), r.get("model", "")))
     ok = [r for r in rows if r.get("status") == "ok"]
     with_faces = [r for r in ok if _i(r, "faces") > 0 and r.get("bin") in BINS]
     no_faces = [r for r in ok if _i(r, "faces") == 0]

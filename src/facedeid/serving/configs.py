@@ -15,7 +15,12 @@ from .stages import MAX_FACES
 
 BACKENDS = ("python", "onnxruntime", "tensorrt")
 DETECTOR = "face_detector"
-CPU_THREADS = 2
+# ONNX Runtime inside the Python backend (CPU serving), measured on a 2-core container (docs/benchmarks.md):
+# one intra-op thread per model, because the detector and the generator run at the same time in separate stub
+# processes and Triton's pipelining across stages (not intra-op threads) is what fills the cores; and no spinning,
+# because an idle pool that busy-waits steals the cores the other stages need (1.6-1.8x more frames/s).
+CPU_THREADS = 1
+CPU_SPIN = 0
 
 
 def _tensor(name: str, dtype: str, dims: list[int], optional: bool = False) -> str:
@@ -53,7 +58,7 @@ def generator_config(name: str, backend: str = "python") -> str:
     text += "dynamic_batching { max_queue_delay_microseconds: 4000 }\n"
     text += _instances(backend)
     if backend == "python":
-        text += _params(threads=CPU_THREADS)
+        text += _params(threads=CPU_THREADS, spin=CPU_SPIN)
     return text
 
 
@@ -70,7 +75,7 @@ def detector_config(backend: str = "python") -> str:
     ])
     text += _instances(backend)
     if backend == "python":
-        text += _params(threads=CPU_THREADS)
+        text += _params(threads=CPU_THREADS, spin=CPU_SPIN)
     return text
 
 

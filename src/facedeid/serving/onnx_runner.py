@@ -11,7 +11,13 @@ from pathlib import Path
 import numpy as np
 
 
-def cpu_session(model_path: Path | str | bytes, threads: int = 0):
+def cpu_session(model_path: Path | str | bytes, threads: int = 0, spin: bool = True):
+    """ONNX Runtime CPU session. `spin=False` stops idle pool threads from busy-waiting for the next op/run.
+
+    Spinning keeps a core busy after every op; that is cheap on a machine of its own, but in a Triton server where
+    the detector and the generator are separate processes (and Python stages run beside them) on few cores, the
+    spinning threads of one model steal the cores another model needs (measured: docs/benchmarks.md).
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -20,6 +26,8 @@ def cpu_session(model_path: Path | str | bytes, threads: int = 0):
     options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     source = model_path if isinstance(model_path, bytes) else str(model_path)
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
@@ -30,8 +38,8 @@ class BatchedGenerator:
     Fail closed: if the run fails, every crop comes back as NaN, which compose turns into a masked face.
     """
 
-    def __init__(self, model_path: Path | str, threads: int = 0):
-        self.session = cpu_session(model_path, threads)
+    def __init__(self, model_path: Path | str, threads: int = 0, spin: bool = True):
+        self.session = cpu_session(model_path, threads, spin)
         self.input_name = self.session.get_inputs()[0].name
         self.last_error: str | None = None
 

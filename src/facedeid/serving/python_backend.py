@@ -57,15 +57,17 @@ class OnnxModel:
         config = json.loads(args["model_config"])
         self.inputs = [t["name"] for t in config["input"]]
         self.outputs = [t["name"] for t in config["output"]]
-        threads = int(parameters(args).get("threads", "0"))
+        params = parameters(args)
+        threads = int(params.get("threads", "0"))
+        spin = params.get("spin", "0") not in ("0", "false", "False")  # no busy-waiting unless asked
         path = Path(args["model_repository"]) / args["model_version"] / "model.onnx"
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing: run `python export/to_onnx.py --model all` first")
         self.batched = batched
         if batched:
-            self.generator = BatchedGenerator(path, threads)
+            self.generator = BatchedGenerator(path, threads, spin)
         else:
-            self.session = cpu_session(path, threads)
+            self.session = cpu_session(path, threads, spin)
 
     def execute(self, requests):
         pb_utils = self.pb_utils

@@ -104,6 +104,7 @@ class Trainer:
     """Subclasses define `models`, `optimizers` (dicts), `generator`, `train_step(x)` and `val_losses(x)`."""
 
     name: str = ""
+    script: str = ""  # the CLI that runs this trainer, for the training record
     models: dict[str, torch.nn.Module]
     optimizers: dict[str, torch.optim.Optimizer]
 
@@ -122,6 +123,7 @@ class Trainer:
         self.step = 0
         self.wall_before = 0.0  # seconds spent in earlier (resumed) runs
         self.history: list[dict] = []
+        self.commands: list[str] = []  # one per run (first run, then each --resume)
         self.last_train: dict[str, float] = {}
         self.last_val: dict[str, float] = {}
         self.data = self._load_data()
@@ -159,6 +161,7 @@ class Trainer:
             "models": {k: m.state_dict() for k, m in self.models.items()},
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "history": self.history,
+            "commands": self.commands + [self.command()],
             "rng": self.sampler.rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
         }
@@ -178,6 +181,7 @@ class Trainer:
         self.step = int(state["step"])
         self.wall_before = float(state.get("wall_s", 0.0))
         self.history = state.get("history", [])
+        self.commands = state.get("commands", [])
         if "rng" in state:
             self.sampler.rng.bit_generator.state = state["rng"]
         if "torch_rng" in state:
@@ -195,7 +199,8 @@ class Trainer:
         self.spec.load(self.weights_out)  # strict load check
         record = {
             "model": self.name,
-            "command": " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
+            "command": self.command(),
+            "commands_all_runs": self.commands + [self.command()],
             "data": {
                 "dataset_dir": [str(Path(d).resolve()) for d in self.args.dataset_dir],
                 "train_crops": int(len(self.sampler.train_idx)),
@@ -224,6 +229,12 @@ class Trainer:
 
     def objective(self) -> str:
         return ""
+
+    def command(self) -> str:
+        argv = getattr(self.args, "argv", None)
+        if argv is None:
+            argv = sys.argv[1:]
+        return " ".join(shlex.quote(a) for a in ["python", self.script] + list(argv))
 
     # -- validation / samples -----------------------------------------------------------------------------------
     @torch.no_grad()

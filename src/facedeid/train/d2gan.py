@@ -36,6 +36,8 @@ def mse_to(pred: torch.Tensor, target: float) -> torch.Tensor:
 
 
 class D2GANTrainer(Trainer):
+    script = "train/train_d2gan.py"
+
     def __init__(self, args):
         super().__init__(args, "d2gan")
         gan = D2GAN(self.spec.size).to(self.device)
@@ -116,6 +118,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    args.argv = argv
     return D2GANTrainer(args).run()
 
 

@@ -17,6 +17,8 @@ from .features import FeatureNet, feature_loss
 
 
 class InversionTrainer(Trainer):
+    script = "train/train_inversion.py"
+
     def __init__(self, args):
         super().__init__(args, args.model)
         self.models = {"generator": self.spec.build().to(self.device)}
@@ -60,6 +62,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    args.argv = argv
     return InversionTrainer(args).run()
 
 

@@ -1,0 +1,94 @@
+"""End to end through the real `tritonserver`: eval/triton_eval.py and client/deid.py over the served ensembles.
+
+Uses the session fixture `triton` of tests/conftest.py (the repository exported to a temporary folder, served on
+free ports). Skips, with the reason, where the server cannot be started on this machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from eval_helpers import eval_argv
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def server(request):
+    try:
+        return request.getfixturevalue("triton")
+    except Exception as exc:  # noqa: BLE001 - any failure to export/start means: no server here
+        pytest.skip(f"no Triton server here ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
+
+
+def _cli(script, *args, timeout=600):
+    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def test_triton_eval_generator_and_blur_over_two_urls(server, small_dir, tmp_path):
+    out = tmp_path / "out"
+    port = server.grpc_url.rsplit(":", 1)[1]
+    urls = [server.grpc_url, f"localhost:{port}"]  # two addresses of one server: exercises the spreading
+    proc = _cli("eval/triton_eval.py", *eval_argv(small_dir, out, "mobileunet,blur", "--save",
+                                                   "--url", urls[0], "--url", urls[1]))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "== mobileunet (boxes: gt" in proc.stdout and "== blur (boxes: gt" in proc.stdout
+    assert "== comparison" in proc.stdout and "throughput:" in proc.stdout
+    rows = list(csv.DictReader(open(out / "per_frame.csv", newline="")))
+    gen = [r for r in rows if r["model"] == "mobileunet"]
+    assert len(gen) == 5 and all(r["status"] == "ok" for r in gen)
+    assert {r["url"] for r in gen} == set(urls)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["servers"][urls[0]]["version"]
+    assert "deid_mobileunet_boxes" in metrics["servers"][urls[0]]["models"]
+    assert sum(metrics["requests_this_session"]["requests_per_url"].values()) == 5
+    res = metrics["results"]["mobileunet"]
+    assert res["table"]["frames"]["average"] == 3 and res["table"]["ssim"]["average"] < 0.9  # faces changed
+    assert res["no_face_image_sim"] == pytest.approx(1.0, abs=1e-6)  # frames without faces come back intact
+    assert (out / "70above/skimage/bin70above/astronaut_08.mobileunet.jpg").exists()
+    assert (out / "report.html").exists()
+
+
+def test_triton_eval_detect_mode_reports_recall(server, small_dir, tmp_path):
+    out = tmp_path / "out"
+    proc = _cli("eval/triton_eval.py", *eval_argv(small_dir, out, "mobileunet", "--boxes", "detect",
+                                                   "--url", server.grpc_url, "--no_report"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "detector recall against the labels" in proc.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["results"]["mobileunet"]["detector_recall"] == pytest.approx(1.0)  # pasted faces are clear
+
+
+def test_client_cli_image_and_video(server, tmp_path):
+    import cv2
+    import imageio.v2 as iio
+    import skimage.data
+
+    from facedeid.data import read_image, write_image
+
+    src = tmp_path / "in.png"
+    write_image(src, skimage.data.astronaut())
+    proc = _cli("client/deid.py", src, tmp_path / "out.png", "--model", "mobileunet", "--url", server.grpc_url)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = read_image(tmp_path / "out.png")
+    face = (slice(58, 178), slice(182, 270))
+    change = np.abs(out[face].astype(int) - skimage.data.astronaut()[face]).mean()
+    assert change > 5, f"face barely changed (mean abs diff {change:.2f}); stderr: {proc.stderr[-1000:]}"
+
+    video = tmp_path / "in.mp4"
+    frame = cv2.resize(skimage.data.astronaut(), (256, 256))
+    with iio.get_writer(str(video), format="FFMPEG", fps=5, codec="libx264", macro_block_size=2) as w:
+        for _ in range(4):
+            w.append_data(frame)
+    proc = _cli("client/deid.py", video, tmp_path / "out.mp4", "--model", "mobileunet", "--url", server.grpc_url)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "audio is dropped" in proc.stderr, proc.stderr[-1000:]
+    frames = [f for f in iio.get_reader(str(tmp_path / "out.mp4"), format="FFMPEG").iter_data()]
+    assert len(frames) == 4 and frames[0].shape == (256, 256, 3), (len(frames), frames[0].shape, proc.stderr[-1000:])
