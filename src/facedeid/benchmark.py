@@ -405,7 +405,7 @@ def work_hardware(setup: dict, frames: list[np.ndarray]) -> list[dict]:
         x = torch.randn(batch, 3, spec.size, spec.size)
         with torch.no_grad():
             model(x)
-            eager = min(_time(lambda: model(x)) for _ in range(3)) / batch
+            eager = min(_time(lambda: model(x)) for _ in range(2)) / batch
         onnx_file = cache / f"flops-{name}.onnx"  # exported once per run, reused by later repeats
         if not onnx_file.exists():
             buffer = io.BytesIO()
@@ -420,7 +420,7 @@ def work_hardware(setup: dict, frames: list[np.ndarray]) -> list[dict]:
         session = cpu_session(onnx_file, setup["inproc_threads"], setup["inproc_spin"])
         feed = {"INPUT": x.numpy()}
         session.run(None, feed)
-        onnx_time = min(_time(lambda: session.run(None, feed)) for _ in range(3)) / batch
+        onnx_time = min(_time(lambda: session.run(None, feed)) for _ in range(2)) / batch
         runs.append({"label": name, "trained": spec.has_checkpoint(), "flops_per_face": flops, "batch": batch,
                      "eager_s_per_face": eager, "onnxruntime_s_per_face": onnx_time,
                      "eager_flops_per_s": flops / eager, "onnxruntime_flops_per_s": flops / onnx_time})
@@ -538,7 +538,7 @@ def run(generator: str = "mobileunet", modes=DEFAULT_MODES, repeats: int = 3, fr
         concurrency=DEFAULT_CONCURRENCY, url: str | None = None, repository: Path | None = None,
         server_pid: int | None = None, overrides: dict | None = None, flops_generators=None,
         workdir: Path | None = None, frame_files: list[str] | None = None, matmul_n: int = MATMUL_N,
-        flops_batch: int = 4, inproc_threads: int | None = None, inproc_spin: bool = INPROC_SPIN,
+        flops_batch: int = 2, inproc_threads: int | None = None, inproc_spin: bool = INPROC_SPIN,
         log=print) -> dict:
     """Run the benchmark; returns the full result (config, machine, every run, summary)."""
     from . import local_server
