@@ -74,6 +74,14 @@ def test_scan_dataset_nested_missing_and_bad_labels(tmp_path):
     assert bad.error is not None and "002.txt:1:" in bad.error
 
 
+def test_scan_dataset_stems_with_dots_find_their_labels(tmp_path):
+    _jpg(tmp_path / "images/clip/clip_t000012.000.jpg")
+    (tmp_path / "labels/clip").mkdir(parents=True)
+    (tmp_path / "labels/clip/clip_t000012.000.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (frame,) = scan_dataset(tmp_path)
+    assert frame.key == "clip/clip_t000012.000" and frame.n_faces == 1
+
+
 def test_scan_dataset_needs_images_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="images/"):
         scan_dataset(tmp_path)

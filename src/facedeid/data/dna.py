@@ -133,7 +133,7 @@ def scan_dataset(root) -> list[Frame]:
                 continue
             rel = path.relative_to(images).with_suffix("")
             key = rel.as_posix()
-            label_path = labels / rel.with_suffix(".txt")
+            label_path = labels / rel.parent / f"{rel.name}.txt"  # not with_suffix: stems may contain dots
             frame = Frame(key, path, label_path if label_path.is_file() else None)
             if key in frames:  # a.jpg and a.png: keep both, distinguish by extension
                 key = rel.as_posix() + path.suffix.lower()
