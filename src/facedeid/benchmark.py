@@ -47,7 +47,7 @@ EAGER_BATCH_FRAMES = 16
 WARMUP_FRAMES = 2
 MATMUL_N = 2048
 # In-process ONNX Runtime sessions (onnxruntime, blur640 and eager's detector): the best setting measured on the
-# 2-core container (docs/benchmarks.md, "In-process thread settings"); --inproc-threads / --inproc-spin change it.
+# 2-core container (docs/benchmarks.md, "Changes made", item 2); --inproc-threads / --inproc-spin change it.
 INPROC_THREADS = 1
 INPROC_SPIN = False
 SCENES = Path(__file__).resolve().parents[3] / "shared" / "data" / "faces" / "scenes"
@@ -178,15 +178,27 @@ def work_onnxruntime(setup: dict, frames: list[np.ndarray]) -> list[dict]:
     generator = BatchedGenerator(gen_path, setup["inproc_threads"], setup["inproc_spin"])
     size, threshold = setup["size"], setup["threshold"]
 
+    step_ms = {name: 0.0 for name in ("detect_prep", "face_detector", "face_prep", setup["generator"], "compose")}
+
     def one(frame):
+        marks = [time.perf_counter()]
         image = stages.detector_input(frame)
+        marks.append(time.perf_counter())
         heat, scale, offset = detector.run(["HEATMAP", "SCALE", "OFFSET"], {"IMAGE": image})
+        marks.append(time.perf_counter())
         crops, boxes = stages.prep_detected(frame, heat, scale, offset, size, threshold)
+        marks.append(time.perf_counter())
         generated = generator([crops])[0]
-        return stages.compose_frame(frame, generated, boxes), boxes
+        marks.append(time.perf_counter())
+        out = stages.compose_frame(frame, generated, boxes)
+        marks.append(time.perf_counter())
+        for name, t0, t1 in zip(step_ms, marks, marks[1:]):
+            step_ms[name] += (t1 - t0) * 1e3
+        return out, boxes
 
     for frame in frames[:WARMUP_FRAMES]:
         one(frame)
+    step_ms.update({name: 0.0 for name in step_ms})
     latencies, faces = [], 0
     start = time.perf_counter()
     for frame in frames:
@@ -194,7 +206,9 @@ def work_onnxruntime(setup: dict, frames: list[np.ndarray]) -> list[dict]:
         _, boxes = one(frame)
         latencies.append((time.perf_counter() - t0) * 1e3)
         faces += len(boxes)
-    return [_timed_run("onnxruntime", len(frames), faces, time.perf_counter() - start, latencies)]
+    wall = time.perf_counter() - start
+    return [_timed_run("onnxruntime", len(frames), faces, wall, latencies,
+                       step_ms_per_frame={k: v / len(frames) for k, v in step_ms.items()})]
 
 
 def work_eager(setup: dict, frames: list[np.ndarray]) -> list[dict]:
@@ -365,11 +379,14 @@ def work_triton(setup: dict, frames: list[np.ndarray]) -> list[dict]:
     runs = []
     for concurrency in setup["concurrency"]:
         before = _model_stats(client, stage_models)
+        cpu0 = _cpu_seconds()
         wall, latencies, faces = asyncio.run(_triton_level(url, model, frames, concurrency))
+        client_cpu = _cpu_seconds() - cpu0
         stats = _stats_delta(_model_stats(client, stage_models), before)
         server = server_memory_mb(setup["server_pid"]) if setup.get("server_pid") else {}
         runs.append(_timed_run(f"triton c={concurrency}", len(frames), faces, wall, latencies,
-                               concurrency=concurrency, server_stats=stats, server_memory=server))
+                               concurrency=concurrency, server_stats=stats, server_memory=server,
+                               client_cpu_share=client_cpu / wall))
     client.close()
     return runs
 
@@ -425,6 +442,11 @@ def work_hardware(setup: dict, frames: list[np.ndarray]) -> list[dict]:
                      "eager_s_per_face": eager, "onnxruntime_s_per_face": onnx_time,
                      "eager_flops_per_s": flops / eager, "onnxruntime_flops_per_s": flops / onnx_time})
     return runs
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _time(fn) -> float:
@@ -539,7 +561,7 @@ def run(generator: str = "mobileunet", modes=DEFAULT_MODES, repeats: int = 3, fr
         server_pid: int | None = None, overrides: dict | None = None, flops_generators=None,
         workdir: Path | None = None, frame_files: list[str] | None = None, matmul_n: int = MATMUL_N,
         flops_batch: int = 2, inproc_threads: int | None = None, inproc_spin: bool = INPROC_SPIN,
-        log=print) -> dict:
+        torch_threads: int | None = None, log=print) -> dict:
     """Run the benchmark; returns the full result (config, machine, every run, summary)."""
     from . import local_server
     from .models import GENERATORS
@@ -561,7 +583,7 @@ def run(generator: str = "mobileunet", modes=DEFAULT_MODES, repeats: int = 3, fr
         "det_threads": int(config_param(Path(repository), "face_detector", "threads", str(CPU_THREADS))),
         "spin": config_param(Path(repository), generator, "spin", "1") not in ("0", "false", "False"),
         "inproc_threads": inproc_threads or INPROC_THREADS, "workdir": str(workdir), "inproc_spin": inproc_spin,
-        "torch_threads": os.cpu_count() or 1, "concurrency": list(concurrency), "matmul_n": matmul_n,
+        "torch_threads": torch_threads or os.cpu_count() or 1, "concurrency": list(concurrency), "matmul_n": matmul_n,
         "flops_batch": flops_batch,
         "generators": list(flops_generators if flops_generators is not None else GENERATORS),
     }
@@ -606,11 +628,21 @@ def run(generator: str = "mobileunet", modes=DEFAULT_MODES, repeats: int = 3, fr
     return result
 
 
+def _gpu_name() -> str:
+    """The NVIDIA GPU's name, or a note that there is none (this benchmark then measures the CPU only)."""
+    if shutil.which("nvidia-smi"):
+        proc = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                              text=True, timeout=30)
+        if proc.returncode == 0 and proc.stdout.strip():
+            return proc.stdout.strip().splitlines()[0]
+    return "none (GPU numbers not measured)"
+
+
 def machine_info() -> dict:
     import onnxruntime
 
     info = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "onnxruntime": onnxruntime.__version__, "numpy": np.__version__, "gpu": "none (not measured)"}
+            "onnxruntime": onnxruntime.__version__, "numpy": np.__version__, "gpu": _gpu_name()}
     try:
         info["cpu_model"] = next(line.split(":", 1)[1].strip() for line in
                                  Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
@@ -685,8 +717,13 @@ def summarize(result: dict) -> dict:
 
 
 def stage_breakdown(runs: list[dict]) -> list[dict]:
-    """Server time per frame in each ensemble step (median over repeats), from Triton's statistics."""
+    """Time per frame in each step: Triton's statistics per ensemble step, and the in-process onnxruntime timers."""
     out = []
+    inproc = [r for r in runs if r.get("step_ms_per_frame")]
+    for model in (inproc[0]["step_ms_per_frame"] if inproc else []):
+        out.append({"label": "onnxruntime (in-process)", "model": model, "queue_ms": 0.0, "input_ms": 0.0,
+                    "infer_ms": _median(r["step_ms_per_frame"][model] for r in inproc), "output_ms": 0.0,
+                    "executions_per_frame": 1.0})
     labels = dict.fromkeys(r["label"] for r in runs if r.get("server_stats"))
     for label in labels:
         group = [r for r in runs if r["label"] == label]
@@ -731,7 +768,10 @@ def _fmt(value, digits=1, suffix=""):
 def markdown(result: dict) -> str:
     s = result["summary"]
     cfg = result["config"]
-    lines = [f"generator `{cfg['generator']}` ({'untrained weights' if cfg['allow_untrained'] else 'trained weights'}),"
+    m = result.get("machine", {})
+    lines = [f"machine: {m.get('cpu_count')} CPU cores ({m.get('cpu_model', '?')}), GPU: {m.get('gpu', '?')};"
+             f" onnxruntime {m.get('onnxruntime')}, torch {m.get('torch')}", "",
+             f"generator `{cfg['generator']}` ({'untrained weights' if cfg['allow_untrained'] else 'trained weights'}),"
              f" {len(cfg['frame_files'])} frames, {cfg['repeats']} repeats, median reported;"
              f" Triton ORT threads gen={cfg['gen_threads']} det={cfg['det_threads']} spin={int(cfg.get('spin', True))};"
              f" in-process ORT threads {cfg['inproc_threads']} spin={int(cfg['inproc_spin'])};"
@@ -796,6 +836,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gen-instances", type=int, help="override the generator's instance count")
     parser.add_argument("--det-instances", type=int, help="override the detector's instance count")
     parser.add_argument("--spin", type=int, choices=(0, 1), help="override ORT thread spinning (detector, generator)")
+    parser.add_argument("--torch-threads", type=int, help="eager mode's torch threads (default: all cores)")
     parser.add_argument("--inproc-threads", type=int, help=f"in-process ORT intra-op threads (default {INPROC_THREADS})")
     parser.add_argument("--inproc-spin", type=int, choices=(0, 1), default=int(INPROC_SPIN),
                         help="in-process ORT thread spinning")
@@ -824,7 +865,7 @@ def main(argv: list[str] | None = None) -> int:
                  if getattr(args, k) is not None}
     result = run(args.model, modes, args.repeats, args.frames, [int(c) for c in args.concurrency.split(",")],
                  args.url, args.repository, args.server_pid, overrides, flops, args.workdir,
-                 inproc_threads=args.inproc_threads, inproc_spin=bool(args.inproc_spin))
+                 inproc_threads=args.inproc_threads, inproc_spin=bool(args.inproc_spin), torch_threads=args.torch_threads)
     args.json.write_text(json.dumps(result, indent=1))
     text = markdown(result)
     print(text)

@@ -52,3 +52,26 @@ def test_no_request_data_reaches_the_file_system():
     for path in served:
         text = path.read_text()
         assert not re.search(r"\bopen\(|\.write_|imwrite|imread|os\.remove|unlink\(", text), path
+
+
+@pytest.mark.parametrize("method, path", [
+    ("POST", "/v2/repository/index"),
+    ("POST", "/v2/repository/models/mobileunet/unload"),
+    ("POST", "/v2/repository/models/mobileunet/load"),
+    ("GET", "/v2/logging"),
+    ("GET", "/v2/trace/setting"),
+    ("GET", "/v2/systemsharedmemory/status"),
+])
+def test_admin_http_apis_are_refused_without_the_key(triton, method, path):
+    """Model control, repository, logging, trace and shared-memory APIs need the admin header (gRPC side:
+    tests/serving/test_pipeline.py); inference and health stay open."""
+    import urllib.error
+    import urllib.request
+
+    body = b"{}" if method == "POST" else None
+    request = urllib.request.Request(f"http://{triton.http_url}{path}", method=method, data=body)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code in (400, 403), refused.value.code
+    with urllib.request.urlopen(f"http://{triton.http_url}/v2/models/mobileunet/ready", timeout=10) as ready:
+        assert ready.status == 200

@@ -2,10 +2,14 @@
 
 import triton_python_backend_utils as pb_utils
 
-from facedeid.serving.python_backend import serve_each
-from facedeid.serving.stages import compose_frame
+from facedeid.serving.python_backend import parameters, serve_each
+from facedeid.serving.stages import compose_frame, frame_limit
 
 
 class TritonPythonModel:
+    def initialize(self, args):
+        self.max_pixels = frame_limit(parameters(args))
+
     def execute(self, requests):
-        return serve_each(pb_utils, requests, ["FRAME", "GENERATED", "BOXES"], ["DEID_FRAME"], compose_frame)
+        return serve_each(pb_utils, requests, ["FRAME", "GENERATED", "BOXES"], ["DEID_FRAME"],
+                          lambda frame, generated, boxes: compose_frame(frame, generated, boxes, self.max_pixels))

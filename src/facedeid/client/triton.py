@@ -157,6 +157,7 @@ class DeidClient:
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self._factory = backend_factory
+        self.on_retry: Callable[[str], None] | None = None  # told each retry (url, error, delay): e.g. a log line
         self._servers = [_Server(u) for u in urls]
         self._rr = itertools.count()
         self.stats = ClientStats(per_url={u: 0 for u in urls})
@@ -241,6 +242,10 @@ class DeidClient:
                     delay = min(self.max_backoff_s, self.backoff_s * (2 ** attempt))
                     server.unavailable_until = time.monotonic() + delay
                     previous = server
+                    if self.on_retry is not None:
+                        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                        self.on_retry(f"{server.url}: {text[:200]}; retry {attempt + 1}/{self.retries} "
+                                      f"(backoff {delay:.1f} s)")
                     # with another server to go to, try it at once; otherwise wait out the backoff
                     if len(self._servers) == 1 or all(
                         s.unavailable_until > time.monotonic() for s in self._servers

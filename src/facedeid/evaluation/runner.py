@@ -166,6 +166,16 @@ def mask_faces(image: np.ndarray, boxes_px: np.ndarray) -> np.ndarray:
     return compose(image, np.zeros((0, 1, 1, 3), np.uint8), windows, np.zeros(len(windows), bool))
 
 
+def labels_without_image(root, frames: list[Frame]) -> list[str]:
+    """Label files (paths under root, '/'-separated) that no image uses: reported, never silently dropped."""
+    labels = Path(root) / "labels"
+    if not labels.is_dir():
+        return []
+    used = {Path(f.label_path).resolve() for f in frames if f.label_path is not None}
+    return sorted(p.relative_to(root).as_posix() for p in labels.rglob("*.txt")
+                  if not p.name.startswith(".") and p.resolve() not in used)
+
+
 # --------------------------------------------------------------------------------------------------- runner
 class Evaluation:
     def __init__(self, args: argparse.Namespace, on_row: Callable[[dict], None] | None = None,
@@ -191,12 +201,18 @@ class Evaluation:
         if args.batch_size < 1:
             raise SystemExit("--batch_size must be >= 1")
         frames = scan_dataset(args.dataset_dir)
+        self.orphan_labels = labels_without_image(args.dataset_dir, frames)
+        for rel in self.orphan_labels:
+            self.log(f"warning: label file without an image (ignored): {Path(args.dataset_dir) / rel}")
         if args.limit:
             frames = frames[: args.limit]
         config = {"dataset_dir": str(Path(args.dataset_dir).resolve()), "boxes": args.boxes}
         started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         with ResultsLog(self.out, config, resume=args.resume, overwrite=args.overwrite) as results:
             self.results = results
+            if args.resume:  # temporary files of a killed run's atomic writes (the final names are never partial)
+                for stale in self.out.rglob(".*.tmp"):
+                    stale.unlink(missing_ok=True)
             pending = [f for f in frames if any((m, f.key) not in results.done for m in self.models)]
             if args.resume and len(pending) < len(frames):
                 self.log(f"resume: {len(frames) - len(pending)} of {len(frames)} frames already done")
@@ -230,6 +246,8 @@ class Evaluation:
         self.client = factory(self.urls, concurrency=self.concurrency, timeout_s=self.args.timeout,
                               retries=self.args.retries)
         names = [ensemble_name(m, self.args.boxes == "gt") for m in self.server_models]
+        if hasattr(self.client, "on_retry"):  # a server restart shows as retries on stderr, not as silence
+            self.client.on_retry = lambda message: self.log(f"server unavailable: {message}")
         try:
             not_ready = self.client.wait_ready(names, timeout_s=self.args.ready_timeout)
             if not_ready:
@@ -445,6 +463,7 @@ class Evaluation:
             "python": platform.python_version(),
             "dataset_dir": str(Path(self.args.dataset_dir).resolve()),
             "frames_in_dataset": len(frames),
+            "labels_without_image": getattr(self, "orphan_labels", []),
             "boxes": self.args.boxes,
             "models": self.models,
             "urls": self.urls if self.server_models else [],

@@ -48,7 +48,7 @@ class OnnxModel:
     come back as NaN crops that compose masks (fail closed). `batched=False` (detector): one call per request.
     """
 
-    def setup(self, pb_utils, args: dict, batched: bool) -> None:
+    def setup(self, pb_utils, args: dict, batched: bool, validate: Callable | None = None) -> None:
         from pathlib import Path
 
         from .onnx_runner import BatchedGenerator, cpu_session
@@ -64,6 +64,7 @@ class OnnxModel:
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing: run `python export/to_onnx.py --model all` first")
         self.batched = batched
+        self.validate = validate  # non-batched: checks (and may refuse) the first input before ONNX Runtime runs
         if batched:
             self.generator = BatchedGenerator(path, threads, spin)
         else:
@@ -72,8 +73,12 @@ class OnnxModel:
     def execute(self, requests):
         pb_utils = self.pb_utils
         if not self.batched:
-            return serve_each(pb_utils, requests, self.inputs, self.outputs,
-                              lambda *xs: tuple(self.session.run(self.outputs, dict(zip(self.inputs, xs)))))
+            def run(*xs):
+                if self.validate is not None:
+                    self.validate(xs[0])
+                return tuple(self.session.run(self.outputs, dict(zip(self.inputs, xs))))
+
+            return serve_each(pb_utils, requests, self.inputs, self.outputs, run)
         batches = [pb_utils.get_input_tensor_by_name(r, self.inputs[0]).as_numpy() for r in requests]
         results = self.generator(batches)
         if self.generator.last_error:

@@ -13,20 +13,42 @@ from .. import crops, detection
 
 MAX_FACES = 32  # generator batch limit (TensorRT profile max); faces beyond it in one frame are masked
 MAX_FRAME_PIXELS = 8192 * 8192  # refuse larger frames instead of exhausting server memory
+MAX_DETECTOR_SIDE = 2048  # face_detector IMAGE sides (detect_prep sends <= 640); bounds a direct request's cost
 
 
-def check_frame(frame: np.ndarray) -> np.ndarray:
+def frame_limit(params: dict[str, str]) -> int:
+    """The frame size limit of a stage: config parameter `max_frame_pixels` if set, else MAX_FRAME_PIXELS."""
+    value = int(params.get("max_frame_pixels", MAX_FRAME_PIXELS))
+    if not 0 < value <= MAX_FRAME_PIXELS:
+        raise ValueError(f"max_frame_pixels must be in 1..{MAX_FRAME_PIXELS}, got {value}")
+    return value
+
+
+def check_frame(frame: np.ndarray, max_pixels: int = MAX_FRAME_PIXELS) -> np.ndarray:
     crops.validate_frame(frame)
-    if frame.shape[0] * frame.shape[1] > MAX_FRAME_PIXELS:
+    if frame.shape[0] * frame.shape[1] > max_pixels:
         raise ValueError(
-            f"frame {frame.shape[1]}x{frame.shape[0]} exceeds the limit of {MAX_FRAME_PIXELS} pixels; downscale it"
+            f"frame {frame.shape[1]}x{frame.shape[0]} exceeds the limit of {max_pixels} pixels; downscale it"
         )
     return frame
 
 
-def detector_input(frame: np.ndarray, max_side: int = detection.DEFAULT_MAX_SIDE) -> np.ndarray:
+def check_detector_image(image: np.ndarray) -> np.ndarray:
+    """face_detector IMAGE: float32 [1,3,h,w], h and w multiples of 32 in 32..MAX_DETECTOR_SIDE, all finite."""
+    if image.dtype != np.float32 or image.ndim != 4 or image.shape[:2] != (1, 3):
+        raise ValueError(f"IMAGE must be float32 [1, 3, h, w], got {image.dtype} {list(image.shape)}")
+    h, w = image.shape[2:]
+    if not (32 <= h <= MAX_DETECTOR_SIDE and 32 <= w <= MAX_DETECTOR_SIDE and h % 32 == 0 and w % 32 == 0):
+        raise ValueError(f"IMAGE height and width must be multiples of 32 in 32..{MAX_DETECTOR_SIDE}, got {h}x{w}")
+    if not np.isfinite(image).all():
+        raise ValueError("IMAGE contains NaN or infinite values")
+    return image
+
+
+def detector_input(frame: np.ndarray, max_side: int = detection.DEFAULT_MAX_SIDE,
+                   max_pixels: int = MAX_FRAME_PIXELS) -> np.ndarray:
     """FRAME [H,W,3] uint8 -> detector IMAGE [1,3,h,w] float32."""
-    return detection.preprocess(check_frame(frame), max_side)[0]
+    return detection.preprocess(check_frame(frame, max_pixels), max_side)[0]
 
 
 def crop_batch(frame: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
@@ -43,32 +65,47 @@ def crop_batch(frame: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
 
 def prep_detected(frame: np.ndarray, heatmap: np.ndarray, scale: np.ndarray, offset: np.ndarray, size: int,
                   threshold: float = detection.DEFAULT_THRESHOLD,
-                  max_side: int = detection.DEFAULT_MAX_SIDE) -> tuple[np.ndarray, np.ndarray]:
+                  max_side: int = detection.DEFAULT_MAX_SIDE,
+                  max_pixels: int = MAX_FRAME_PIXELS) -> tuple[np.ndarray, np.ndarray]:
     """Decode CenterFace outputs for FRAME -> (CROPS [M,3,S,S], BOXES [N,4] pixels)."""
-    check_frame(frame)
+    check_frame(frame, max_pixels)
     for name, tensor, channels in (("HEATMAP", heatmap, 1), ("SCALE", scale, 2), ("OFFSET", offset, 2)):
         if tensor.ndim != 4 or tensor.shape[:2] != (1, channels):
             raise ValueError(f"{name} must have shape [1, {channels}, h, w], got {list(tensor.shape)}")
+    if not heatmap.shape[2:] == scale.shape[2:] == offset.shape[2:]:
+        raise ValueError(f"HEATMAP, SCALE and OFFSET must have the same h, w, got {list(heatmap.shape)}, "
+                         f"{list(scale.shape)}, {list(offset.shape)}")
     letterbox = detection.plan_input(frame.shape[0], frame.shape[1], max_side)
     boxes, _ = detection.decode(heatmap, scale, offset, letterbox, threshold)
     boxes = crops.clean_boxes(boxes, frame.shape[1], frame.shape[0])
     return crop_batch(frame, boxes, size), boxes
 
 
-def prep_given(frame: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+def prep_given(frame: np.ndarray, boxes: np.ndarray, size: int,
+               max_pixels: int = MAX_FRAME_PIXELS) -> tuple[np.ndarray, np.ndarray]:
     """Caller-supplied BOXES [N,4] pixels -> (CROPS [M,3,S,S], cleaned BOXES [K,4])."""
-    check_frame(frame)
+    check_frame(frame, max_pixels)
     boxes = crops.clean_boxes(boxes, frame.shape[1], frame.shape[0])
     return crop_batch(frame, boxes, size), boxes
 
 
-def compose_frame(frame: np.ndarray, generated: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+def compose_frame(frame: np.ndarray, generated: np.ndarray, boxes: np.ndarray,
+                  max_pixels: int = MAX_FRAME_PIXELS) -> np.ndarray:
     """FRAME + GENERATED [M,3,S,S] + BOXES [N,4] -> DEID_FRAME. Non-finite or missing crops are masked."""
-    check_frame(frame)
+    check_frame(frame, max_pixels)
     if generated.ndim != 4 or generated.shape[1] != 3:
         raise ValueError(f"GENERATED must have shape [M, 3, S, S], got {list(generated.shape)}")
     if boxes.ndim != 2 or boxes.shape[1] != 4:
         raise ValueError(f"BOXES must have shape [N, 4], got {list(boxes.shape)}")
+    # The prep stages send boxes clipped to the frame; anything else (NaN, a box far outside the frame) would make
+    # compose allocate a window of unbounded size, so it is refused.
+    h, w = frame.shape[:2]
+    if not np.isfinite(boxes).all():
+        raise ValueError("BOXES contain NaN or infinite values")
+    if len(boxes) and not ((boxes[:, 0] >= 0).all() and (boxes[:, 1] >= 0).all() and (boxes[:, 2] <= w).all()
+                           and (boxes[:, 3] <= h).all() and (boxes[:, 2] > boxes[:, 0]).all()
+                           and (boxes[:, 3] > boxes[:, 1]).all()):
+        raise ValueError(f"BOXES must be x1 < x2, y1 < y2 inside the {w}x{h} frame")
     if len(boxes) == 0:
         return frame
     generated = generated[: len(boxes)]

@@ -1,0 +1,241 @@
+"""Faults during an evaluation: the server killed and restarted, the evaluation itself killed and resumed, a
+generator that fails, a frame over the server's size limit.
+
+One server of its own (this module kills it), over a reduced copy of the exported repository: `mobileunet` as
+exported, `d2gan` replaced by a model that fails inside ONNX Runtime, and `box_prep` with a lowered
+`max_frame_pixels`. Data: 7 frames of the scikit-image sample. The numbers of every faulted run must equal those
+of one uninterrupted run (timing fields aside), every saved image must decode, and a failing generator must give
+masked faces, never original pixels.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+import tritonclient.grpc as grpcclient
+from onnx import TensorProto, helper
+from tritonclient.utils import InferenceServerException
+
+from facedeid import local_server
+from facedeid.compose import MASK_RGB
+from facedeid.data.dna import boxes_to_pixels, read_image, scan_dataset
+from facedeid.data.sample import build
+from facedeid.evaluation import runner
+from facedeid.testing import ASTRONAUT_FACE, assert_deidentified, deid
+
+ROOT = Path(__file__).resolve().parents[2]
+KEEP = ("box_prep", "compose", "mobileunet", "deid_mobileunet_boxes", "d2gan", "deid_d2gan_boxes")
+FRAME_LIMIT = 500_000  # max_frame_pixels given to box_prep here (sample frames are 480x360 and 320x400)
+TIMING = ("latency_ms", "server_s", "url")  # per-frame fields that legitimately differ between runs
+
+
+def failing_generator() -> onnx.ModelProto:
+    """Valid ONNX with the generator's tensor names whose output has the wrong shape: every run fails."""
+    node = helper.make_node("MaxPool", ["INPUT"], ["OUTPUT"], kernel_shape=[2, 2], strides=[2, 2])
+    graph = helper.make_graph(
+        [node], "failing",
+        [helper.make_tensor_value_info("INPUT", TensorProto.FLOAT, ["batch", 3, 128, 128])],
+        [helper.make_tensor_value_info("OUTPUT", TensorProto.FLOAT, ["batch", 3, 64, 64])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+class RestartableServer:
+    """A LocalServer on fixed ports that a test may kill (SIGKILL) and start again on the same ports."""
+
+    def __init__(self, repo: Path, log: Path):
+        self.repo, self.log = repo, log
+        self.ports = (local_server.free_port(), local_server.free_port(), local_server.free_port())
+        self.server = local_server.start(repo, log, ports=self.ports)
+
+    @property
+    def grpc_url(self) -> str:
+        return self.server.grpc_url
+
+    def kill(self) -> list[int]:
+        """SIGKILL the server process; returns the pids of its Python-backend stubs (they must not linger)."""
+        stubs = local_server._process_tree(self.server.process.pid)[1:]
+        self.server.process.send_signal(signal.SIGKILL)
+        self.server.process.wait()
+        return stubs
+
+    def restart(self) -> None:
+        self.server = local_server.start(self.repo, self.log, ports=self.ports)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+@pytest.fixture(scope="module")
+def server(exported_repo, tmp_path_factory):
+    repo = tmp_path_factory.mktemp("faults") / "model_repository"
+    shutil.copytree(exported_repo[0], repo, ignore=lambda d, names: [
+        n for n in names if Path(d) == exported_repo[0] and n not in KEEP])
+    onnx.save(failing_generator(), repo / "d2gan" / "1" / "model.onnx")
+    with open(repo / "box_prep" / "config.pbtxt", "a") as fh:
+        fh.write(f'parameters {{ key: "max_frame_pixels" value: {{ string_value: "{FRAME_LIMIT}" }} }}\n')
+    holder = RestartableServer(repo, repo.parent / "server.log")
+    yield holder
+    holder.stop()
+
+
+SUBSET = ("bin10/astronaut_01", "bin30/astronaut_03", "bin50/astronaut_04", "bin70/astronaut_06",
+          "bin70above/astronaut_08", "noface/no_label_file", "noface/empty_label_file")
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory) -> Path:
+    """7 frames of the scikit-image sample: every bin, two frames with two faces, two without a face."""
+    full, root = tmp_path_factory.mktemp("fault_sample_full"), tmp_path_factory.mktemp("fault_sample")
+    build(full, shared=None)
+    for key in SUBSET:
+        for sub, ext in (("images", ".jpg"), ("labels", ".txt")):
+            src = full / sub / "skimage" / f"{key}{ext}"
+            if src.exists():
+                (root / sub / "skimage" / key).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, root / sub / "skimage" / f"{key}{ext}")
+    assert len(scan_dataset(root)) == len(SUBSET)
+    return root
+
+
+def argv(data: Path, out: Path, url: str, model: str = "mobileunet", *extra: str) -> list[str]:
+    # one request in flight: the generator always sees one frame's crops, so every run computes the same numbers
+    return ["--dataset_dir", str(data), "--model", model, "--output_dir", str(out), "--batch_size", "2",
+            "--concurrency", "1", "--url", url, "--no_progress", "--no_report", "--save", *extra]
+
+
+@pytest.fixture(scope="module")
+def reference(server, sample, tmp_path_factory) -> Path:
+    """One uninterrupted run: mobileunet (the reference numbers) and the failing d2gan (fail-closed test)."""
+    out = tmp_path_factory.mktemp("reference") / "out"
+    assert runner.main(argv(sample, out, server.grpc_url, "mobileunet,d2gan")) == 0
+    return out
+
+
+def rows_by_frame(out: Path, model: str = "mobileunet") -> dict[str, dict]:
+    with open(out / "per_frame.csv", newline="", encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["model"] == model]
+    by_key = {r["key"]: {k: v for k, v in r.items() if k not in TIMING} for r in rows}
+    assert len(by_key) == len(rows), "a frame was counted twice"
+    return by_key
+
+
+def results(out: Path, model: str = "mobileunet") -> dict:
+    result = json.loads((out / "metrics.json").read_text())["results"][model]
+    throughput = result.pop("throughput")
+    result["requests"] = throughput["requests"]
+    return result
+
+
+def assert_same_numbers(out: Path, reference: Path) -> None:
+    assert rows_by_frame(out) == rows_by_frame(reference)
+    assert results(out) == results(reference)
+
+
+def assert_saved_images_whole(out: Path, expected: int) -> None:
+    saved = [p for p in out.rglob("*.jpg") if "examples" not in p.relative_to(out).parts]
+    assert len(saved) == expected
+    for path in saved:
+        assert cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR) is not None, f"{path} is not whole"
+    assert not list(out.rglob("*.tmp")), "temporary files left behind"
+
+
+def data_rows(out: Path) -> int:
+    path = out / "per_frame.csv"
+    return max(0, len(path.read_text().splitlines()) - 1) if path.exists() else 0
+
+
+def wait_for_rows(proc: subprocess.Popen, out: Path, n: int, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while data_rows(out) < n:
+        assert proc.poll() is None, f"evaluation ended early ({proc.returncode})"
+        assert time.monotonic() < deadline, "evaluation made no progress"
+        time.sleep(0.2)
+
+
+def start_eval(args: list[str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(ROOT / "eval/triton_eval.py"), *args], cwd=ROOT,
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT)  # noqa: SIM115
+
+
+def test_server_killed_mid_run_and_restarted_gives_the_same_result(server, sample, reference, tmp_path):
+    out = tmp_path / "out"
+    log = tmp_path / "eval.log"
+    proc = start_eval(argv(sample, out, server.grpc_url, "mobileunet", "--retries", "8"), log)
+    try:
+        wait_for_rows(proc, out, 2)
+        stubs = server.kill()
+        killed_at = data_rows(out)
+        # keep the server down until the client has met it down (a retry line), then start it on the same ports
+        deadline = time.monotonic() + 120
+        while "server unavailable:" not in log.read_text(errors="replace"):
+            assert proc.poll() is None, "the evaluation gave up while the server was down"
+            assert time.monotonic() < deadline, "no retry while the server was down"
+            time.sleep(0.2)
+        time.sleep(2)
+        assert proc.poll() is None, "the evaluation gave up while the server was down"
+        server.restart()
+        assert proc.wait(timeout=240) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert killed_at < len(scan_dataset(sample)), "the server was killed after the run had finished"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["requests_this_session"]["retries"] >= 1
+    assert metrics["results"]["mobileunet"]["skipped"] == {}
+    assert_same_numbers(out, reference)
+    assert_saved_images_whole(out, expected=len(scan_dataset(sample)))
+    time.sleep(1)
+    assert not [pid for pid in stubs if Path(f"/proc/{pid}").exists()
+                and "stub" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")], "stub processes linger"
+
+
+def test_evaluation_killed_then_resumed_gives_the_same_result(server, sample, reference, tmp_path):
+    out = tmp_path / "out"
+    args = argv(sample, out, server.grpc_url)
+    proc = start_eval(args, tmp_path / "eval.log")
+    try:
+        wait_for_rows(proc, out, 3)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert 3 <= data_rows(out) < len(scan_dataset(sample))
+    assert runner.main(args) == 2, "an existing run must not be overwritten without --resume"
+    assert runner.main(args + ["--resume"]) == 0
+    assert_same_numbers(out, reference)
+    assert_saved_images_whole(out, expected=len(scan_dataset(sample)))
+
+
+def test_failing_generator_gives_masked_faces_never_original_pixels(reference, sample):
+    frames = [f for f in scan_dataset(sample) if f.n_faces]
+    assert frames
+    for frame in frames:
+        original = read_image(frame.image_path)
+        saved = read_image(reference / frame.bin / f"{frame.key}.d2gan.jpg")  # JPEG: compare with a tolerance
+        for x1, y1, x2, y2 in boxes_to_pixels(frame.boxes_norm, original.shape[1], original.shape[0]).round():
+            face = saved[int(y1):int(y2), int(x1):int(x2)].astype(np.float32)
+            before = original[int(y1):int(y2), int(x1):int(x2)].astype(np.float32)
+            assert np.abs(face - np.asarray(MASK_RGB, np.float32)).mean() < 3, f"{frame.key}: face not masked"
+            assert np.abs(face - before).mean() > 20, f"{frame.key}: original face pixels returned"
+    result = results(reference, "d2gan")
+    assert result["skipped"] == {} and result["table"]["reid"]["average"] == 0.0
+
+
+def test_frame_over_the_configured_size_limit_is_refused(server, astronaut):
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    big = np.zeros((800, 800, 3), np.uint8)  # 640,000 pixels > FRAME_LIMIT
+    with pytest.raises(InferenceServerException, match=f"800x800 exceeds the limit of {FRAME_LIMIT} pixels"):
+        deid(client, "deid_mobileunet_boxes", big, np.zeros((0, 4), np.float32))
+    result, used = deid(client, "deid_mobileunet_boxes", astronaut, ASTRONAUT_FACE[None])  # 512x512 fits
+    assert_deidentified(astronaut, result, used)
