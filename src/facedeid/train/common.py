@@ -173,7 +173,7 @@ class Trainer:
         path = self.checkpoint_path()
         if not path.exists():
             raise FileNotFoundError(f"--resume: no checkpoint at {path}")
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        state = torch.load(path, map_location=self.device, weights_only=True)
         for k, m in self.models.items():
             m.load_state_dict(state["models"][k])
         for k, o in self.optimizers.items():

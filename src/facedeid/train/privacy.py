@@ -80,7 +80,7 @@ class GeneratorMethod:
     def __init__(self, name: str, checkpoint: Path | None = None):
         self.spec = GENERATORS[name]
         if checkpoint is not None and checkpoint.suffix == ".pt":
-            state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
             if "models" in state:  # a training run's last.pt: take the generator from it
                 self.model = self.spec.build().eval()
                 self.model.load_state_dict(state["models"]["generator"], strict=True)
