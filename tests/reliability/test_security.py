@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -33,15 +34,36 @@ def test_server_listens_on_loopback_only(triton):
 PYTHON_FILES = [p for p in REPO_ROOT.rglob("*.py") if ".venv" not in p.parts and "tests" not in p.parts]
 
 
-@pytest.mark.parametrize("pattern, why", [
-    (r"torch\.load\((?![^)]*weights_only=True)", "torch.load without weights_only=True unpickles arbitrary code"),
-    (r"pickle\.loads?\(", "pickle loads arbitrary code"),
-    (r"allow_pickle=True", "numpy pickles load arbitrary code"),
-])
-def test_no_unsafe_deserialisation(pattern, why):
-    offenders = [f"{p.relative_to(REPO_ROOT)}:{n}" for p in PYTHON_FILES
-                 for n, line in enumerate(p.read_text().splitlines(), 1) if re.search(pattern, line)]
-    assert not offenders, f"{why}: {offenders}"
+def _calls(path: Path):
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Call):
+            yield node, ast.unparse(node.func), {k.arg: k.value for k in node.keywords}
+
+
+def test_torch_load_always_has_weights_only():
+    offenders = []
+    for path in PYTHON_FILES:
+        for node, func, keywords in _calls(path):
+            flag = keywords.get("weights_only")
+            if func == "torch.load" and not (isinstance(flag, ast.Constant) and flag.value is True):
+                offenders.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno}")
+    assert not offenders, f"torch.load without weights_only=True unpickles arbitrary code: {offenders}"
+
+
+def test_no_pickle_loading():
+    offenders = []
+    for path in PYTHON_FILES:
+        for node, func, keywords in _calls(path):
+            allow = keywords.get("allow_pickle")
+            if func in ("pickle.load", "pickle.loads") or (isinstance(allow, ast.Constant) and allow.value is True):
+                offenders.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno}")
+    assert not offenders, f"pickles load arbitrary code: {offenders}"
+
+
+def test_the_scan_sees_calls():
+    """Guard against a scan that finds nothing: the shipped checkpoint loader is a torch.load call."""
+    registry = REPO_ROOT / "src/facedeid/models/registry.py"
+    assert any(func == "torch.load" for _, func, _ in _calls(registry))
 
 
 def test_no_request_data_reaches_the_file_system():
