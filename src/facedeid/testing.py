@@ -42,12 +42,9 @@ def shared_faces_dir() -> Path | None:
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    import cv2
+    from .data.dna import read_image
 
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"cannot read image {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return read_image(path)
 
 
 def face_grid(face: np.ndarray, rows: int, cols: int, cell: int = 96, gap: int = 40) -> tuple[np.ndarray, np.ndarray]:

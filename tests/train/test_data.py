@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from facedeid.crops import extract_crops
-from facedeid.train.data import load_crops, read_rgb, read_yolo_boxes, split_is_val
+from facedeid.data import boxes_to_pixels, read_labels
+from facedeid.train.data import load_crops, read_rgb, split_is_val
 
 
 def test_dna_layout_uses_labels_and_server_crops(dna_dir, tmp_path):
@@ -13,7 +14,8 @@ def test_dna_layout_uses_labels_and_server_crops(dna_dir, tmp_path):
     assert data.crops.shape == (2, 128, 128, 3) and data.crops.dtype == np.uint8
     assert sorted(data.sources) == ["clip1/f0001.jpg", "clip2/f0001.jpg"]  # unlabeled frame = no faces
     frame = read_rgb(dna_dir / "images" / "clip1" / "f0001.jpg")
-    boxes = read_yolo_boxes(dna_dir / "labels" / "clip1" / "f0001.txt", frame.shape[1], frame.shape[0])
+    labels = read_labels(dna_dir / "labels" / "clip1" / "f0001.txt")[:, 1:]
+    boxes = boxes_to_pixels(labels, frame.shape[1], frame.shape[0])
     expected, _ = extract_crops(frame, boxes, 128)  # the server's crop code
     assert np.array_equal(data.crops[data.sources.index("clip1/f0001.jpg")], expected[0])
     assert data.is_val.any() and (~data.is_val).any()
@@ -26,10 +28,6 @@ def test_plain_folder_detects_faces_and_cache_round_trips(plain_dir, tmp_path):
     second = load_crops(plain_dir, 128, cache_dir=tmp_path, progress=False)
     assert np.array_equal(np.asarray(first.crops), np.asarray(second.crops))
     assert first.sources == second.sources
-
-
-def test_missing_label_file_means_no_faces(tmp_path):
-    assert read_yolo_boxes(tmp_path / "nope.txt", 100, 100).shape == (0, 4)
 
 
 def test_split_is_deterministic_and_near_requested_share():

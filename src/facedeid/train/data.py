@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 
 from ..crops import extract_crops
+from ..data.dna import IMAGE_EXTS, ImageError, boxes_to_pixels, read_image, scan_dataset
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 MIN_FACE_PX = 16  # faces smaller than this (longest side, pixels) carry nothing to learn from
 CACHE_VERSION = 1
 
@@ -40,24 +40,22 @@ def is_dna_layout(dataset_dir: Path) -> bool:
 
 
 def read_rgb(path: Path) -> np.ndarray | None:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    """RGB uint8 frame, or None for a file that is not a readable image (skipped, not fatal, in training)."""
+    try:
+        return read_image(path)
+    except ImageError:
+        return None
 
 
-def read_yolo_boxes(label_path: Path, width: int, height: int) -> np.ndarray:
-    """YOLO label file -> [N,4] pixel boxes x1,y1,x2,y2 (missing file -> no faces; malformed lines skipped)."""
-    boxes = []
-    if label_path.exists():
-        for line in label_path.read_text().splitlines():
-            parts = line.split()
-            if len(parts) < 5:
-                continue
-            try:
-                xc, yc, w, h = (float(v) for v in parts[1:5])
-            except ValueError:
-                continue
-            boxes.append([(xc - w / 2) * width, (yc - h / 2) * height, (xc + w / 2) * width, (yc + h / 2) * height])
-    return np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+def dna_boxes(dataset_dir: Path) -> dict[Path, np.ndarray]:
+    """Normalised label boxes per image of a DNA-layout set, read by the evaluation's own parser (facedeid.data)."""
+    boxes = {}
+    for frame in scan_dataset(dataset_dir):
+        if frame.error:
+            print(f"training: skipping {frame.image_path}: {frame.error}")
+            continue
+        boxes[frame.image_path] = frame.boxes_norm
+    return boxes
 
 
 def split_is_val(key: str, val_percent: float) -> bool:
@@ -97,6 +95,7 @@ def build_crops(dataset_dir: Path, size: int, detector=None, progress: bool = Tr
         from ..detection import CenterFaceDetector
 
         detector = CenterFaceDetector(threads=1)
+    labels = dna_boxes(dataset_dir) if dna else {}
     crops, sources = [], []
     iterator = files
     if progress:
@@ -109,7 +108,10 @@ def build_crops(dataset_dir: Path, size: int, detector=None, progress: bool = Tr
             continue
         rel = path.relative_to(image_root)
         if dna:
-            boxes = read_yolo_boxes((dataset_dir / "labels" / rel).with_suffix(".txt"), frame.shape[1], frame.shape[0])
+            norm = labels.get(path)
+            if norm is None:  # unreadable label: reported by dna_boxes
+                continue
+            boxes = boxes_to_pixels(norm, frame.shape[1], frame.shape[0])
         else:
             boxes, _ = detector(frame)
         if len(boxes) == 0:
