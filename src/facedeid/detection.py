@@ -90,13 +90,10 @@ class CenterFaceDetector:
     """In-process detector (ONNX Runtime) with the same pre/post code as the served `face_detector` model."""
 
     def __init__(self, threshold: float = DEFAULT_THRESHOLD, max_side: int = DEFAULT_MAX_SIDE, threads: int = 0):
-        import onnxruntime as ort
+        from .serving.onnx_runner import cpu_session
 
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(dynamic_model_bytes(), options, providers=["CPUExecutionProvider"])
+        # No spinning thread pools: the detector shares the CPU with the metrics and the generator.
+        self.session = cpu_session(dynamic_model_bytes(), threads, spin=False)
         self.threshold = threshold
         self.max_side = max_side
 
