@@ -106,6 +106,7 @@ def run_images(engine, model: str, pairs: list[tuple[Path, Path]]) -> int:
 
 def run_video(engine, model: str, src: Path, dst: Path, fps: float | None) -> int:
     import imageio.v2 as iio
+    import imageio_ffmpeg
 
     reader = iio.get_reader(str(src), format="FFMPEG")
     meta = reader.get_meta_data()
@@ -115,14 +116,17 @@ def run_video(engine, model: str, src: Path, dst: Path, fps: float | None) -> in
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=dst.suffix, dir=dst.parent)
     os.close(fd)
-    writer = iio.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264", macro_block_size=2,
-                            quality=8)
+    writer = imageio_ffmpeg.write_frames(tmp, tuple(meta["size"]), fps=fps, codec="libx264", quality=8,
+                                         macro_block_size=2, ffmpeg_log_level="error")
+    # Start ffmpeg now: forking it later, while frames are in flight over gRPC, breaks the encoder (gRPC skips its
+    # fork handlers when other threads are inside it).
+    writer.send(None)
     n = 0
     try:
         frames = ((f"{src}#frame{i}", np.ascontiguousarray(f[:, :, :3]))
                   for i, f in enumerate(reader.iter_data()))
         for _, deid in _deid_stream(engine, model, frames):
-            writer.append_data(deid)
+            writer.send(np.ascontiguousarray(deid))
             n += 1
         writer.close()
         os.replace(tmp, dst)
