@@ -281,6 +281,11 @@ def work_blur(setup: dict, frames: list[np.ndarray]) -> list[dict]:
                         replaceimg=None, mosaicsize=20)
         return len(dets)
 
+    return [_time_per_frame("blur", one, frames)]
+
+
+def _time_per_frame(mode: str, one, frames: list[np.ndarray]) -> dict:
+    """Warm up, then time `one(frame) -> faces` frame by frame."""
     for frame in frames[:WARMUP_FRAMES]:
         one(frame)
     latencies, faces = [], 0
@@ -289,7 +294,7 @@ def work_blur(setup: dict, frames: list[np.ndarray]) -> list[dict]:
         t0 = time.perf_counter()
         faces += one(frame)
         latencies.append((time.perf_counter() - t0) * 1e3)
-    return [_timed_run("blur", len(frames), faces, time.perf_counter() - start, latencies)]
+    return _timed_run(mode, len(frames), faces, time.perf_counter() - start, latencies)
 
 
 def work_blur640(setup: dict, frames: list[np.ndarray]) -> list[dict]:
@@ -303,15 +308,7 @@ def work_blur640(setup: dict, frames: list[np.ndarray]) -> list[dict]:
         blur(frame, boxes)
         return len(boxes)
 
-    for frame in frames[:WARMUP_FRAMES]:
-        one(frame)
-    latencies, faces = [], 0
-    start = time.perf_counter()
-    for frame in frames:
-        t0 = time.perf_counter()
-        faces += one(frame)
-        latencies.append((time.perf_counter() - t0) * 1e3)
-    return [_timed_run("blur640", len(frames), faces, time.perf_counter() - start, latencies)]
+    return [_time_per_frame("blur640", one, frames)]
 
 
 def _model_stats(client, names: list[str]) -> dict[str, dict]:

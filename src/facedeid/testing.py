@@ -106,3 +106,16 @@ def assert_deidentified(original, result, boxes, min_change=12.0):
     assert np.array_equal(result[outside], original[outside]), "pixels outside the face windows changed"
 
 
+
+
+def failing_generator():
+    """Valid ONNX with the generator's tensor names whose output has the wrong shape: every run fails inside."""
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("MaxPool", ["INPUT"], ["OUTPUT"], kernel_shape=[2, 2], strides=[2, 2])
+    graph = helper.make_graph(
+        [node], "failing",
+        [helper.make_tensor_value_info("INPUT", TensorProto.FLOAT, ["batch", 3, 128, 128])],
+        [helper.make_tensor_value_info("OUTPUT", TensorProto.FLOAT, ["batch", 3, 64, 64])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

@@ -24,7 +24,6 @@ import numpy as np
 import onnx
 import pytest
 import tritonclient.grpc as grpcclient
-from onnx import TensorProto, helper
 from tritonclient.utils import InferenceServerException
 
 from facedeid import local_server
@@ -32,23 +31,12 @@ from facedeid.compose import MASK_RGB
 from facedeid.data.dna import boxes_to_pixels, read_image, scan_dataset
 from facedeid.data.sample import build
 from facedeid.evaluation import runner
-from facedeid.testing import ASTRONAUT_FACE, assert_deidentified, deid
+from facedeid.testing import ASTRONAUT_FACE, assert_deidentified, deid, failing_generator
 
 ROOT = Path(__file__).resolve().parents[2]
 KEEP = ("box_prep", "compose", "mobileunet", "deid_mobileunet_boxes", "d2gan", "deid_d2gan_boxes")
 FRAME_LIMIT = 500_000  # max_frame_pixels given to box_prep here (sample frames are 480x360 and 320x400)
 TIMING = ("latency_ms", "server_s", "url")  # per-frame fields that legitimately differ between runs
-
-
-def failing_generator() -> onnx.ModelProto:
-    """Valid ONNX with the generator's tensor names whose output has the wrong shape: every run fails."""
-    node = helper.make_node("MaxPool", ["INPUT"], ["OUTPUT"], kernel_shape=[2, 2], strides=[2, 2])
-    graph = helper.make_graph(
-        [node], "failing",
-        [helper.make_tensor_value_info("INPUT", TensorProto.FLOAT, ["batch", 3, 128, 128])],
-        [helper.make_tensor_value_info("OUTPUT", TensorProto.FLOAT, ["batch", 3, 64, 64])],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
 class RestartableServer:

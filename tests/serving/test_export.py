@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
 import onnx
 import pytest
 import torch
 
 from facedeid import export
-from facedeid.models import GENERATORS, GeneratorSpec, UntrainedModelError
+from facedeid.models import GENERATORS, UntrainedModelError
 from facedeid.serving.configs import all_configs
 from facedeid.serving.repository import DEFAULT_REPOSITORY
 

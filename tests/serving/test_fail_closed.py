@@ -8,24 +8,12 @@ import numpy as np
 import onnx
 import pytest
 import tritonclient.grpc as grpcclient
-from onnx import TensorProto, helper
 from tritonclient.utils import InferenceServerException
 
 from facedeid import local_server
 from facedeid.compose import MASK_RGB
 
-from facedeid.testing import ASTRONAUT_FACE, assert_deidentified, box_region, deid
-
-
-def broken_generator() -> onnx.ModelProto:
-    """Valid ONNX with the generator's tensor names whose output has the wrong shape: the run raises."""
-    node = helper.make_node("MaxPool", ["INPUT"], ["OUTPUT"], kernel_shape=[2, 2], strides=[2, 2])
-    graph = helper.make_graph(
-        [node], "broken",
-        [helper.make_tensor_value_info("INPUT", TensorProto.FLOAT, ["batch", 3, 128, 128])],
-        [helper.make_tensor_value_info("OUTPUT", TensorProto.FLOAT, ["batch", 3, 64, 64])],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+from facedeid.testing import ASTRONAUT_FACE, assert_deidentified, box_region, deid, failing_generator
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +21,7 @@ def faulty_server(exported_repo, tmp_path_factory):
     """Server where mobileunet raises inside the model and d2gan is unavailable (its model file is missing)."""
     repo = tmp_path_factory.mktemp("faulty") / "model_repository"
     shutil.copytree(exported_repo[0], repo, ignore=shutil.ignore_patterns("resnet50unet", "*resnet50unet*"))
-    onnx.save(broken_generator(), repo / "mobileunet" / "1" / "model.onnx")
+    onnx.save(failing_generator(), repo / "mobileunet" / "1" / "model.onnx")
     (repo / "d2gan" / "1" / "model.onnx").unlink()
     log = repo.parent / "server.log"
     with local_server.running(repo, log, extra_args=["--exit-on-error=false", "--strict-readiness=false"]) as server:
