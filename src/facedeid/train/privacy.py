@@ -27,9 +27,10 @@ from ..compose import compose
 from ..crops import extract_crops, from_tensor, to_tensor
 from ..detection import CenterFaceDetector
 from ..models.registry import GENERATORS, WEIGHTS_DIR
+from ..testing import SHARED_FACES
 from .data import list_images, read_rgb
 
-DEFAULT_IDENTITIES = Path("/work/shared/data/faces/identities")
+DEFAULT_IDENTITIES = SHARED_FACES / "identities"  # ../shared beside the checkout
 REID_THRESHOLD = 0.6
 DET_IOU = 0.5
 BLUR_SIGMAS = (0.03, 0.06, 0.12)  # Gaussian sigma as a fraction of the box's longest side
