@@ -1,6 +1,6 @@
 """Training-side privacy check on held-out identities (never used for training).
 
-For every photo under `--identities` (default /work/shared/data/faces/identities/<person>/*.jpg): detect faces with
+For every photo under `--identities` (default ../shared/data/faces/identities/<person>/*.jpg beside the checkout): detect faces with
 CenterFace, de-identify them (generator in PyTorch on facedeid.crops crops, pasted back with facedeid.compose; or a
 Gaussian-blur / mosaic baseline of the same boxes), then
 * reid: share of faces whose dlib ResNet descriptor on the de-identified photo (same box) is within 0.6 (dlib's own
