@@ -87,17 +87,17 @@ class D2GANTrainer(Trainer):
         y = self.generator(x)
         self.set_d_grad(False)
         g_total, g_logs = self.g_losses(x, y)
-        opt_g = self.optimizers["generator"]
-        opt_g.zero_grad(set_to_none=True)
-        g_total.backward()
-        opt_g.step()
+        self._update("generator", g_total)
         self.set_d_grad(True)
         d_total, d_logs = self.d_losses(x, y)
-        opt_d = self.optimizers["discriminators"]
-        opt_d.zero_grad(set_to_none=True)
-        d_total.backward()
-        opt_d.step()
+        self._update("discriminators", d_total)
         return {**g_logs, **d_logs}
+
+    def _update(self, optimizer: str, loss: torch.Tensor) -> None:
+        opt = self.optimizers[optimizer]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
 
     def val_losses(self, x: torch.Tensor) -> dict[str, float]:
         y = self.generator(x)

@@ -26,6 +26,7 @@ import torch
 from ..compose import compose
 from ..crops import extract_crops, from_tensor, to_tensor
 from ..detection import CenterFaceDetector
+from ..metrics import FaceRecognizer
 from ..models.registry import GENERATORS, WEIGHTS_DIR
 from ..testing import SHARED_FACES
 from .data import list_images, read_rgb
@@ -55,26 +56,30 @@ def _box_region(frame: np.ndarray, box: np.ndarray):
     return x1, y1, x2, y2
 
 
-def blur_boxes(frame: np.ndarray, boxes: np.ndarray, sigma_frac: float) -> np.ndarray:
+def _replace_boxes(frame: np.ndarray, boxes: np.ndarray, replace) -> np.ndarray:
+    """Copy of `frame` with each box region replaced by `replace(region)` (same shape)."""
     out = frame.copy()
     for box in boxes:
         x1, y1, x2, y2 = _box_region(frame, box)
-        if x2 <= x1 or y2 <= y1:
-            continue
-        sigma = max(0.5, sigma_frac * max(x2 - x1, y2 - y1))
-        out[y1:y2, x1:x2] = cv2.GaussianBlur(frame[y1:y2, x1:x2], (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+        if x2 > x1 and y2 > y1:
+            out[y1:y2, x1:x2] = replace(frame[y1:y2, x1:x2])
     return out
+
+
+def blur_boxes(frame: np.ndarray, boxes: np.ndarray, sigma_frac: float) -> np.ndarray:
+    def blur(region):
+        sigma = max(0.5, sigma_frac * max(region.shape[:2]))
+        return cv2.GaussianBlur(region, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+
+    return _replace_boxes(frame, boxes, blur)
 
 
 def mosaic_boxes(frame: np.ndarray, boxes: np.ndarray, cells: int) -> np.ndarray:
-    out = frame.copy()
-    for box in boxes:
-        x1, y1, x2, y2 = _box_region(frame, box)
-        if x2 <= x1 or y2 <= y1:
-            continue
-        small = cv2.resize(frame[y1:y2, x1:x2], (cells, cells), interpolation=cv2.INTER_AREA)
-        out[y1:y2, x1:x2] = cv2.resize(small, (x2 - x1, y2 - y1), interpolation=cv2.INTER_NEAREST)
-    return out
+    def mosaic(region):
+        small = cv2.resize(region, (cells, cells), interpolation=cv2.INTER_AREA)
+        return cv2.resize(small, region.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+
+    return _replace_boxes(frame, boxes, mosaic)
 
 
 class GeneratorMethod:
@@ -95,22 +100,7 @@ class GeneratorMethod:
         return compose(frame, from_tensor(out), windows)
 
 
-class Recognizer:
-    def __init__(self):
-        import dlib
-        import face_recognition_models as frm
-
-        self.dlib = dlib
-        self.encoder = dlib.face_recognition_model_v1(frm.face_recognition_model_location())
-        self.shape = dlib.shape_predictor(frm.pose_predictor_model_location())
-
-    def descriptor(self, frame: np.ndarray, box: np.ndarray) -> np.ndarray:
-        rect = self.dlib.rectangle(int(box[0]), int(box[1]), int(box[2]), int(box[3]))
-        shape = self.shape(frame, rect)
-        return np.asarray(self.encoder.compute_face_descriptor(frame, shape), dtype=np.float32)
-
-
-def evaluate(methods: dict, identities: Path, detector: CenterFaceDetector, recognizer: Recognizer,
+def evaluate(methods: dict, identities: Path, detector: CenterFaceDetector, recognizer: FaceRecognizer,
              max_photos: int | None = None) -> dict:
     photos = list_images(identities)[:max_photos]
     stats = {name: {"dist": [], "det": []} for name in methods}
@@ -123,12 +113,12 @@ def evaluate(methods: dict, identities: Path, detector: CenterFaceDetector, reco
         if len(boxes) == 0:
             continue
         n_faces += len(boxes)
-        ref = [recognizer.descriptor(frame, b) for b in boxes]
+        ref = recognizer.descriptors(frame, boxes)
         for name, method in methods.items():
             deid = method(frame, boxes)
             found, _ = detector(deid)
             for b, r in zip(boxes, ref):
-                stats[name]["dist"].append(float(np.linalg.norm(recognizer.descriptor(deid, b) - r)))
+                stats[name]["dist"].append(float(np.linalg.norm(recognizer.descriptors(deid, b[None])[0] - r)))
                 stats[name]["det"].append(bool((iou(b, found) >= DET_IOU).any()))
     rows = {}
     for name, s in stats.items():
@@ -171,7 +161,7 @@ def main(argv=None):
         for c in MOSAIC_CELLS:
             methods[f"mosaic {c}x{c}"] = lambda f, b, c=c: mosaic_boxes(f, b, c)
     start = time.time()
-    result = evaluate(methods, args.identities, CenterFaceDetector(threads=args.threads), Recognizer(),
+    result = evaluate(methods, args.identities, CenterFaceDetector(threads=args.threads), FaceRecognizer(),
                       args.max_photos)
     result.update({"identities": str(args.identities), "checkpoints": checkpoints, "wall_s": round(time.time() - start, 1),
                    "reid_threshold": REID_THRESHOLD, "det_iou": DET_IOU,
