@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,15 +109,3 @@ def running(repository: Path, log_path: Path, **kwargs):
         yield server
     finally:
         server.stop()
-
-
-def main() -> None:
-    """`python -m facedeid.local_server REPO PIDFILE`: start in the background for scripts (make demo)."""
-    repository, state = Path(sys.argv[1]), Path(sys.argv[2])
-    server = start(repository, state.with_suffix(".log"), ports=(8000, 8001, 8002))
-    state.write_text(str(server.process.pid))
-    print(f"tritonserver ready: gRPC {server.grpc_url}, HTTP {server.http_url} (pid {server.process.pid})")
-
-
-if __name__ == "__main__":
-    main()
