@@ -52,3 +52,20 @@ def test_d2gan_runs_and_exports_generator_only(dna_dir, plain_dir, tmp_path):
     GENERATORS["d2gan"].load(path)
     card = json.loads(path.with_suffix(".json").read_text())
     assert card["final_train_losses"] and card["final_val_losses"]
+
+
+def test_init_generator_fine_tunes_from_shipped_weights_and_keeps_lineage(dna_dir, plain_dir, tmp_path):
+    shipped = GENERATORS["mobileunet"].checkpoint
+    common = _common(dna_dir, plain_dir, tmp_path, "f", 0) + ["--init_generator", str(shipped)]
+    path = inversion.main(["--model", "mobileunet"] + common)
+    start, out = torch.load(shipped, weights_only=True), torch.load(path, weights_only=True)
+    assert all(torch.equal(start[k], out[k]) for k in start)  # 0 steps: exactly the starting weights
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["init_generator"]["path"] == str(shipped)
+    assert card["init_generator"]["record"]["steps"] == json.loads(shipped.with_suffix(".json").read_text())["steps"]
+
+    common[common.index("--steps") + 1] = "1"
+    path = inversion.main(["--model", "mobileunet", "--resume"] + common)
+    out = torch.load(path, weights_only=True)
+    assert not all(torch.equal(start[k], out[k]) for k in start)  # trained on from the shipped weights
+    assert json.loads(path.with_suffix(".json").read_text())["init_generator"]["path"] == str(shipped)

@@ -46,6 +46,9 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--sample_every", type=int, default=100)
     p.add_argument("--save_every", type=int, default=100)
     p.add_argument("--resume", action="store_true", help="continue from <out_dir>/last.pt")
+    p.add_argument("--init_generator", type=Path, default=None,
+                   help="start the generator from an exported checkpoint (e.g. the shipped weights) and fine-tune it; "
+                        "discriminators and optimizers start fresh; ignored with --resume")
     p.add_argument("--no_cache", action="store_true", help="do not read/write the crop cache")
     p.add_argument("--max_images", type=int, default=None, help="use only the first N images of each dataset")
     p.add_argument("--seed", type=int, default=0)
@@ -126,6 +129,7 @@ class Trainer:
         self.commands: list[str] = []  # one per run (first run, then each --resume)
         self.last_train: dict[str, float] = {}
         self.last_val: dict[str, float] = {}
+        self.init_record: dict | None = None  # set by init_generator(), kept across --resume in the checkpoint
         self.data = self._load_data()
         self.sampler = Sampler(self.data, args.batch_size, args.seed)
 
@@ -164,6 +168,7 @@ class Trainer:
             "commands": self.commands + [self.command()],
             "rng": self.sampler.rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
+            "init_record": json.dumps(self.init_record),
         }
         tmp = self.checkpoint_path().with_suffix(".tmp")
         torch.save(state, tmp)
@@ -186,6 +191,17 @@ class Trainer:
             self.sampler.rng.bit_generator.state = state["rng"]
         if "torch_rng" in state:
             torch.set_rng_state(state["torch_rng"])
+        self.init_record = json.loads(state.get("init_record", "null"))
+
+    def init_generator(self, path: Path) -> None:
+        """Fine-tuning start: the generator from an exported (fp16) checkpoint, loaded strictly."""
+        if not path.exists():
+            raise FileNotFoundError(f"--init_generator: no checkpoint at {path}")
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.generator.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+        card = path.with_suffix(".json")
+        # the starting point's own training record, so the lineage of the final weights stays on record
+        self.init_record = {"path": str(path), "record": json.loads(card.read_text()) if card.exists() else None}
 
     def export(self, wall_now: float, stopped_by: str) -> Path:
         """fp16 generator state dict (keys exactly those of spec.build()) + JSON training record; verified by load."""
@@ -224,6 +240,8 @@ class Trainer:
             "checkpoint_bytes": self.weights_out.stat().st_size,
             "run_dir": str(self.out_dir),
         }
+        if self.init_record is not None:
+            record["init_generator"] = self.init_record
         self.weights_out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
         return self.weights_out
 
@@ -268,6 +286,8 @@ class Trainer:
         args = self.args
         if args.resume:
             self.load_checkpoint()
+        elif args.init_generator is not None:
+            self.init_generator(args.init_generator)
         for m in self.models.values():
             m.to(self.device).train()
         start = time.time()
