@@ -11,7 +11,9 @@ import torch
 from facedeid.crops import extract_crops, to_tensor
 from facedeid.models.bottleneck import face_mask
 from facedeid.models.registry import GENERATORS, WEIGHTS_DIR
-from facedeid.train.privacy import blur_boxes, iou, mosaic_boxes
+from facedeid.detection import CenterFaceDetector
+from facedeid.metrics import FaceRecognizer
+from facedeid.train.privacy import DEFAULT_IDENTITIES, blur_boxes, evaluate, iou, markdown, mosaic_boxes
 
 
 @pytest.mark.parametrize("name", list(GENERATORS))
@@ -53,3 +55,15 @@ def test_iou():
     a = np.array([0, 0, 10, 10], np.float32)
     assert np.allclose(iou(a, np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]], np.float32)),
                        [1.0, 1 / 3, 0.0], atol=1e-6)
+
+
+@pytest.mark.skipif(not DEFAULT_IDENTITIES.is_dir(), reason="../shared/data/faces/identities is not beside the checkout")
+def test_privacy_check_counts_faces_on_real_photos():
+    """Unchanged photos are all re-identified and detected; strong blur hides them from the detector."""
+    methods = {"none": lambda frame, boxes: frame, "blur": lambda frame, boxes: blur_boxes(frame, boxes, 0.12)}
+    result = evaluate(methods, DEFAULT_IDENTITIES, CenterFaceDetector(), FaceRecognizer(), max_photos=4)
+    none, blur = result["results"]["none"], result["results"]["blur"]
+    assert result["faces"] >= 4 and none["faces"] == blur["faces"] == result["faces"]
+    assert none["reid_faces"] == none["det_faces"] == none["faces"] and none["mean_dist"] == 0.0
+    assert blur["det_faces"] < blur["faces"] and blur["mean_dist"] > 0.3
+    assert "| none | 100.0% | 0.000 | 100.0% |" in markdown(result)
