@@ -153,19 +153,11 @@ def _ort_paths(repo: Path, generator: str) -> tuple[Path, Path]:
 
 
 def _detector(setup: dict):
-    """In-process CenterFace (same pre/post code as CenterFaceDetector) with the in-process thread settings."""
-    from . import detection
-    from .serving.onnx_runner import cpu_session
+    """In-process CenterFace with the in-process thread settings."""
+    from .detection import CenterFaceDetector
 
-    session = cpu_session(detection.dynamic_model_bytes(), setup["inproc_threads"], setup["inproc_spin"])
-    threshold = setup["threshold"]
-
-    def detect(frame):
-        blob, box = detection.preprocess(frame)
-        heatmap, scale, offset, _ = session.run(list(detection.OUTPUT_NAMES), {detection.INPUT_NAME: blob})
-        return detection.decode(heatmap, scale, offset, box, threshold)
-
-    return detect
+    return CenterFaceDetector(threshold=setup["threshold"], threads=setup["inproc_threads"],
+                              spin=setup["inproc_spin"])
 
 
 def work_onnxruntime(setup: dict, frames: list[np.ndarray]) -> list[dict]:
@@ -563,6 +555,7 @@ def run(generator: str = "mobileunet", modes=DEFAULT_MODES, repeats: int = 3, fr
     from . import local_server
     from .models import GENERATORS
     from .serving.configs import CPU_THREADS
+    from .serving.onnx_runner import spin_enabled
 
     spec = GENERATORS[generator]
     allow_untrained = not spec.has_checkpoint()
@@ -578,7 +571,7 @@ def run(generator: str = "mobileunet", modes=DEFAULT_MODES, repeats: int = 3, fr
         "repository": str(repository), "frames": paths, "frame_limit": frames, "threshold": 0.5,
         "gen_threads": int(config_param(Path(repository), generator, "threads", str(CPU_THREADS))),
         "det_threads": int(config_param(Path(repository), "face_detector", "threads", str(CPU_THREADS))),
-        "spin": config_param(Path(repository), generator, "spin", "1") not in ("0", "false", "False"),
+        "spin": spin_enabled(config_param(Path(repository), generator, "spin", "0")),
         "inproc_threads": inproc_threads or INPROC_THREADS, "workdir": str(workdir), "inproc_spin": inproc_spin,
         "torch_threads": torch_threads or os.cpu_count() or 1, "concurrency": list(concurrency), "matmul_n": matmul_n,
         "flops_batch": flops_batch,

@@ -89,11 +89,12 @@ def decode(heatmap: np.ndarray, scale: np.ndarray, offset: np.ndarray, box: Lett
 class CenterFaceDetector:
     """In-process detector (ONNX Runtime) with the same pre/post code as the served `face_detector` model."""
 
-    def __init__(self, threshold: float = DEFAULT_THRESHOLD, max_side: int = DEFAULT_MAX_SIDE, threads: int = 0):
+    def __init__(self, threshold: float = DEFAULT_THRESHOLD, max_side: int = DEFAULT_MAX_SIDE, threads: int = 0,
+                 spin: bool = False):
         from .serving.onnx_runner import cpu_session
 
-        # No spinning thread pools: the detector shares the CPU with the metrics and the generator.
-        self.session = cpu_session(dynamic_model_bytes(), threads, spin=False)
+        # No spinning thread pools by default: the detector shares the CPU with the metrics and the generator.
+        self.session = cpu_session(dynamic_model_bytes(), threads, spin=spin)
         self.threshold = threshold
         self.max_side = max_side
 

@@ -106,8 +106,6 @@ def assert_deidentified(original, result, boxes, min_change=12.0):
     assert np.array_equal(result[outside], original[outside]), "pixels outside the face windows changed"
 
 
-
-
 def failing_generator():
     """Valid ONNX with the generator's tensor names whose output has the wrong shape: every run fails inside."""
     from onnx import TensorProto, helper

@@ -37,6 +37,7 @@ def test_inversion_writes_loadable_checkpoint_and_resumes(dna_dir, plain_dir, tm
     card = json.loads(path.with_suffix(".json").read_text())
     assert card["steps"] == 2 and "non-commercial" in card["license"]
     assert (tmp_path / "m" / "last.pt").exists() and list((tmp_path / "m" / "samples").glob("*.png"))
+    GENERATORS["mobileunet"].load(tmp_path / "m" / "last.pt")  # a run's last.pt loads through the same loader
 
     common[common.index("--steps") + 1] = "3"
     inversion.main(["--model", "mobileunet", "--resume"] + common)

@@ -45,6 +45,7 @@ class GeneratorSpec:
         path = Path(checkpoint) if checkpoint else self.checkpoint
         if path.exists():
             state = torch.load(path, map_location="cpu", weights_only=True)
+            state = state.get("models", state)  # a training run's last.pt holds every network under "models"
             state = state.get("generator", state)
             model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
         elif checkpoint is not None:

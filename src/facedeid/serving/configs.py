@@ -8,7 +8,6 @@ rewrites the generator and detector configs when it targets a native backend.
 
 from __future__ import annotations
 
-
 from ..models import GENERATORS
 from .stages import MAX_FACES
 

@@ -32,6 +32,11 @@ def cpu_session(model_path: Path | str | bytes, threads: int = 0, spin: bool = T
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
+def spin_enabled(value: str | None) -> bool:
+    """The `spin` config parameter: busy-waiting thread pools only when asked for (absent means off)."""
+    return value not in (None, "0", "false", "False")
+
+
 class BatchedGenerator:
     """Runs every crop of every request in one ONNX Runtime call, then splits the result back per request.
 

@@ -51,7 +51,7 @@ class OnnxModel:
     def setup(self, pb_utils, args: dict, batched: bool, validate: Callable | None = None) -> None:
         from pathlib import Path
 
-        from .onnx_runner import BatchedGenerator, cpu_session
+        from .onnx_runner import BatchedGenerator, cpu_session, spin_enabled
 
         self.pb_utils = pb_utils
         config = json.loads(args["model_config"])
@@ -59,7 +59,7 @@ class OnnxModel:
         self.outputs = [t["name"] for t in config["output"]]
         params = parameters(args)
         threads = int(params.get("threads", "0"))
-        spin = params.get("spin", "0") not in ("0", "false", "False")  # no busy-waiting unless asked
+        spin = spin_enabled(params.get("spin"))
         path = Path(args["model_repository"]) / args["model_version"] / "model.onnx"
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing: run `python export/to_onnx.py --model all` first")

@@ -194,11 +194,8 @@ class Trainer:
         self.init_record = json.loads(state.get("init_record", "null"))
 
     def init_generator(self, path: Path) -> None:
-        """Fine-tuning start: the generator from an exported (fp16) checkpoint, loaded strictly."""
-        if not path.exists():
-            raise FileNotFoundError(f"--init_generator: no checkpoint at {path}")
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        self.generator.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+        """Fine-tuning start: the generator from an exported checkpoint (or a run's last.pt), loaded strictly."""
+        self.generator.load_state_dict(self.spec.load(path).state_dict())
         card = path.with_suffix(".json")
         # the starting point's own training record, so the lineage of the final weights stays on record
         self.init_record = {"path": str(path), "record": json.loads(card.read_text()) if card.exists() else None}

@@ -26,7 +26,7 @@ import torch
 from ..compose import compose
 from ..crops import extract_crops, from_tensor, to_tensor
 from ..detection import CenterFaceDetector
-from ..metrics import FaceRecognizer
+from ..metrics import FaceRecognizer, reid_distances
 from ..models.registry import GENERATORS, WEIGHTS_DIR
 from ..testing import SHARED_FACES
 from .data import list_images, read_rgb
@@ -85,13 +85,7 @@ def mosaic_boxes(frame: np.ndarray, boxes: np.ndarray, cells: int) -> np.ndarray
 class GeneratorMethod:
     def __init__(self, name: str, checkpoint: Path | None = None):
         self.spec = GENERATORS[name]
-        if checkpoint is not None and checkpoint.suffix == ".pt":
-            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-            if "models" in state:  # a training run's last.pt: take the generator from it
-                self.model = self.spec.build().eval()
-                self.model.load_state_dict(state["models"]["generator"], strict=True)
-                return
-        self.model = self.spec.load(checkpoint)
+        self.model = self.spec.load(checkpoint)  # exported weights or a training run's last.pt
 
     @torch.no_grad()
     def __call__(self, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -117,9 +111,8 @@ def evaluate(methods: dict, identities: Path, detector: CenterFaceDetector, reco
         for name, method in methods.items():
             deid = method(frame, boxes)
             found, _ = detector(deid)
-            for b, r in zip(boxes, ref):
-                stats[name]["dist"].append(float(np.linalg.norm(recognizer.descriptors(deid, b[None])[0] - r)))
-                stats[name]["det"].append(bool((iou(b, found) >= DET_IOU).any()))
+            stats[name]["dist"].extend(reid_distances(ref, recognizer.descriptors(deid, boxes)).tolist())
+            stats[name]["det"].extend(bool((iou(b, found) >= DET_IOU).any()) for b in boxes)
     rows = {}
     for name, s in stats.items():
         d = np.asarray(s["dist"])
