@@ -7,6 +7,11 @@ deface's defaults (deface/deface.py `anonymize_frame` / `draw_det`): each box is
   box's width and height ("blur factor" 2), applied to the box and copied back inside the box's inscribed ellipse;
 * mosaic (`--replacewith mosaic --mosaicsize 20`): 20x20-pixel cells, each filled with its top-left pixel.
 
+`blur` and `mosaic` are the baselines of every table. Two other methods with names of their own sweep the strength
+in the privacy check (facedeid.train.privacy), over the box itself (not grown):
+* gaussian_blur: a Gaussian with sigma = a fraction of the box's longest side;
+* cell_mosaic: the box averaged into n x n cells (area resize down, nearest up).
+
 The functions return new frames; the input is not modified. Boxes are pixel x1, y1, x2, y2 (float).
 """
 
@@ -71,6 +76,36 @@ def mosaic(frame: np.ndarray, boxes: np.ndarray, mask_scale: float = MASK_SCALE,
                 # deface: cv2.rectangle(pt1=(x, y), pt2=(min(x2, x+size-1), min(y2, y+size-1)), filled)
                 out[y : min(y2, y + size - 1) + 1, x : min(x2, x + size - 1) + 1] = out[y, x]
     return out
+
+
+def _replace_boxes(frame: np.ndarray, boxes: np.ndarray, replace) -> np.ndarray:
+    """Copy of `frame` with each box's pixels (floor/ceil to whole pixels, clipped) replaced by `replace(region)`."""
+    out = frame.copy()
+    h, w = frame.shape[:2]
+    for box in np.asarray(boxes, np.float64).reshape(-1, 4):
+        x1, y1 = max(int(box[0]), 0), max(int(box[1]), 0)
+        x2, y2 = min(int(np.ceil(box[2])), w), min(int(np.ceil(box[3])), h)
+        if x2 > x1 and y2 > y1:
+            out[y1:y2, x1:x2] = replace(frame[y1:y2, x1:x2])
+    return out
+
+
+def gaussian_blur(frame: np.ndarray, boxes: np.ndarray, sigma_frac: float) -> np.ndarray:
+    """Each box blurred with a Gaussian of sigma = sigma_frac x the box's longest side (at least 0.5 px)."""
+    def replace(region):
+        sigma = max(0.5, sigma_frac * max(region.shape[:2]))
+        return cv2.GaussianBlur(region, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+
+    return _replace_boxes(frame, boxes, replace)
+
+
+def cell_mosaic(frame: np.ndarray, boxes: np.ndarray, cells: int) -> np.ndarray:
+    """Each box averaged into cells x cells blocks (whatever the box's size)."""
+    def replace(region):
+        small = cv2.resize(region, (cells, cells), interpolation=cv2.INTER_AREA)
+        return cv2.resize(small, region.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+
+    return _replace_boxes(frame, boxes, replace)
 
 
 def anonymize(method: str, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:

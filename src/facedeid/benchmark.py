@@ -40,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .paths import SCENES
+
 MODES = ("eager", "onnxruntime", "triton", "blur", "blur640")
 DEFAULT_MODES = MODES
 DEFAULT_CONCURRENCY = (1, 4, 16)
@@ -50,7 +52,6 @@ MATMUL_N = 2048
 # 2-core container (docs/benchmarks.md, "Changes made", item 2); --inproc-threads / --inproc-spin change it.
 INPROC_THREADS = 1
 INPROC_SPIN = False
-SCENES = Path(__file__).resolve().parents[3] / "shared" / "data" / "faces" / "scenes"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -148,10 +149,6 @@ def _timed_run(label: str, frames: int, faces: int, wall: float, latencies: list
 # workers (each runs in its own process)
 
 
-def _ort_paths(repo: Path, generator: str) -> tuple[Path, Path]:
-    return repo / "face_detector" / "1" / "model.onnx", repo / generator / "1" / "model.onnx"
-
-
 def _detector(setup: dict):
     """In-process CenterFace with the in-process thread settings."""
     from .detection import CenterFaceDetector
@@ -161,46 +158,26 @@ def _detector(setup: dict):
 
 
 def work_onnxruntime(setup: dict, frames: list[np.ndarray]) -> list[dict]:
-    """The served stage functions in-process: detector_input -> detector -> prep_detected -> generator -> compose."""
-    from .serving import stages
-    from .serving.onnx_runner import BatchedGenerator, cpu_session
+    """The served steps in-process (facedeid.pipeline over the exported repository's ONNX files), frame by frame."""
+    from .pipeline import Deidentifier
 
-    det_path, gen_path = _ort_paths(Path(setup["repository"]), setup["generator"])
-    detector = cpu_session(det_path, setup["inproc_threads"], setup["inproc_spin"])
-    generator = BatchedGenerator(gen_path, setup["inproc_threads"], setup["inproc_spin"])
-    size, threshold = setup["size"], setup["threshold"]
-
-    step_ms = {name: 0.0 for name in ("detect_prep", "face_detector", "face_prep", setup["generator"], "compose")}
-
-    def one(frame):
-        marks = [time.perf_counter()]
-        image = stages.detector_input(frame)
-        marks.append(time.perf_counter())
-        heat, scale, offset = detector.run(["HEATMAP", "SCALE", "OFFSET"], {"IMAGE": image})
-        marks.append(time.perf_counter())
-        crops, boxes = stages.prep_detected(frame, heat, scale, offset, size, threshold)
-        marks.append(time.perf_counter())
-        generated = generator([crops])[0]
-        marks.append(time.perf_counter())
-        out = stages.compose_frame(frame, generated, boxes)
-        marks.append(time.perf_counter())
-        for name, t0, t1 in zip(step_ms, marks, marks[1:]):
-            step_ms[name] += (t1 - t0) * 1e3
-        return out, boxes
-
+    deidentify = Deidentifier.from_repository(Path(setup["repository"]), setup["generator"],
+                                              threads=setup["inproc_threads"], spin=setup["inproc_spin"])
     for frame in frames[:WARMUP_FRAMES]:
-        one(frame)
-    step_ms.update({name: 0.0 for name in step_ms})
+        deidentify(frame)
+    deidentify.reset_timers()
     latencies, faces = [], 0
     start = time.perf_counter()
     for frame in frames:
         t0 = time.perf_counter()
-        _, boxes = one(frame)
+        _, boxes = deidentify(frame)
         latencies.append((time.perf_counter() - t0) * 1e3)
         faces += len(boxes)
     wall = time.perf_counter() - start
-    return [_timed_run("onnxruntime", len(frames), faces, wall, latencies,
-                       step_ms_per_frame={k: v / len(frames) for k, v in step_ms.items()})]
+    # steps named as the served models, so the in-process rows line up with Triton's statistics
+    steps = {(setup["generator"] if step == "generator" else step): ms / len(frames)
+             for step, ms in deidentify.step_ms.items()}
+    return [_timed_run("onnxruntime", len(frames), faces, wall, latencies, step_ms_per_frame=steps)]
 
 
 def work_eager(setup: dict, frames: list[np.ndarray]) -> list[dict]:
@@ -421,7 +398,7 @@ def work_hardware(setup: dict, frames: list[np.ndarray]) -> list[dict]:
                                   dynamic_axes={"INPUT": {0: "batch"}, "OUTPUT": {0: "batch"}}, opset_version=17,
                                   dynamo=False)
             onnx_file.write_bytes(buffer.getvalue())
-        from .serving.onnx_runner import cpu_session
+        from .onnx_runtime import cpu_session
 
         session = cpu_session(onnx_file, setup["inproc_threads"], setup["inproc_spin"])
         feed = {"INPUT": x.numpy()}
@@ -555,7 +532,7 @@ def run(generator: str = "mobileunet", modes=DEFAULT_MODES, repeats: int = 3, fr
     from . import local_server
     from .models import GENERATORS
     from .serving.configs import CPU_THREADS
-    from .serving.onnx_runner import spin_enabled
+    from .onnx_runtime import spin_enabled
 
     spec = GENERATORS[generator]
     allow_untrained = not spec.has_checkpoint()

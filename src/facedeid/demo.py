@@ -14,7 +14,7 @@ from pathlib import Path
 from . import local_server
 from .export import export, parity_table
 from .models import GENERATORS
-from .serving.repository import DEFAULT_REPOSITORY, REPO_ROOT
+from .paths import DEFAULT_REPOSITORY, REPO_ROOT
 
 OUT = REPO_ROOT / "demo_out"
 

@@ -91,7 +91,7 @@ class CenterFaceDetector:
 
     def __init__(self, threshold: float = DEFAULT_THRESHOLD, max_side: int = DEFAULT_MAX_SIDE, threads: int = 0,
                  spin: bool = False):
-        from .serving.onnx_runner import cpu_session
+        from .onnx_runtime import cpu_session
 
         # No spinning thread pools by default: the detector shares the CPU with the metrics and the generator.
         self.session = cpu_session(dynamic_model_bytes(), threads, spin=spin)

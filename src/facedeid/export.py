@@ -20,8 +20,9 @@ import numpy as np
 
 from . import detection
 from .models import GENERATORS, get_spec
+from .paths import DEFAULT_REPOSITORY
 from .serving.configs import DETECTOR, detector_config, generator_config
-from .serving.repository import DEFAULT_REPOSITORY, DETECTOR_MODEL_PY, GENERATOR_MODEL_PY, write_model_config
+from .serving.repository import install_adapter, write_model_config
 from .serving.stages import MAX_FACES
 
 ONNX_TOLERANCE = 1e-4
@@ -92,7 +93,7 @@ def export_onnx(name: str, repository: Path = DEFAULT_REPOSITORY, allow_untraine
     import onnx
     import torch
 
-    from .serving.onnx_runner import cpu_session
+    from .onnx_runtime import cpu_session
 
     spec = get_spec(name)
     model = spec.load(checkpoint=checkpoint, allow_untrained=allow_untrained)
@@ -122,7 +123,7 @@ def export_onnx(name: str, repository: Path = DEFAULT_REPOSITORY, allow_untraine
         raise ExportError(f"{name}: ONNX Runtime differs from PyTorch beyond {ONNX_TOLERANCE}: "
                           + ", ".join(f"batch {r.batch}: {r.max_abs:.2e}" for r in results))
     tmp.replace(out)  # only a checked, parity-tested model replaces the served one
-    (out.parent / "model.py").write_text(GENERATOR_MODEL_PY)
+    install_adapter(repository, name, is_generator=True)
     return out, results
 
 
@@ -193,7 +194,7 @@ def export_detector(repository: Path = DEFAULT_REPOSITORY, backend: str = "pytho
     out = repository / DETECTOR / "1" / "model.onnx"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(model.SerializeToString())
-    (out.parent / "model.py").write_text(DETECTOR_MODEL_PY)
+    install_adapter(repository, DETECTOR)
     write_model_config(repository, DETECTOR, detector_config(backend))
     return out
 

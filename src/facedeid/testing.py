@@ -12,9 +12,7 @@ from .crops import expand_boxes
 
 from .export import export
 from .models import GENERATORS
-from .serving.repository import DEFAULT_REPOSITORY
-
-SHARED_FACES = Path(__file__).resolve().parents[3] / "shared" / "data" / "faces"
+from .paths import DEFAULT_REPOSITORY, SHARED_FACES, shared_faces_dir  # noqa: F401 - re-exported for the tests
 
 
 def exported_repository(target: Path, names: list[str] | None = None) -> tuple[Path, list]:
@@ -35,10 +33,6 @@ def exported_repository(target: Path, names: list[str] | None = None) -> tuple[P
     if untrained:
         results += export(untrained, "python", target, allow_untrained=True, log=lambda *_: None)
     return target, results
-
-
-def shared_faces_dir() -> Path | None:
-    return SHARED_FACES if SHARED_FACES.is_dir() else None
 
 
 def read_rgb(path: Path) -> np.ndarray:

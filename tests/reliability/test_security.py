@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from facedeid.serving.repository import REPO_ROOT
+from facedeid.paths import REPO_ROOT
 
 
 def listening_addresses(port: int) -> set[str]:

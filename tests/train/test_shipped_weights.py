@@ -13,7 +13,8 @@ from facedeid.models.bottleneck import face_mask
 from facedeid.models.registry import GENERATORS, WEIGHTS_DIR
 from facedeid.detection import CenterFaceDetector
 from facedeid.metrics import FaceRecognizer
-from facedeid.train.privacy import DEFAULT_IDENTITIES, blur_boxes, evaluate, iou, markdown, mosaic_boxes
+from facedeid.baselines import cell_mosaic, gaussian_blur
+from facedeid.train.privacy import DEFAULT_IDENTITIES, evaluate, markdown
 
 
 @pytest.mark.parametrize("name", list(GENERATORS))
@@ -43,7 +44,7 @@ def test_weights_stay_small():
 
 def test_baselines_only_touch_boxes(astronaut_frame, astronaut_face):
     frame, boxes = astronaut_frame, astronaut_face
-    for out in (blur_boxes(frame, boxes, 0.1), mosaic_boxes(frame, boxes, 8)):
+    for out in (gaussian_blur(frame, boxes, 0.1), cell_mosaic(frame, boxes, 8)):
         x1, y1, x2, y2 = (int(v) for v in boxes[0])
         changed = np.any(out != frame, axis=2)
         assert changed[y1:y2, x1:x2].any()
@@ -51,16 +52,10 @@ def test_baselines_only_touch_boxes(astronaut_frame, astronaut_face):
         assert not changed.any()
 
 
-def test_iou():
-    a = np.array([0, 0, 10, 10], np.float32)
-    assert np.allclose(iou(a, np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]], np.float32)),
-                       [1.0, 1 / 3, 0.0], atol=1e-6)
-
-
 @pytest.mark.skipif(not DEFAULT_IDENTITIES.is_dir(), reason="../shared/data/faces/identities is not beside the checkout")
 def test_privacy_check_counts_faces_on_real_photos():
     """Unchanged photos are all re-identified and detected; strong blur hides them from the detector."""
-    methods = {"none": lambda frame, boxes: frame, "blur": lambda frame, boxes: blur_boxes(frame, boxes, 0.12)}
+    methods = {"none": lambda frame, boxes: frame, "blur": lambda frame, boxes: gaussian_blur(frame, boxes, 0.12)}
     result = evaluate(methods, DEFAULT_IDENTITIES, CenterFaceDetector(), FaceRecognizer(), max_photos=4)
     none, blur = result["results"]["none"], result["results"]["blur"]
     assert result["faces"] >= 4 and none["faces"] == blur["faces"] == result["faces"]

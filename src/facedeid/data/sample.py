@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,14 +53,9 @@ class FaceSource:
 
 def default_shared_dir() -> Path | None:
     """../shared/data/faces relative to the repository (or $FACEDEID_SHARED_FACES), when it exists."""
-    env = os.environ.get("FACEDEID_SHARED_FACES")
-    candidates = [Path(env)] if env else []
-    repo = Path(__file__).resolve().parents[3]
-    candidates += [repo.parent / "shared" / "data" / "faces", repo / "shared" / "data" / "faces"]
-    for path in candidates:
-        if (path / "identities").is_dir():
-            return path
-    return None
+    from ..paths import shared_faces_dir
+
+    return shared_faces_dir()
 
 
 def background(name: str, width: int, height: int) -> np.ndarray:

@@ -26,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from .. import __version__
+from .. import __version__, pipeline
 from ..data.dna import BINS, Frame, ImageError, boxes_to_pixels, read_image, scan_dataset, write_image
 from . import table as tables
 from .resume import ResultsLog, ResumeError
@@ -141,10 +141,6 @@ class Measurers:
         return _detector()
 
 
-def _safe(key: str) -> str:
-    return key.replace("/", "__")
-
-
 def _small(img: np.ndarray, side: int = EXAMPLE_SIDE) -> np.ndarray:
     import cv2
 
@@ -153,17 +149,6 @@ def _small(img: np.ndarray, side: int = EXAMPLE_SIDE) -> np.ndarray:
         return img
     return cv2.resize(img, (max(1, round(img.shape[1] * k)), max(1, round(img.shape[0] * k))),
                       interpolation=cv2.INTER_AREA)
-
-
-def mask_faces(image: np.ndarray, boxes_px: np.ndarray) -> np.ndarray:
-    """Fail closed: every given face masked (facedeid.compose with no generated face), nothing else changed."""
-    from ..compose import compose
-    from ..crops import expand_boxes
-
-    if not len(boxes_px):
-        return image.copy()
-    windows = expand_boxes(boxes_px)
-    return compose(image, np.zeros((0, 1, 1, 3), np.uint8), windows, np.zeros(len(windows), bool))
 
 
 def labels_without_image(root, frames: list[Frame]) -> list[str]:
@@ -313,7 +298,7 @@ class Evaluation:
                 if deid is None:
                     self.log(f"{model}: {x.frame.image_path}: {error}")
                     if self.args.save and len(x.gt_px):  # fail closed: masked faces, never original pixels
-                        self._save(model, x, mask_faces(x.image, x.gt_px))
+                        self._save(model, x, pipeline.mask(x.image, x.gt_px))
                     self._emit(self._row(model, x.frame, status="skipped:server_error", width=x.image.shape[1],
                                          height=x.image.shape[0], url=url))
                     continue

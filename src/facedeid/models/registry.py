@@ -10,11 +10,10 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..paths import WEIGHTS_DIR  # a module global here, so tests can point it elsewhere
 from .d2gan import ResnetGenerator
 from .mobileunet import MobileUNet
 from .resnet50unet import ResNet50UNet
-
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
 class UntrainedModelError(RuntimeError):

@@ -51,7 +51,7 @@ class OnnxModel:
     def setup(self, pb_utils, args: dict, batched: bool, validate: Callable | None = None) -> None:
         from pathlib import Path
 
-        from .onnx_runner import BatchedGenerator, cpu_session, spin_enabled
+        from ..onnx_runtime import BatchedGenerator, cpu_session, spin_enabled
 
         self.pb_utils = pb_utils
         config = json.loads(args["model_config"])

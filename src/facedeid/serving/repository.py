@@ -1,38 +1,37 @@
-"""Lay out model_repository/: configs, the thin model.py adapters, and (via export) the ONNX files."""
+"""Lay out model_repository/: configs, the thin model.py adapters, and (via export) the ONNX files.
+
+The committed `model_repository/<model>/1/model.py` files are the one copy of each adapter: an export into another
+folder copies them from there. Every generator is served by the same adapter (ONNX Runtime over model.onnx), so a
+generator without a committed adapter of its own gets the reference generator's.
+"""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
-from .configs import all_configs
+from ..paths import DEFAULT_REPOSITORY, REPO_ROOT
+from .configs import DETECTOR, all_configs
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-DEFAULT_REPOSITORY = REPO_ROOT / "model_repository"
-
-GENERATOR_MODEL_PY = '''"""Generator served by the Python backend: ONNX Runtime over model.onnx next to this file (CPU serving)."""
-
-import triton_python_backend_utils as pb_utils
-
-from facedeid.serving.python_backend import OnnxModel
+REFERENCE_GENERATOR = "mobileunet"  # whose committed model.py every generator shares
 
 
-class TritonPythonModel(OnnxModel):
-    def initialize(self, args):
-        self.setup(pb_utils, args, batched=True)
-'''
-
-DETECTOR_MODEL_PY = '''"""CenterFace detector served by the Python backend: ONNX Runtime over model.onnx next to this file (CPU serving)."""
-
-import triton_python_backend_utils as pb_utils
-
-from facedeid.serving.python_backend import OnnxModel
-from facedeid.serving.stages import check_detector_image
+def adapter_source(model: str, is_generator: bool = False) -> Path:
+    """The committed model.py that serves `model`."""
+    own = DEFAULT_REPOSITORY / model / "1" / "model.py"
+    if own.exists() or not is_generator:
+        return own
+    return DEFAULT_REPOSITORY / REFERENCE_GENERATOR / "1" / "model.py"
 
 
-class TritonPythonModel(OnnxModel):
-    def initialize(self, args):
-        self.setup(pb_utils, args, batched=False, validate=check_detector_image)
-'''
+def install_adapter(repository: Path, model: str, is_generator: bool = False) -> Path:
+    """Copy the committed model.py of `model` into `repository` (nothing to do in the committed repository)."""
+    source = adapter_source(model, is_generator)
+    target = Path(repository) / model / "1" / "model.py"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not (target.exists() and target.samefile(source)):
+        shutil.copyfile(source, target)
+    return target
 
 
 def write_configs(repository: Path = DEFAULT_REPOSITORY, backend: str = "python") -> list[Path]:
@@ -45,3 +44,20 @@ def write_model_config(repository: Path, name: str, text: str) -> Path:
     (path.parent / "1").mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+def read_config(path: Path):
+    """A config.pbtxt parsed into Triton's own ModelConfig protobuf (tritonclient ships model_config_pb2)."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    return text_format.Parse(Path(path).read_text(), model_config_pb2.ModelConfig())
+
+
+def read_parameters(path: Path) -> dict[str, str]:
+    """The `parameters` block of a config.pbtxt as {key: string_value}."""
+    return {key: value.string_value for key, value in read_config(path).parameters.items()}
+
+
+__all__ = ["DEFAULT_REPOSITORY", "DETECTOR", "REPO_ROOT", "adapter_source", "install_adapter", "read_config", "read_parameters",
+           "write_configs", "write_model_config"]

@@ -1,6 +1,9 @@
 """ONNX Runtime on the CPU, the way the Python-backend generator and detector models run it.
 
-On a GPU host the same model.onnx (or model.plan) is served by Triton's native backends instead.
+The one ONNX Runtime layer: the served models (serving/python_backend.py), the in-process pipeline
+(facedeid.pipeline), the in-process detector (facedeid.detection) and export's parity check all open sessions here.
+It lives outside `serving/` so that `detection` can use it without importing the serving package (which imports
+`detection`). On a GPU host the same model.onnx (or model.plan) is served by Triton's native backends instead.
 """
 
 from __future__ import annotations

@@ -1,0 +1,76 @@
+"""facedeid.pipeline (in process) and the served ensembles return the same frame for the same input.
+
+Both run the same stage functions and the same exported ONNX files with the same thread settings; the test goes
+through the real server over gRPC on real photos, so a step that drifts in either (box cleaning, crops, the face
+cap, compose) shows up as a pixel difference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+
+from facedeid import pipeline
+from facedeid.compose import MASK_RGB
+from facedeid.pipeline import Deidentifier
+from facedeid.serving.stages import MAX_FACES
+from facedeid.testing import box_region, deid, face_grid, read_rgb, shared_faces_dir
+
+
+@pytest.fixture(scope="module")
+def client(triton):
+    return grpcclient.InferenceServerClient(triton.grpc_url)
+
+
+@pytest.fixture(scope="module")
+def inprocess(exported_repo):
+    return Deidentifier.from_repository(exported_repo[0], "mobileunet")
+
+
+def _scene():
+    folder = shared_faces_dir()
+    if folder is None:
+        pytest.fail("../shared/data/faces is missing: the served-versus-in-process test needs its real scenes")
+    return read_rgb(folder / "scenes" / "dlib_bald_guys.jpg")
+
+
+def test_detect_ensemble_and_pipeline_return_the_same_frame(client, inprocess, astronaut):
+    for frame in (astronaut, _scene()):
+        served, served_boxes = deid(client, "deid_mobileunet", frame)
+        local, local_boxes = inprocess(frame)
+        assert len(served_boxes) >= 1
+        np.testing.assert_array_equal(local_boxes, served_boxes)
+        assert not np.array_equal(local, frame)
+        np.testing.assert_array_equal(local, served)
+
+
+def test_boxes_ensemble_and_pipeline_agree_on_cleaning_and_the_face_cap(client, inprocess, astronaut):
+    # boxes partly outside the frame, one with no area inside it, and more faces than the generator batch holds
+    frame, boxes = face_grid(astronaut[40:200, 160:290], rows=6, cols=6, cell=64, gap=24)
+    boxes = np.concatenate([boxes, [[-30, -30, 20, 25], [5000, 5000, 5100, 5100]]]).astype(np.float32)
+    served, served_boxes = deid(client, "deid_mobileunet_boxes", frame, boxes)
+    local, local_boxes = inprocess(frame, boxes)
+    assert len(served_boxes) == 37 > MAX_FACES  # the box outside the frame is dropped, the one across the edge clipped
+    np.testing.assert_array_equal(local_boxes, served_boxes)
+    np.testing.assert_array_equal(local, served)
+    for box in served_boxes[MAX_FACES:]:
+        assert np.array_equal(np.unique(box_region(local, box).reshape(-1, 3), axis=0), [MASK_RGB])
+
+
+def test_a_frame_without_faces_comes_back_unchanged_from_both(client, inprocess):
+    import skimage.data
+
+    background = np.ascontiguousarray(skimage.data.coffee())
+    served, _ = deid(client, "deid_mobileunet", background)
+    local, boxes = inprocess(background)
+    assert len(boxes) == 0 and local is not background
+    np.testing.assert_array_equal(local, served)
+    np.testing.assert_array_equal(local, background)
+
+
+def test_mask_is_what_compose_gives_when_no_face_could_be_generated(astronaut):
+    box = np.array([[170, 50, 280, 190]], np.float32)
+    masked = pipeline.mask(astronaut, box)
+    assert np.array_equal(np.unique(box_region(masked, box[0]).reshape(-1, 3), axis=0), [MASK_RGB])
+    assert np.array_equal(pipeline.mask(astronaut, np.zeros((0, 4), np.float32)), astronaut)
