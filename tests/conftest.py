@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from facedeid import local_server
+from facedeid.serving import local_server
 from facedeid.testing import exported_repository
 
 

@@ -11,10 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import local_server
 from .export import export, parity_table
 from .models import GENERATORS
 from .paths import DEFAULT_REPOSITORY, REPO_ROOT
+from .serving import local_server
 
 OUT = REPO_ROOT / "demo_out"
 

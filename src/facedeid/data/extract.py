@@ -35,11 +35,11 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from ..client.triton import DEFAULT_URL, first_line
 from .dna import IMAGE_EXTS, atomic_write_bytes, write_image, write_labels
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".wmv",
               ".flv", ".3gp", ".ogv", ".mxf", ".vob")
-DEFAULT_URL = "127.0.0.1:8001"
 STATE_DIR = ".extract"  # OUT/.extract/<video sub-path>.json: videos finished with these settings
 SHORT_READ = 0.9  # a video that ends before this share of the frames its container announces is reported failed
 MIN_BOX_PX = 1.0  # detections narrower or lower than this (after clipping to the frame) are dropped
@@ -268,51 +268,26 @@ class TritonDetector:
     """CenterFace through Triton: `detect_prep` (FRAME -> IMAGE), `face_detector` (IMAGE -> maps), decoded here."""
 
     def __init__(self, url: str = DEFAULT_URL, threshold: float | None = None, timeout: float = 60.0):
-        import tritonclient.grpc as grpcclient
-
+        from ..client.triton import TritonModels
         from ..detection import DEFAULT_THRESHOLD
 
-        self.grpc = grpcclient
         self.url = url
         self.where = f"Triton at {url}"
         self.threshold = DEFAULT_THRESHOLD if threshold is None else threshold
-        self.timeout = timeout
-        self.client = grpcclient.InferenceServerClient(url)
-        try:
-            live = self.client.is_server_live()
-        except Exception as exc:  # noqa: BLE001 - any transport error means the same thing to the user
-            raise ConnectionError(f"no Triton server at {url} ({_first_line(exc)}); start one "
-                                  "(`tritonserver --model-repository model_repository`) or use --local") from None
-        not_ready = [m for m in ("detect_prep", "face_detector") if not live or not self.client.is_model_ready(m)]
-        if not_ready:
-            raise ConnectionError(f"Triton at {url} does not serve {', '.join(not_ready)} (ready); export the "
-                                  "detector (`python export/to_onnx.py`) or use --local")
-
-    def _infer(self, model: str, name: str, array: np.ndarray, dtype: str, outputs: list[str]):
-        tensor = self.grpc.InferInput(name, list(array.shape), dtype)
-        tensor.set_data_from_numpy(array)
-        requested = [self.grpc.InferRequestedOutput(o) for o in outputs]
-        result = self.client.infer(model, [tensor], outputs=requested, client_timeout=self.timeout)
-        return [result.as_numpy(o) for o in outputs]
+        self.models = TritonModels(url, timeout)
+        self.models.require(["detect_prep", "face_detector"],
+                            " or use --local (the detector is exported by `python export/to_onnx.py`)")
 
     def close(self) -> None:
-        self.client.close()
+        self.models.close()
 
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from ..detection import decode, plan_input
 
         frame = np.ascontiguousarray(frame, dtype=np.uint8)
-        (image,) = self._infer("detect_prep", "FRAME", frame, "UINT8", ["IMAGE"])
-        heatmap, scale, offset = self._infer("face_detector", "IMAGE", image, "FP32", ["HEATMAP", "SCALE", "OFFSET"])
-        for name, out in (("IMAGE", image), ("HEATMAP", heatmap)):
-            if out is None or out.size == 0:
-                raise RuntimeError(f"Triton at {self.url} returned an empty {name} tensor")
+        (image,) = self.models.infer("detect_prep", {"FRAME": frame}, ["IMAGE"])
+        heatmap, scale, offset = self.models.infer("face_detector", {"IMAGE": image}, ["HEATMAP", "SCALE", "OFFSET"])
         return decode(heatmap, scale, offset, plan_input(frame.shape[0], frame.shape[1]), self.threshold)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # ---------------------------------------------------------------------------------------------- extraction
@@ -406,7 +381,7 @@ def extract_video(job: VideoJob, out: Path, detector, fps: float = 1.0, decoder:
                 try:
                     boxes, _ = detector(frame)
                 except Exception as exc:  # noqa: BLE001 - a server gone away, a model error: stop the run
-                    raise DetectorError(f"the detector failed on {image_path.name} ({_first_line(exc)}); "
+                    raise DetectorError(f"the detector failed on {image_path.name} ({first_line(exc)}); "
                                         "fix it and rerun the same command to resume") from exc
                 boxes = _clean_boxes(boxes, frame.shape[1], frame.shape[0])
                 write_image(image_path, frame, quality)

@@ -27,12 +27,12 @@ from typing import Callable
 import numpy as np
 
 from .. import __version__, pipeline
+from ..baselines import METHODS as BASELINES
+from ..client.triton import DEFAULT_URL
 from ..data.dna import BINS, Frame, ImageError, boxes_to_pixels, read_image, scan_dataset, write_image
 from . import table as tables
 from .resume import ResultsLog, ResumeError
 
-BASELINES = ("blur", "mosaic")
-DEFAULT_URL = "localhost:8001"
 CROP_SIZE_BASELINE = 128
 EXAMPLE_SIDE = 320
 

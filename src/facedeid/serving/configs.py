@@ -3,7 +3,9 @@
 `python` is what runs here (the nvidia-pytriton server has only the Python backend; ONNX Runtime runs inside it);
 `onnxruntime` and `tensorrt` are the native backends of the NGC image. Tensor names and shapes are identical in all
 three, so the ensembles and clients never change. The committed configs are these renderings for `python`; export
-rewrites the generator and detector configs when it targets a native backend.
+rewrites the generator and detector configs when it targets a native backend. The keyword arguments (threads,
+spin, instances, batching) exist for experiments such as the benchmark's overrides; their defaults are the
+committed configs.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ DETECTOR = "face_detector"
 # because an idle pool that busy-waits steals the cores the other stages need (1.6-1.8x more frames/s).
 CPU_THREADS = 1
 CPU_SPIN = 0
+QUEUE_DELAY_US = 4000  # generator dynamic batching: how long a crop may wait for others
 
 
 def _tensor(name: str, dtype: str, dims: list[int], optional: bool = False) -> str:
@@ -38,29 +41,31 @@ def _backend_lines(backend: str) -> str:
     }[backend]
 
 
-def _instances(backend: str) -> str:
+def _instances(backend: str, count: int = 1) -> str:
     kind = "KIND_CPU" if backend == "python" else "KIND_GPU"
-    return f"instance_group [ {{ kind: {kind} count: 1 }} ]\n"
+    return f"instance_group [ {{ kind: {kind} count: {count} }} ]\n"
 
 
 def _params(**values) -> str:
     return "".join(f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}\n' for k, v in values.items())
 
 
-def generator_config(name: str, backend: str = "python") -> str:
+def generator_config(name: str, backend: str = "python", threads: int = CPU_THREADS, spin: int = CPU_SPIN,
+                     instances: int = 1, queue_delay_us: int = QUEUE_DELAY_US, max_batch_size: int = MAX_FACES) -> str:
     size = GENERATORS[name].size
-    text = f'name: "{name}"\n' + _backend_lines(backend) + f"max_batch_size: {MAX_FACES}\n"
+    text = f'name: "{name}"\n' + _backend_lines(backend) + f"max_batch_size: {max_batch_size}\n"
     text += _io("input", [_tensor("INPUT", "FP32", [3, size, size])])
     text += _io("output", [_tensor("OUTPUT", "FP32", [3, size, size])])
     # Crops from concurrent frames are merged into one execution; a short wait buys much larger batches.
-    text += "dynamic_batching { max_queue_delay_microseconds: 4000 }\n"
-    text += _instances(backend)
+    text += f"dynamic_batching {{ max_queue_delay_microseconds: {queue_delay_us} }}\n"
+    text += _instances(backend, instances)
     if backend == "python":
-        text += _params(threads=CPU_THREADS, spin=CPU_SPIN)
+        text += _params(threads=threads, spin=int(spin))
     return text
 
 
-def detector_config(backend: str = "python") -> str:
+def detector_config(backend: str = "python", threads: int = CPU_THREADS, spin: int = CPU_SPIN,
+                    instances: int = 1) -> str:
     if backend == "tensorrt":
         backend = "onnxruntime"  # dynamic frame sizes: served by ONNX Runtime (CUDA) on GPUs
     text = f'name: "{DETECTOR}"\n' + _backend_lines(backend) + "max_batch_size: 0\n"
@@ -71,16 +76,16 @@ def detector_config(backend: str = "python") -> str:
         _tensor("OFFSET", "FP32", [1, 2, -1, -1]),
         _tensor("LANDMARKS", "FP32", [1, 10, -1, -1]),
     ])
-    text += _instances(backend)
+    text += _instances(backend, instances)
     if backend == "python":
-        text += _params(threads=CPU_THREADS, spin=CPU_SPIN)
+        text += _params(threads=threads, spin=int(spin))
     return text
 
 
-def _python_stage(name: str, inputs: list[str], outputs: list[str], **params) -> str:
+def _python_stage(name: str, inputs: list[str], outputs: list[str], instances: int = 1, **params) -> str:
     text = f'name: "{name}"\nbackend: "python"\nmax_batch_size: 0\n'
     text += _io("input", inputs) + _io("output", outputs)
-    text += "instance_group [ { kind: KIND_CPU count: 1 } ]\n"
+    text += _instances("python", instances)
     return text + _params(**params)
 
 
@@ -88,20 +93,21 @@ FRAME = _tensor("FRAME", "UINT8", [-1, -1, 3])
 BOXES = _tensor("BOXES", "FP32", [-1, 4])
 
 
-def stage_configs(crop_size: int) -> dict[str, str]:
+def stage_configs(crop_size: int, instances: int = 1) -> dict[str, str]:
     crops_t = _tensor("CROPS", "FP32", [-1, 3, crop_size, crop_size])
     return {
-        "detect_prep": _python_stage("detect_prep", [FRAME], [_tensor("IMAGE", "FP32", [1, 3, -1, -1])]),
+        "detect_prep": _python_stage("detect_prep", [FRAME], [_tensor("IMAGE", "FP32", [1, 3, -1, -1])],
+                                     instances),
         "face_prep": _python_stage(
             "face_prep",
             [FRAME, _tensor("HEATMAP", "FP32", [1, 1, -1, -1]), _tensor("SCALE", "FP32", [1, 2, -1, -1]),
              _tensor("OFFSET", "FP32", [1, 2, -1, -1])],
-            [crops_t, BOXES], crop_size=crop_size, threshold=0.5),
+            [crops_t, BOXES], instances, crop_size=crop_size, threshold=0.5),
         "box_prep": _python_stage("box_prep", [FRAME, _tensor("BOXES_IN", "FP32", [-1, 4])], [crops_t, BOXES],
-                                  crop_size=crop_size),
+                                  instances, crop_size=crop_size),
         "compose": _python_stage(
             "compose", [FRAME, _tensor("GENERATED", "FP32", [-1, 3, crop_size, crop_size]), BOXES],
-            [_tensor("DEID_FRAME", "UINT8", [-1, -1, 3])]),
+            [_tensor("DEID_FRAME", "UINT8", [-1, -1, 3])], instances),
     }
 
 

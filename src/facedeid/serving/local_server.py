@@ -1,6 +1,7 @@
 """Start and stop a local Triton server (the `tritonserver` command) on free ports, and wait until it is ready.
 
-Used by the tests, `make demo` and the benchmark; users run `tritonserver --model-repository ...` themselves.
+Used by the tests, `make demo` and the benchmark; users run `tritonserver --model-repository ...` themselves (the
+command is serving/tritonserver_cli.py). Also the one reader of a server's memory from /proc.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .server import build_command, server_env
+from .tritonserver_cli import build_command, server_env
 
 
-def _process_tree(pid: int) -> list[int]:
+def process_tree(pid: int) -> list[int]:
+    """pid and every descendant (tritonserver -> its Python-backend stub processes), from Linux /proc."""
     pids, queue = [], [pid]
     while queue:
         current = queue.pop()
@@ -26,12 +28,25 @@ def _process_tree(pid: int) -> list[int]:
     return pids
 
 
-def _rss(pid: int) -> int:
+def _status_kb(pid: int) -> dict[str, int]:
+    values = {}
     with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
+            key, _, rest = line.partition(":")
+            if rest.strip().endswith("kB"):
+                values[key] = int(rest.split()[0])
+    return values
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """Peak (VmHWM) and current (VmRSS) memory of pid and all its descendants, summed, in MiB.
+
+    The sum of per-process peaks is an upper bound of the true simultaneous peak (the peaks need not coincide).
+    """
+    stats = [_status_kb(p) for p in process_tree(pid)]
+    return {"peak_mb": sum(s.get("VmHWM", 0) for s in stats) / 1024.0,
+            "rss_mb": sum(s.get("VmRSS", 0) for s in stats) / 1024.0,
+            "processes": len([s for s in stats if s])}
 
 
 def free_port() -> int:
@@ -58,7 +73,7 @@ class LocalServer:
 
     def rss_bytes(self) -> int:
         """Resident memory of the server and its Python-backend stub processes (Linux /proc)."""
-        return sum(_rss(pid) for pid in _process_tree(self.process.pid))
+        return int(memory_mb(self.process.pid)["rss_mb"] * 1024 * 1024)
 
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
