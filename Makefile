@@ -25,6 +25,7 @@ demo: setup
 	$(PY) -m facedeid.demo
 
 test: setup
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -m "not slow" -q
 
 # Long load test (run by .ci/run after `make test`).

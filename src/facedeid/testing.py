@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 
 from .crops import expand_boxes
-
 from .export import export
 from .models import GENERATORS
 from .paths import DEFAULT_REPOSITORY, SHARED_FACES, shared_faces_dir  # noqa: F401 - re-exported for the tests
@@ -25,7 +24,8 @@ def exported_repository(target: Path, names: list[str] | None = None) -> tuple[P
     names = names or list(GENERATORS)
     untrained = [n for n in names if not GENERATORS[n].has_checkpoint()]
     if untrained:
-        warnings.warn(f"no trained checkpoint for {untrained}: serving tests use random weights for them")
+        warnings.warn(f"no trained checkpoint for {untrained}: serving tests use random weights for them",
+                      stacklevel=2)
     trained = [n for n in names if n not in untrained]
     results = []
     if trained:

@@ -26,7 +26,8 @@ def test_overrides_are_rendered_by_the_config_renderers():
     assert gen.instance_group[0].count == 2 and det.instance_group[0].count == 1
     assert gen.parameters["threads"].string_value == "1" and det.parameters["threads"].string_value == "2"
     assert gen.parameters["spin"].string_value == det.parameters["spin"].string_value == "1"
-    assert all(read_config_text(configs[s]).instance_group[0].count == 3 for s in ("detect_prep", "face_prep", "compose"))
+    for stage in ("detect_prep", "face_prep", "compose"):
+        assert read_config_text(configs[stage]).instance_group[0].count == 3
     assert set(benchmark.override_configs("mobileunet", {})) == set()
     with pytest.raises(ValueError, match="unknown overrides"):
         benchmark.override_configs("mobileunet", {"gen_thread": 1})

@@ -168,8 +168,8 @@ def test_cli_errors(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def detector_server(tmp_path_factory):
     """tritonserver over a repository holding only the detector models (detect_prep, face_detector)."""
-    from facedeid.serving import local_server
     from facedeid.export import export_detector
+    from facedeid.serving import local_server
     from facedeid.serving.repository import DEFAULT_REPOSITORY
 
     repo = tmp_path_factory.mktemp("detector_repo")

@@ -26,11 +26,11 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from facedeid.serving import local_server
 from facedeid.compose import MASK_RGB
 from facedeid.data.dna import boxes_to_pixels, read_image, scan_dataset
 from facedeid.data.sample import build
 from facedeid.evaluation import runner
+from facedeid.serving import local_server
 from facedeid.testing import ASTRONAUT_FACE, assert_deidentified, deid, failing_generator
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,9 +10,8 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from facedeid.serving import local_server
 from facedeid.compose import MASK_RGB
-
+from facedeid.serving import local_server
 from facedeid.testing import ASTRONAUT_FACE, assert_deidentified, box_region, deid, failing_generator
 
 

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from facedeid.baselines import cell_mosaic, gaussian_blur
 from facedeid.crops import extract_crops, to_tensor
-from facedeid.models.bottleneck import face_mask
-from facedeid.models.registry import GENERATORS, WEIGHTS_DIR
 from facedeid.detection import CenterFaceDetector
 from facedeid.metrics import FaceRecognizer
-from facedeid.baselines import cell_mosaic, gaussian_blur
+from facedeid.models.bottleneck import face_mask
+from facedeid.models.registry import GENERATORS, WEIGHTS_DIR
 from facedeid.train.privacy import DEFAULT_IDENTITIES, evaluate, markdown
 
 
@@ -52,7 +52,8 @@ def test_baselines_only_touch_boxes(astronaut_frame, astronaut_face):
         assert not changed.any()
 
 
-@pytest.mark.skipif(not DEFAULT_IDENTITIES.is_dir(), reason="../shared/data/faces/identities is not beside the checkout")
+@pytest.mark.skipif(not DEFAULT_IDENTITIES.is_dir(),
+                    reason="../shared/data/faces/identities is not beside the checkout")
 def test_privacy_check_counts_faces_on_real_photos():
     """Unchanged photos are all re-identified and detected; strong blur hides them from the detector."""
     methods = {"none": lambda frame, boxes: frame, "blur": lambda frame, boxes: gaussian_blur(frame, boxes, 0.12)}

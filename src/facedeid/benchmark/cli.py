@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--det-instances", type=int, help="override the detector's instance count")
     parser.add_argument("--spin", type=int, choices=(0, 1), help="override ORT thread spinning (detector, generator)")
     parser.add_argument("--torch-threads", type=int, help="eager mode's torch threads (default: all cores)")
-    parser.add_argument("--inproc-threads", type=int, help=f"in-process ORT intra-op threads (default {INPROC_THREADS})")
+    parser.add_argument("--inproc-threads", type=int,
+                        help=f"in-process ORT intra-op threads (default {INPROC_THREADS})")
     parser.add_argument("--inproc-spin", type=int, choices=(0, 1), default=int(INPROC_SPIN),
                         help="in-process ORT thread spinning")
     parser.add_argument("--gen-max-batch", type=int, help="override the generator's max_batch_size")
@@ -57,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
     result = run(args.model, modes, args.repeats, args.frames, [int(c) for c in args.concurrency.split(",")],
                  args.url, args.repository, args.server_pid, overrides, flops, args.workdir,
-                 inproc_threads=args.inproc_threads, inproc_spin=bool(args.inproc_spin), torch_threads=args.torch_threads)
+                 inproc_threads=args.inproc_threads, inproc_spin=bool(args.inproc_spin),
+                 torch_threads=args.torch_threads)
     args.json.write_text(json.dumps(result, indent=1))
     text = markdown(result)
     print(text)

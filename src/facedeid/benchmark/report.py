@@ -30,13 +30,16 @@ def markdown(result: dict) -> str:
     if s["generators"]:
         by_threads = ", ".join(f"{_fmt(v, 1)} GFLOP/s with {t} thread{'s' if int(t) > 1 else ''}"
                                for t, v in s["peak_gflops_per_s_by_threads"].items())
-        lines += ["", f"Machine peak (float32 {cfg['matmul_n']}x{cfg['matmul_n']} matmul, torch, best of 10 per repeat, best repeat): {by_threads}."
+        lines += ["", f"Machine peak (float32 {cfg['matmul_n']}x{cfg['matmul_n']} matmul, torch, best of 10 per "
+                  f"repeat, best repeat): {by_threads}."
                   f" Generators alone, batch {cfg['flops_batch']}: eager with {cfg['torch_threads']} threads,"
                   f" ORT with {cfg['inproc_threads']}, each against the peak at its own thread count.", "",
-                  "| generator | GFLOPs/face | eager ms/face | ORT ms/face | eager GFLOP/s (% peak) | ORT GFLOP/s (% peak) |",
+                  "| generator | GFLOPs/face | eager ms/face | ORT ms/face | eager GFLOP/s (% peak) "
+                  "| ORT GFLOP/s (% peak) |",
                   "| --- | ---: | ---: | ---: | ---: | ---: |"]
         for g in s["generators"]:
-            lines.append(f"| {g['generator']}{'' if g.get('trained') else ' (untrained)'} | {g['gflops_per_face']:.3f} | {g['eager_ms_per_face']:.1f} | "
+            untrained = "" if g.get("trained") else " (untrained)"
+            lines.append(f"| {g['generator']}{untrained} | {g['gflops_per_face']:.3f} | {g['eager_ms_per_face']:.1f} | "
                          f"{g['onnxruntime_ms_per_face']:.1f} | {g['eager_gflops_per_s']:.1f} "
                          f"({100 * g['eager_share_of_peak']:.0f} %) | {g['onnxruntime_gflops_per_s']:.1f} "
                          f"({100 * g['onnxruntime_share_of_peak']:.0f} %) |")

@@ -164,8 +164,9 @@ def run(generator: str = "mobileunet", modes=DEFAULT_MODES, repeats: int = 3, fr
 
 def _gpu_name() -> str:
     """The NVIDIA GPU's name, or a note that there is none (this benchmark then measures the CPU only)."""
-    if shutil.which("nvidia-smi"):
-        proc = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        proc = subprocess.run([smi, "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
                               text=True, timeout=30)
         if proc.returncode == 0 and proc.stdout.strip():
             return proc.stdout.strip().splitlines()[0]

@@ -45,7 +45,8 @@ def summarize(result: dict) -> dict:
         group = [r for r in hardware if r["label"] == name]
         eager = _median(r["eager_flops_per_s"] for r in group)
         onnx = _median(r["onnxruntime_flops_per_s"] for r in group)
-        generators.append({"generator": name, "trained": group[0].get("trained"), "gflops_per_face": group[0]["flops_per_face"] / 1e9,
+        generators.append({"generator": name, "trained": group[0].get("trained"),
+                           "gflops_per_face": group[0]["flops_per_face"] / 1e9,
                            "eager_ms_per_face": _median(r["eager_s_per_face"] for r in group) * 1e3,
                            "onnxruntime_ms_per_face": _median(r["onnxruntime_s_per_face"] for r in group) * 1e3,
                            "eager_gflops_per_s": eager / 1e9, "onnxruntime_gflops_per_s": onnx / 1e9,
@@ -56,12 +57,14 @@ def summarize(result: dict) -> dict:
         stats = r.get("server_stats")
         if stats and generator in stats:
             g = stats[generator]
-            batching.append({"label": r["label"], "repeat": r["repeat"], "frames": stats[f"deid_{generator}"]["requests"],
+            batching.append({"label": r["label"], "repeat": r["repeat"],
+                             "frames": stats[f"deid_{generator}"]["requests"],
                              "generator_requests": g["requests"], "generator_executions": g["executions"],
                              "generator_inferences": g["inferences"]})
     stages = stage_breakdown(runs)
     return {"table": table, "peak_gflops_per_s": peak / 1e9,
-            "peak_gflops_per_s_by_threads": {t: v / 1e9 for t, v in peaks.items()}, "generators": generators, "batching": batching,
+            "peak_gflops_per_s_by_threads": {t: v / 1e9 for t, v in peaks.items()}, "generators": generators,
+            "batching": batching,
             "stages": stages, "targets": targets(table, batching)}
 
 
@@ -78,7 +81,9 @@ def stage_breakdown(runs: list[dict]) -> list[dict]:
         group = [r for r in runs if r["label"] == label]
         models = [m for m in group[0]["server_stats"] if not m.startswith("deid_")]
         for model in models:
-            per = lambda key: _median(r["server_stats"][model][key] / max(r["frames"], 1) / 1e6 for r in group)  # noqa: E731
+            def per(key, model=model, group=group):
+                return _median(r["server_stats"][model][key] / max(r["frames"], 1) / 1e6 for r in group)
+
             out.append({"label": label, "model": model, "queue_ms": per("queue_ns"),
                         "input_ms": per("compute_input_ns"), "infer_ms": per("compute_infer_ns"),
                         "output_ms": per("compute_output_ns"),

@@ -268,7 +268,7 @@ def work_hardware(setup: dict, frames: list[np.ndarray]) -> list[dict]:
         x = torch.randn(batch, 3, spec.size, spec.size)
         with torch.no_grad():
             model(x)
-            eager = min(_time(lambda: model(x)) for _ in range(2)) / batch
+            eager = min(_time(lambda model=model, x=x: model(x)) for _ in range(2)) / batch
         onnx_file = cache / f"flops-{name}.onnx"  # exported once per run, reused by later repeats
         if not onnx_file.exists():
             buffer = io.BytesIO()
@@ -283,7 +283,7 @@ def work_hardware(setup: dict, frames: list[np.ndarray]) -> list[dict]:
         session = cpu_session(onnx_file, setup["inproc_threads"], setup["inproc_spin"])
         feed = {"INPUT": x.numpy()}
         session.run(None, feed)
-        onnx_time = min(_time(lambda: session.run(None, feed)) for _ in range(2)) / batch
+        onnx_time = min(_time(lambda session=session, feed=feed: session.run(None, feed)) for _ in range(2)) / batch
         runs.append({"label": name, "trained": spec.has_checkpoint(), "flops_per_face": flops, "batch": batch,
                      "eager_s_per_face": eager, "onnxruntime_s_per_face": onnx_time,
                      "eager_flops_per_s": flops / eager, "onnxruntime_flops_per_s": flops / onnx_time})

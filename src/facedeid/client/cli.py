@@ -21,8 +21,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from ..data.dna import IMAGE_EXTS, ImageError, read_image, write_image
 from ..baselines import METHODS as BASELINES
+from ..data.dna import IMAGE_EXTS, ImageError, read_image, write_image
 from ..data.extract import VIDEO_EXTS
 from .triton import DEFAULT_URL, DeidClient, DeidError, ensemble_name
 

@@ -18,6 +18,7 @@ of these two.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import threading
 import time
@@ -73,11 +74,8 @@ def is_retryable(exc: BaseException) -> bool:
         return exc.retryable
     if isinstance(exc, (asyncio.TimeoutError, ConnectionError, OSError)):
         return True
-    status = ""
-    try:
-        status = str(exc.status() or "")  # InferenceServerException
-    except Exception:
-        pass
+    status_of = getattr(exc, "status", None)  # InferenceServerException.status()
+    status = str(status_of() or "") if callable(status_of) else ""
     if status in RETRYABLE_STATUS:
         return True
     if status not in ("", "None", "StatusCode.INTERNAL", "StatusCode.UNKNOWN"):
@@ -114,7 +112,7 @@ class GrpcBackend:
                 if not await self.client.is_model_ready(m, client_timeout=timeout_s):
                     return False
             return True
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure to answer means "not ready" (wait_ready retries, then says so)
             return False
 
     async def info(self, models: list[str], timeout_s: float) -> dict:
@@ -124,7 +122,7 @@ class GrpcBackend:
             try:
                 md = await self.client.get_model_metadata(m, as_json=True, client_timeout=timeout_s)
                 out["models"][m] = {"versions": md.get("versions", []), "platform": md.get("platform")}
-            except Exception as exc:  # pragma: no cover - reported, not fatal
+            except Exception as exc:  # noqa: BLE001 - reported in the run's metadata, not fatal
                 out["models"][m] = {"error": str(exc).splitlines()[0]}
         return out
 
@@ -197,15 +195,11 @@ class DeidClient:
 
         async def _close():
             for s in self._servers:
-                try:
+                with contextlib.suppress(Exception):  # closing: a dead connection has nothing left to release
                     await s.backend.close()
-                except Exception:
-                    pass
 
-        try:
+        with contextlib.suppress(Exception):  # the loop is stopped below whatever happened
             self._call(_close()).result(timeout=10)
-        except Exception:
-            pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()
@@ -341,7 +335,7 @@ class DeidClient:
         for s in self._servers:
             try:
                 out[s.url] = self._call(s.backend.info(models, 10.0)).result()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - reported per server, the others still answer
                 out[s.url] = {"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
         return out
 

@@ -59,5 +59,5 @@ def read_parameters(path: Path) -> dict[str, str]:
     return {key: value.string_value for key, value in read_config(path).parameters.items()}
 
 
-__all__ = ["DEFAULT_REPOSITORY", "DETECTOR", "REPO_ROOT", "adapter_source", "install_adapter", "read_config", "read_parameters",
-           "write_configs", "write_model_config"]
+__all__ = ["DEFAULT_REPOSITORY", "DETECTOR", "REPO_ROOT", "adapter_source", "install_adapter", "read_config",
+           "read_parameters", "write_configs", "write_model_config"]
