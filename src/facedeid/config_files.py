@@ -17,9 +17,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-GENERATOR_NAMES = ("mobileunet", "resnet50unet", "d2gan")  # fallback where the registry (torch) is not installed
-SERVED_SIZE = 128  # fallback likewise; the registry is the truth
-
 # field -> (type, what it sets); a field whose flag the command lacks is compared with the value it fixes
 FIELDS = {
     "model": ("model", "--model: a generator or baseline name, or a comma list"),
@@ -46,18 +43,15 @@ class ConfigResult:
 
 
 def _generators() -> tuple[str, ...]:
-    try:
-        from .models.registry import GENERATORS
-    except ImportError:  # a thin client without torch: the documented names
-        return GENERATOR_NAMES
+    from .models.registry import GENERATORS
+
     return tuple(GENERATORS)
 
 
 def served_size(model: str | None) -> int:
-    try:
-        from .models.registry import get_spec
-    except ImportError:
-        return SERVED_SIZE
+    """The face crop side the served `model` generator uses (the first generator's for a baseline or none)."""
+    from .models.registry import get_spec
+
     return get_spec(model if model in _generators() else _generators()[0]).size
 
 

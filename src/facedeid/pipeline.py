@@ -96,7 +96,7 @@ class Deidentifier:
         `threads` / `spin` override the configs' values (the benchmark's in-process settings).
         """
         from .onnx_runtime import spin_enabled
-        from .serving.repository import read_parameters
+        from .serving.model_config import read_parameters
 
         repository = Path(repository)
         det, gen, prep = (read_parameters(repository / m / "config.pbtxt") for m in ("face_detector", generator,

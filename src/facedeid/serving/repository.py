@@ -46,18 +46,5 @@ def write_model_config(repository: Path, name: str, text: str) -> Path:
     return path
 
 
-def read_config(path: Path):
-    """A config.pbtxt parsed into Triton's own ModelConfig protobuf (tritonclient ships model_config_pb2)."""
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2
-
-    return text_format.Parse(Path(path).read_text(), model_config_pb2.ModelConfig())
-
-
-def read_parameters(path: Path) -> dict[str, str]:
-    """The `parameters` block of a config.pbtxt as {key: string_value}."""
-    return {key: value.string_value for key, value in read_config(path).parameters.items()}
-
-
-__all__ = ["DEFAULT_REPOSITORY", "DETECTOR", "REPO_ROOT", "adapter_source", "install_adapter", "read_config",
-           "read_parameters", "write_configs", "write_model_config"]
+__all__ = ["DEFAULT_REPOSITORY", "DETECTOR", "REPO_ROOT", "adapter_source", "install_adapter", "write_configs",
+           "write_model_config"]
