@@ -78,7 +78,7 @@ def test_cpu_default_instances_and_warmup():
     assert cpu[configs.DETECTOR].instance_group[0].count == configs.CPU_DETECTOR_INSTANCES >= 2
     for name in (*GENERATORS, configs.DETECTOR):
         warm = cpu[name].model_warmup
-        assert warm and all(next(iter(w.inputs.values())).random_data for w in warm), name
+        assert warm and all(next(iter(w.inputs.values())).zero_data for w in warm), name
         assert all(0 not in next(iter(w.inputs.values())).dims for w in warm), "warmup shapes are concrete"
 
 

@@ -68,9 +68,10 @@ def _instances(backend: str, count: int = 1) -> str:
 
 
 def _warmup(tensor: str, dims: list[int], batches: tuple[int, ...], batched: bool) -> str:
-    """model_warmup samples (random data; batch_size 1 for a model without batching)."""
+    """model_warmup samples of zeros (Triton's random_data fills FP32 with random bytes: NaNs, which the stages
+    reject); batch_size 1 for a model without batching."""
     samples = [f'  {{ name: "warmup_{b}" batch_size: {b if batched else 1} inputs {{ key: "{tensor}" value: '
-               f'{{ data_type: TYPE_FP32 dims: [ {", ".join(map(str, dims))} ] random_data: true }} }} }}'
+               f'{{ data_type: TYPE_FP32 dims: [ {", ".join(map(str, dims))} ] zero_data: true }} }} }}'
                for b in batches]
     return "model_warmup [\n" + ",\n".join(samples) + "\n]\n"
 
