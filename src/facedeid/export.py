@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None, allow_tensorrt: bool = True) -> int:
     from .models import UntrainedModelError
 
     parser = argparse.ArgumentParser(description="Export generators into the Triton model repository.")
-    parser.add_argument("--model", required=True, help=f"one of {', '.join(GENERATORS)}, a comma list, or 'all'")
+    parser.add_argument("--model", help=f"one of {', '.join(GENERATORS)}, a comma list, or 'all'")
     parser.add_argument("--backend", default="auto", choices=("auto", "python", "onnxruntime", "tensorrt"),
                         help="serving backend the configs are written for; auto = tensorrt where TensorRT and a "
                              "GPU are present, else python (ONNX Runtime inside Triton's Python backend)")
@@ -293,17 +293,16 @@ def main(argv: list[str] | None = None, allow_tensorrt: bool = True) -> int:
     parser.add_argument("--print-gpu-product", action="store_true",
                         help="print the nvidia.com/gpu.product label of the GPU the repository's plans were built on "
                              "(for the Kubernetes nodeSelector) and exit")
-    if argv is None:
-        argv = sys.argv[1:]
-    if "--print-gpu-product" in argv:
-        args, _ = parser.parse_known_args(argv)
+    args = parser.parse_args(argv)
+    if args.print_gpu_product:
         try:
             print(plans_gpu_product(args.repository))
         except ExportError as error:
             print(f"export failed: {error}", file=sys.stderr)
             return 1
         return 0
-    args = parser.parse_args(argv)
+    if not args.model:
+        parser.error("--model is required (one of " + ", ".join(GENERATORS) + ", a comma list, or 'all')")
     names = list(GENERATORS) if args.model == "all" else args.model.split(",")
     try:
         for name in names:

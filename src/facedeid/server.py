@@ -67,7 +67,7 @@ def server_env() -> dict[str, str]:
 # passes their own --grpc-restricted-protocol / --http-restricted-api. Without TRITON_ADMIN_KEY the value is a
 # random token nobody knows, i.e. the APIs are off.
 RESTRICTED_APIS = "model-repository,trace,logging,shared-memory"
-ADMIN_HEADER = "admin-key"  # same header as the Docker image (docker/triton-serve.sh)
+ADMIN_HEADER = "admin-key"  # same header as the Docker image (docker/start-triton.sh)
 
 
 def restricted_flags(given: set[str]) -> list[str]:

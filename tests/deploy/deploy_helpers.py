@@ -31,6 +31,9 @@ DOCS = ROOT / "docs" / "deploy.md"
 TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"
 EXPORT_IMAGES = {TRITON_IMAGE, "nvcr.io/nvidia/tensorrt:24.10-py3"}
 TRITONSERVER_BIN = "/opt/tritonserver/bin/tritonserver"
+START_SCRIPT = DOCKER / "start-triton.sh"
+START_COMMAND = "/usr/local/bin/start-triton"  # where docker/Dockerfile.server installs START_SCRIPT
+SECRET_PATH = "/run/secrets/triton_admin_key"
 TRITON_PORTS = {8000, 8001, 8002}
 # APIs that must answer only requests carrying the admin key.
 MUST_RESTRICT = {"model-repository", "model-config"}
@@ -268,6 +271,24 @@ def restricted(args: list[str], flag: str) -> tuple[set[str], str, str]:
     apis, _, header = value.partition(":")
     key, _, secret = header.partition("=")
     return set(apis.split(",")), key, secret
+
+
+def run_start_script(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """Run docker/start-triton.sh as the image runs it, with a stand-in server binary that prints its argv."""
+    fake = tmp_path / "tritonserver"
+    fake.write_text('#!/bin/sh\nprintf "%s\\n" "$0" "$@"\n')
+    fake.chmod(0o755)
+    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TRITONSERVER": str(fake),
+            "TRITON_ADMIN_KEY_FILE": str(tmp_path / "no-such-key-file")}
+    return subprocess.run(["sh", str(START_SCRIPT), *args], env={**base, **env}, capture_output=True, text=True,
+                          timeout=60)
+
+
+def start_script_argv(tmp_path: Path, env: dict[str, str], *args: str) -> list[str]:
+    out = run_start_script(tmp_path, env, *args)
+    assert out.returncode == 0, out.stderr
+    argv = out.stdout.splitlines()
+    return [TRITONSERVER_BIN, *argv[1:]]  # as in the image, where TRITONSERVER is the real binary
 
 
 def check_triton_args(args: list[str], where: str):

@@ -10,24 +10,26 @@ from pathlib import Path
 import pytest
 import yaml
 from deploy_helpers import (
-    ROOT,
     COMPOSE_FILE,
     EXPORT_IMAGES,
+    ROOT,
+    SECRET_PATH,
+    START_COMMAND,
     TRITON_PORTS,
+    TRITONSERVER_BIN,
     YAML_FILES,
     _rel,
-    MissingVariable,
-    deep_interpolate,
-    parse_dockerfile,
-    exec_form,
-    image_is_pinned,
-    from_images,
-    port_mapping,
-    restricted,
     check_triton_args,
-    volume_mounts,
     compose_client,
+    deep_interpolate,
+    exec_form,
+    from_images,
+    image_is_pinned,
+    parse_dockerfile,
+    port_mapping,
     run_compose_config,
+    start_script_argv,
+    volume_mounts,
 )
 
 
@@ -38,8 +40,8 @@ def compose():
 
 @pytest.fixture(scope="module")
 def resolved(compose):
-    """The compose file with every variable at its default (the admin key set, as .env would)."""
-    return deep_interpolate(compose, {"TRITON_ADMIN_KEY": "test-key"})
+    """The compose file with every variable at its default."""
+    return deep_interpolate(compose, {})
 
 
 @pytest.mark.parametrize("path", YAML_FILES, ids=_rel)
@@ -76,7 +78,7 @@ def test_compose_ports_bind_loopback_by_default(compose, resolved):
             published.setdefault(name, set()).add(target)
     assert published == {"triton": TRITON_PORTS}
     # ... and the user can say otherwise through one variable.
-    wide = deep_interpolate(compose, {"TRITON_ADMIN_KEY": "k", "TRITON_BIND": "0.0.0.0"})
+    wide = deep_interpolate(compose, {"TRITON_BIND": "0.0.0.0"})
     assert {port_mapping(e)[0] for e in wide["services"]["triton"]["ports"]} == {"0.0.0.0"}
     for raw in compose["services"]["triton"]["ports"]:
         assert str(raw).startswith("${TRITON_BIND:-127.0.0.1}:"), raw
@@ -90,18 +92,36 @@ def test_compose_healthcheck_and_readiness_gate(resolved):
     assert resolved["services"]["eval"]["depends_on"]["triton"]["condition"] == "service_healthy"
 
 
-def test_compose_triton_is_locked_down(compose, resolved):
-    args = [str(a) for a in resolved["services"]["triton"]["command"]]
-    check_triton_args(args, "docker-compose.yml triton")
-    raw = [str(a) for a in compose["services"]["triton"]["command"]]
-    for flag in ("--grpc-restricted-protocol", "--http-restricted-api"):
-        _, _, secret = restricted(raw, flag)
-        assert secret.startswith("${TRITON_ADMIN_KEY:?"), "the admin key must be required, never a default"
-    with pytest.raises(MissingVariable):
-        deep_interpolate(compose, {})
-    mounts = {m["target"]: m for m in volume_mounts(resolved["services"]["triton"])}
+def test_compose_triton_is_locked_down(compose, resolved, tmp_path):
+    svc = resolved["services"]["triton"]
+    assert svc["command"][0] == START_COMMAND, "the server starts through docker/start-triton.sh"
+    env = {k: str(v) for k, v in svc["environment"].items()}
+    assert env["TRITON_ADMIN_KEY_FILE"] == SECRET_PATH
+    assert env["TRITON_MODEL_CONFIG_NAME"] == "gpu", "the GPU host serves configs/gpu.pbtxt by default"
+    # What the script makes of this service's environment and arguments:
+    key = tmp_path / "key"
+    key.write_text("k3y")
+    argv = start_script_argv(tmp_path, {**env, "TRITON_ADMIN_KEY_FILE": str(key), "TRITON_MODEL_REPOSITORY":
+                                        str(ROOT / "model_repository")}, *svc["command"][1:])
+    check_triton_args([TRITONSERVER_BIN, "--model-repository=/models", *argv[2:]], "docker-compose.yml triton")
+    assert "--model-config-name=gpu" in argv
+    # The key is a secret file, never a value compose knows or shows.
+    assert svc["secrets"] == ["triton_admin_key"] and "triton_admin_key" in compose["secrets"]
+    assert compose["secrets"]["triton_admin_key"]["file"].startswith("${DEID_ADMIN_KEY_FILE:-./")
+    raw = yaml.safe_dump(compose["services"]["triton"])
+    assert "TRITON_ADMIN_KEY}" not in raw and "TRITON_ADMIN_KEY:" not in raw and "admin-key=" not in raw
+    mounts = {m["target"]: m for m in volume_mounts(svc)}
     assert mounts["/models"]["read_only"], "the server mounts the model repository read-only"
     assert "security_opt" in compose["services"]["triton"]
+
+
+def test_compose_services_run_as_non_root_with_limits(resolved):
+    for name, svc in resolved["services"].items():
+        if name != "export":
+            uid = str(svc.get("user", "")).split(":")[0]
+            assert uid and uid not in ("0", "root"), f"service {name} runs as root"
+        limits = svc["deploy"]["resources"]["limits"]
+        assert float(limits["cpus"]) > 0 and re.fullmatch(r"\d+[kmg]", str(limits["memory"])), (name, limits)
 
 
 def test_compose_gpu_reservation(resolved):
@@ -168,13 +188,14 @@ def test_docker_compose_config():
     cmd, reason = compose_client()
     if cmd is None:
         pytest.skip(reason)
-    out = run_compose_config(cmd, {"TRITON_ADMIN_KEY": "test-key"})
+    out = run_compose_config(cmd, {})
     assert out.returncode == 0, out.stderr
     cfg = json.loads(out.stdout)
     assert {"triton", "eval", "export"} <= cfg["services"].keys()
     ports = cfg["services"]["triton"]["ports"]
     assert {p["host_ip"] for p in ports} == {"127.0.0.1"} and {p["target"] for p in ports} == TRITON_PORTS
-    check_triton_args(cfg["services"]["triton"]["command"], "docker compose config")
+    assert cfg["services"]["triton"]["command"][0] == START_COMMAND
+    assert "admin-key" not in out.stdout
     devices = cfg["services"]["triton"]["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["driver"] == "nvidia"
     for svc in cfg["services"].values():
@@ -183,11 +204,9 @@ def test_docker_compose_config():
                 assert Path(v["source"]).resolve().is_relative_to(ROOT), f"default host path outside the checkout: {v}"
     assert cfg["services"]["eval"]["depends_on"]["triton"]["condition"] == "service_healthy"
 
-    wide = run_compose_config(cmd, {"TRITON_ADMIN_KEY": "k", "TRITON_BIND": "0.0.0.0", "DEID_DATASET_DIR": "/srv/dna"})
+    wide = run_compose_config(cmd, {"TRITON_BIND": "0.0.0.0", "DEID_DATASET_DIR": "/srv/dna"})
     assert wide.returncode == 0, wide.stderr
     wide_cfg = json.loads(wide.stdout)
     assert {p["host_ip"] for p in wide_cfg["services"]["triton"]["ports"]} == {"0.0.0.0"}
     assert {v["source"] for v in wide_cfg["services"]["eval"]["volumes"] if v["target"] == "/data"} == {"/srv/dna"}
 
-    missing = run_compose_config(cmd, {})
-    assert missing.returncode != 0 and "TRITON_ADMIN_KEY" in missing.stderr, "the admin key must be required"

@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 
 from deploy_helpers import (
-    ROOT,
-    DOCKER,
-    K8S,
     COMPOSE_FILE,
-    DOCS,
+    DOCKER,
     DOCKERFILES,
+    DOCS,
+    K8S,
     REQUIREMENTS,
+    ROOT,
     _rel,
     variables_in,
 )

@@ -7,14 +7,14 @@ from __future__ import annotations
 import pytest
 import deploy_helpers
 from deploy_helpers import (
-    ROOT,
-    REQUIREMENTS,
-    import_closure,
-    check_py310,
-    check_provided,
-    SERVER_LAZY_EXEMPT,
-    python_backend_models,
     CLIENT_LAZY_EXEMPT,
+    REQUIREMENTS,
+    ROOT,
+    SERVER_LAZY_EXEMPT,
+    check_provided,
+    check_py310,
+    import_closure,
+    python_backend_models,
 )
 
 

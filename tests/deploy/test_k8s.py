@@ -7,20 +7,28 @@ import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
+
+from facedeid.export import gpu_product_label
+from facedeid.export import main as export_main
 from deploy_helpers import (
     K8S,
+    ROOT,
+    SECRET_PATH,
+    START_COMMAND,
     TRITON_PORTS,
+    TRITONSERVER_BIN,
     _rel,
-    image_is_pinned,
-    restricted,
     check_triton_args,
+    container_port,
+    image_is_pinned,
     k8s_docs,
     k8s_kind,
     kubernetes_validate,
-    container_port,
+    start_script_argv,
 )
 
 
@@ -38,7 +46,7 @@ def test_k8s_validator_rejects_a_broken_manifest():
     kv = kubernetes_validate()
     (deployment,) = k8s_kind("Deployment")
     broken = json.loads(json.dumps(deployment))
-    broken["spec"]["replicas"] = "two"
+    broken["spec"]["minReadySeconds"] = "two"
     with pytest.raises(kv.ValidationError):
         kv.validate(broken, kv.latest_version(), strict=True)
     unknown = json.loads(json.dumps(deployment))
@@ -47,18 +55,30 @@ def test_k8s_validator_rejects_a_broken_manifest():
         kv.validate(unknown, kv.latest_version(), strict=True)
 
 
-def test_k8s_triton_deployment():
+def test_k8s_triton_deployment(tmp_path):
     (dep,) = k8s_kind("Deployment")
-    assert dep["spec"]["replicas"] >= 2, "scale-out: several replicas"
+    assert "replicas" not in dep["spec"], "the HorizontalPodAutoscaler owns the replica count"
     pod = dep["spec"]["template"]["spec"]
     (c,) = pod["containers"]
     assert image_is_pinned(c["image"]), c["image"]
     assert "command" not in c, "keep the image's NGC entrypoint; pass the server command as args"
-    check_triton_args(c["args"], "triton-deployment.yaml")
-    for flag in ("--grpc-restricted-protocol", "--http-restricted-api"):
-        assert restricted(c["args"], flag)[2] == "$(TRITON_ADMIN_KEY)"
-    (key_env,) = [e for e in c["env"] if e["name"] == "TRITON_ADMIN_KEY"]
-    assert "secretKeyRef" in key_env["valueFrom"] and "value" not in key_env
+    assert c["args"][0] == START_COMMAND
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["TRITON_MODEL_CONFIG_NAME"] == "gpu" and env["TRITON_ADMIN_KEY_FILE"] == SECRET_PATH
+    # What the start script makes of this container's environment, with the Secret's file in place:
+    key = tmp_path / "key"
+    key.write_text("k3y")
+    argv = start_script_argv(tmp_path, {**env, "TRITON_ADMIN_KEY_FILE": str(key),
+                                        "TRITON_MODEL_REPOSITORY": str(ROOT / "model_repository")}, *c["args"][1:])
+    check_triton_args([TRITONSERVER_BIN, "--model-repository=/models", *argv[2:]], "triton-deployment.yaml")
+    assert "--model-config-name=gpu" in argv
+    # The key: a Secret mounted as a file at the path the script reads, never an environment variable.
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    secret_dir = str(Path(SECRET_PATH).parent)
+    volume = {v["name"]: v for v in pod["volumes"]}[mounts[secret_dir]["name"]]
+    assert mounts[secret_dir]["readOnly"] is True
+    assert [i["path"] for i in volume["secret"]["items"]] == [Path(SECRET_PATH).name]
+    assert not [e for e in c["env"] if "valueFrom" in e], "no secret in the environment"
     assert {p["containerPort"] for p in c["ports"]} == TRITON_PORTS
     ready = c["readinessProbe"]["httpGet"]
     assert ready["path"] == "/v2/health/ready" and container_port(c, ready["port"]) == 8000
@@ -158,10 +178,75 @@ def test_kubectl_kustomize():
     docs = [d for d in yaml.safe_load_all(out.stdout) if d]
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == sorted(["Namespace", "PersistentVolumeClaim", "PersistentVolumeClaim", "PersistentVolumeClaim",
-                            "Deployment", "Service", "Service", "PodDisruptionBudget"]), kinds
+                            "Deployment", "Service", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler",
+                            "NetworkPolicy"]), kinds
     try:
         import kubernetes_validate as kv
     except ImportError:
         return
     for doc in docs:
         kv.validate(doc, kv.latest_version(), strict=True)
+
+
+def test_k8s_gpu_node_selector_matches_the_plans_label_format():
+    """TensorRT plans run only on the GPU model they were built on: the replicas are pinned to one GPU product,
+    spelled as GPU feature discovery labels it (what `export/to_trt.py --print-gpu-product` prints)."""
+    (dep,) = k8s_kind("Deployment")
+    product = dep["spec"]["template"]["spec"]["nodeSelector"]["nvidia.com/gpu.product"]
+    assert product == gpu_product_label("NVIDIA H100 80GB HBM3") == "NVIDIA-H100-80GB-HBM3"
+    assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", product), "not a valid label value"
+    assert gpu_product_label("NVIDIA A100-SXM4-40GB") == "NVIDIA-A100-SXM4-40GB"
+
+
+def test_print_gpu_product_reads_the_plan_records(tmp_path, capsys):
+    assert export_main(["--print-gpu-product", "--repository", str(tmp_path)]) == 1
+    assert "no TensorRT plan records" in capsys.readouterr().err
+    for name, gpu in (("mobileunet", "NVIDIA L4"), ("d2gan", "NVIDIA L4")):
+        (tmp_path / name / "1").mkdir(parents=True)
+        (tmp_path / name / "1" / "model.plan.json").write_text(json.dumps({"gpu_product_label": gpu_product_label(gpu)}))
+    assert export_main(["--print-gpu-product", "--repository", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip() == "NVIDIA-L4"
+    (tmp_path / "d2gan" / "1" / "model.plan.json").write_text(json.dumps({"gpu_product_label": "NVIDIA-A10G"}))
+    assert export_main(["--print-gpu-product", "--repository", str(tmp_path)]) == 1
+    assert "different GPUs" in capsys.readouterr().err
+
+
+def test_k8s_autoscaler_on_triton_queue_time():
+    (hpa,) = k8s_kind("HorizontalPodAutoscaler")
+    (dep,) = k8s_kind("Deployment")
+    ref = hpa["spec"]["scaleTargetRef"]
+    assert (ref["kind"], ref["name"]) == ("Deployment", dep["metadata"]["name"])
+    assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["type"] == "Pods" and metric["pods"]["target"]["type"] == "AverageValue"
+    name = metric["pods"]["metric"]["name"]
+    # The Prometheus adapter serves that metric from Triton's queue counters.
+    values = yaml.safe_load((K8S / "prometheus-adapter" / "values.yaml").read_text())
+    (rule,) = [r for r in values["rules"]["custom"] if r["name"]["as"] == name]
+    assert "nv_inference_queue_duration_us" in rule["seriesQuery"]
+    assert "nv_inference_queue_duration_us" in rule["metricsQuery"] and "<<.LabelMatchers>>" in rule["metricsQuery"]
+    assert set(rule["resources"]["overrides"]) == {"namespace", "pod"}
+    notes = dep["spec"]["template"]["metadata"]["annotations"]
+    assert notes["prometheus.io/port"] == "8002", "Prometheus must scrape the metrics the adapter reads"
+
+
+def test_k8s_network_policy_admits_only_clients():
+    (policy,) = k8s_kind("NetworkPolicy")
+    (dep,) = k8s_kind("Deployment")
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    client_label = None
+    for rule in policy["spec"]["ingress"]:
+        ports = {p["port"] for p in rule["ports"]}
+        (peer,) = rule["from"]
+        assert "ipBlock" not in peer and peer, "no open ingress"
+        if "podSelector" in peer:
+            assert ports == {8000, 8001} and "namespaceSelector" not in peer
+            client_label = peer["podSelector"]["matchLabels"]
+        else:
+            assert ports == {8002}, "only the metrics port for the monitoring namespace"
+    assert client_label, "the clients' pods must be admitted"
+    for job in k8s_kind("Job"):
+        pod_labels = job["spec"]["template"]["metadata"]["labels"]
+        assert client_label.items() <= pod_labels.items(), f"{job['metadata']['name']} would be refused"

@@ -11,9 +11,9 @@ from packaging.utils import canonicalize_name
 from deploy_helpers import (
     REQUIREMENTS,
     _rel,
-    read_requirements,
     pinned_version,
     pyproject,
+    read_requirements,
 )
 
 

@@ -1,48 +1,34 @@
-"""docker/*.sh: the server start script parses, and compose, the Dockerfile and Kubernetes start the server the
-same way."""
+"""docker/start-triton.sh: the one way the server starts (compose, the server image's CMD and Kubernetes run it).
+
+The script is run for real with a stand-in server binary that prints the argv it receives: the flags, the admin key
+read from the secret file, and --model-config-name, including the error for a configuration name the repository
+does not have.
+"""
 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 
 import pytest
 import yaml
 from deploy_helpers import (
-    DOCKER,
     COMPOSE_FILE,
+    DOCKER,
+    START_COMMAND,
+    START_SCRIPT,
     _rel,
+    check_triton_args,
     deep_interpolate,
-    restricted,
+    exec_form,
     k8s_kind,
+    parse_dockerfile,
+    restricted,
+    run_start_script,
+    start_script_argv,
 )
 
-
-@pytest.fixture(scope="module")
-def compose():
-    return yaml.safe_load(COMPOSE_FILE.read_text())
-
-
-@pytest.fixture(scope="module")
-def resolved(compose):
-    """The compose file with every variable at its default (the admin key set, as .env would)."""
-    return deep_interpolate(compose, {"TRITON_ADMIN_KEY": "test-key"})
-
-
-def test_restricted_apis_are_the_same_everywhere(resolved):
-    (dep,) = k8s_kind("Deployment")
-    serve = (DOCKER / "triton-serve.sh").read_text()
-    m = re.search(r'^RESTRICTED="([^"]+)"', serve, re.M)
-    assert m, "triton-serve.sh: RESTRICTED list"
-    from_script = set(m.group(1).split(","))
-    assert "--model-control-mode=none" in serve
-    assert '--grpc-restricted-protocol="${RESTRICTED}:admin-key=' in serve
-    assert '--http-restricted-api="${RESTRICTED}:admin-key=' in serve
-    compose_args = [str(a) for a in resolved["services"]["triton"]["command"]]
-    k8s_args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
-    for flag in ("--grpc-restricted-protocol", "--http-restricted-api"):
-        assert restricted(compose_args, flag)[0] == restricted(k8s_args, flag)[0] == from_script
+REPOSITORY = START_SCRIPT.parents[1] / "model_repository"
 
 
 @pytest.mark.parametrize("script", sorted(DOCKER.glob("*.sh")), ids=_rel)
@@ -50,3 +36,57 @@ def test_shell_scripts_parse(script):
     out = subprocess.run(["sh", "-n", str(script)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert os.access(script, os.X_OK), f"{_rel(script)} is not executable"
+
+
+def test_flags_and_the_admin_key_from_the_secret_file(tmp_path):
+    key_file = tmp_path / "triton_admin_key"
+    key_file.write_text("s3cr3t-key\n")
+    argv = start_script_argv(tmp_path, {"TRITON_ADMIN_KEY_FILE": str(key_file)}, "--log-verbose=1")
+    check_triton_args(argv, "docker/start-triton.sh")
+    for flag in ("--grpc-restricted-protocol", "--http-restricted-api"):
+        apis, header, key = restricted(argv, flag)
+        assert (header, key) == ("admin-key", "s3cr3t-key")
+        assert {"model-repository", "model-config", "statistics", "trace", "logging", "shared-memory"} <= apis
+    assert argv[-1] == "--log-verbose=1", "extra arguments are appended"
+    assert not [a for a in argv if a.startswith("--model-config-name")], "no name: the CPU default config.pbtxt"
+
+
+def test_no_key_file_locks_the_apis_with_a_random_key(tmp_path):
+    first = start_script_argv(tmp_path, {})
+    second = start_script_argv(tmp_path, {})
+    keys = {restricted(argv, "--http-restricted-api")[2] for argv in (first, second)}
+    assert len(keys) == 2 and all(len(k) == 32 for k in keys), keys
+    assert "random key" in run_start_script(tmp_path, {}).stderr
+
+
+@pytest.mark.parametrize("content, message", [("", "is empty"), ("\n", "is empty")])
+def test_a_broken_key_file_is_an_error(tmp_path, content, message):
+    key_file = tmp_path / "key"
+    key_file.write_text(content)
+    out = run_start_script(tmp_path, {"TRITON_ADMIN_KEY_FILE": str(key_file)})
+    assert out.returncode == 2 and message in out.stderr and not out.stdout
+
+
+def test_model_config_name(tmp_path):
+    env = {"TRITON_MODEL_REPOSITORY": str(REPOSITORY)}
+    argv = start_script_argv(tmp_path, {**env, "TRITON_MODEL_CONFIG_NAME": "gpu"})
+    assert f"--model-repository={REPOSITORY}" in argv and "--model-config-name=gpu" in argv
+    out = run_start_script(tmp_path, {**env, "TRITON_MODEL_CONFIG_NAME": "gpu2"})
+    assert out.returncode == 2 and not out.stdout, "an unknown name must not start the server"
+    assert "TRITON_MODEL_CONFIG_NAME=gpu2: no model in" in out.stderr and "configs/gpu2.pbtxt" in out.stderr
+
+
+def test_compose_dockerfile_and_kubernetes_all_run_the_script():
+    compose = deep_interpolate(yaml.safe_load(COMPOSE_FILE.read_text()), {})
+    triton = compose["services"]["triton"]
+    assert triton["command"][0] == START_COMMAND
+    instrs = parse_dockerfile(DOCKER / "Dockerfile.server")
+    (cmd,) = [exec_form(a) for i, a, _ in instrs if i == "CMD"]
+    assert cmd == [START_COMMAND]
+    assert any(i == "COPY" and f"docker/{START_SCRIPT.name}" in a and a.endswith(START_COMMAND) for i, a, _ in instrs)
+    (dep,) = k8s_kind("Deployment")
+    (container,) = dep["spec"]["template"]["spec"]["containers"]
+    assert container["args"][0] == START_COMMAND and "command" not in container
+    # Nobody else spells out the server's flags: they live in the script only.
+    for args in (triton["command"], container["args"]):
+        assert not [a for a in args if "restricted" in str(a) or str(a).startswith("--model-repository")], args
