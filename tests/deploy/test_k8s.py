@@ -115,9 +115,14 @@ def test_k8s_services_front_the_replicas():
     assert pdbs and pdbs[0]["spec"]["selector"]["matchLabels"].items() <= labels.items()
 
 
+def job(name: str) -> dict:
+    (found,) = [j for j in k8s_kind("Job") if j["metadata"]["name"] == name]
+    return found
+
+
 def test_k8s_eval_job():
-    (job,) = k8s_kind("Job")
-    pod = job["spec"]["template"]["spec"]
+    job_ = job("facedeid-eval")
+    pod = job_["spec"]["template"]["spec"]
     services = {s["metadata"]["name"] for s in k8s_kind("Service")}
     headless = {s["metadata"]["name"] for s in k8s_kind("Service") if s["spec"].get("clusterIP") == "None"}
     (c,) = pod["containers"]
@@ -164,7 +169,7 @@ def test_kustomization():
     listed = set(kust["resources"])
     for res in listed:
         assert (K8S / res).is_file(), f"kustomization lists missing {res}"
-    manifests = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml", "eval-job.yaml"}
+    manifests = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml", "eval-job.yaml", "eval-shards.yaml"}
     assert listed == manifests, "every server manifest (not the Job) belongs to the kustomization"
     namespaces = {d["metadata"].get("namespace") for _, d in k8s_docs() if d["kind"] != "Namespace"}
     assert namespaces == {kust["namespace"]}
@@ -247,6 +252,57 @@ def test_k8s_network_policy_admits_only_clients():
         else:
             assert ports == {8002}, "only the metrics port for the monitoring namespace"
     assert client_label, "the clients' pods must be admitted"
-    for job in k8s_kind("Job"):
-        pod_labels = job["spec"]["template"]["metadata"]["labels"]
-        assert client_label.items() <= pod_labels.items(), f"{job['metadata']['name']} would be refused"
+    for job_ in k8s_kind("Job"):
+        script = "\n".join(job_["spec"]["template"]["spec"]["containers"][0]["args"])
+        if "--url" in script:  # talks to Triton
+            pod_labels = job_["spec"]["template"]["metadata"]["labels"]
+            assert client_label.items() <= pod_labels.items(), f"{job_['metadata']['name']} would be refused"
+
+
+def _run_script(script: str, env: dict, tmp_path: Path) -> list[str]:
+    """Run a Job's shell script with /out moved under tmp_path and a stand-in `python` that prints its argv."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "python").write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    (bin_dir / "python").chmod(0o755)
+    out = subprocess.run(["sh", "-c", script.replace("/out", str(tmp_path / "out"))], capture_output=True, text=True,
+                         timeout=60, env={"PATH": f"{bin_dir}:/usr/bin:/bin", **env})
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()
+
+
+def test_k8s_indexed_shard_job_and_merge(tmp_path):
+    shards, merge = job("facedeid-eval-shards"), job("facedeid-eval-merge")
+    spec = shards["spec"]
+    assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"] >= 2
+    (c,) = spec["template"]["spec"]["containers"]
+    (m,) = merge["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    merge_env = {e["name"]: e["value"] for e in m["env"]}
+    assert int(env["DEID_SHARDS"]) == int(merge_env["DEID_SHARDS"]) == spec["completions"], "N in three places"
+    services = {s["metadata"]["name"] for s in k8s_kind("Service") if s["spec"].get("clusterIP") != "None"}
+    assert env["TRITON_SERVICE"] in services
+    # What shard 3 runs:
+    argv = _run_script(c["args"][0], {**env, "JOB_COMPLETION_INDEX": "3"}, tmp_path)
+    assert argv[0] == "eval/triton_eval.py"
+    assert argv[argv.index("--shard") + 1] == f"3/{spec['completions']}"
+    assert argv[argv.index("--output_dir") + 1] == str(tmp_path / "out" / "shard-3")
+    assert argv[argv.index("--url") + 1] == f"{env['TRITON_SERVICE']}:8001" and "--resume" not in argv
+    (tmp_path / "out" / "shard-3").mkdir(parents=True)
+    (tmp_path / "out" / "shard-3" / "per_frame.csv").write_text("model,key\n")
+    assert "--resume" in _run_script(c["args"][0], {**env, "JOB_COMPLETION_INDEX": "3"}, tmp_path), \
+        "a retried shard continues where it stopped"
+    # The merge waits for every shard's metrics.json, then merges all N folders:
+    for k in range(spec["completions"]):
+        (tmp_path / "out" / f"shard-{k}").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "out" / f"shard-{k}" / "metrics.json").write_text("{}")
+    argv = _run_script(m["args"][0], merge_env, tmp_path)
+    merged = argv[argv.index("--merge") + 1 : argv.index("--output_dir")]
+    assert merged == [str(tmp_path / "out" / f"shard-{k}") for k in range(spec["completions"])]
+    # Shards write from several nodes at once: the output volume must be ReadWriteMany.
+    claims = {p["metadata"]["name"]: p for p in k8s_kind("PersistentVolumeClaim")}
+    for job_ in (shards, merge):
+        for volume in job_["spec"]["template"]["spec"]["volumes"]:
+            claim = claims[volume["persistentVolumeClaim"]["claimName"]]
+            if volume["name"] == "output":
+                assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
