@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -90,3 +91,55 @@ def test_compose_dockerfile_and_kubernetes_all_run_the_script():
     # Nobody else spells out the server's flags: they live in the script only.
     for args in (triton["command"], container["args"]):
         assert not [a for a in args if "restricted" in str(a) or str(a).startswith("--model-repository")], args
+
+
+def test_the_script_starts_the_real_server_with_the_key_from_the_file(exported_repo, tmp_path):
+    """The same script on the CPU tritonserver (2.51): the restricted APIs answer only with the file's key."""
+    import shutil
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    from facedeid.local_server import free_port
+
+    repo = tmp_path / "repo"
+    for model in ("box_prep", "compose", "mobileunet", "deid_mobileunet_boxes"):
+        shutil.copytree(exported_repo[0] / model, repo / model)
+    key_file = tmp_path / "triton_admin_key"
+    key_file.write_text("file-key-123\n")
+    http = free_port()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "TRITON_MODEL_REPOSITORY": str(repo),
+           "TRITON_ADMIN_KEY_FILE": str(key_file), "TRITONSERVER": str(Path(sys.executable).with_name("tritonserver"))}
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - open for the server's lifetime
+    server = subprocess.Popen(["sh", str(START_SCRIPT), f"--http-port={http}", f"--grpc-port={free_port()}",
+                               f"--metrics-port={free_port()}"], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def status(path: str, key: str | None = None) -> int:
+        request = urllib.request.Request(f"http://127.0.0.1:{http}{path}", headers={"admin-key": key} if key else {})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+            try:
+                if status("/v2/health/ready") == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail("server not ready:\n" + (tmp_path / "server.log").read_text()[-3000:])
+        assert status("/v2/models/mobileunet/stats") == 403
+        assert status("/v2/models/mobileunet/stats", "wrong-key") == 403
+        assert status("/v2/models/mobileunet/stats", "file-key-123") == 200
+        assert status("/v2/models/deid_mobileunet_boxes") == 200, "metadata stays open"
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        log.close()
