@@ -128,3 +128,21 @@ def test_shard_argument_and_resume(sample_dir, tmp_path, capsys):
     assert main(eval_argv(sample_dir, out, "blur", "--shard", "1/3", "--resume", "--no_report")) == 2
     assert "shard: was '0/3', now '1/3'" in capsys.readouterr().err
     assert main(eval_argv(sample_dir, out, "blur", "--shard", "0/3", "--resume", "--no_report")) == 0
+
+
+def test_shards_through_the_server_merge_to_one_run(triton, small_dir, tmp_path):
+    """The same with a served generator (deid_mobileunet_boxes on the real tritonserver): what the Kubernetes
+    Indexed Job runs, two shards against one server, then the merge."""
+    url = ["--url", triton.grpc_url]
+    full, s0, s1, merged = (tmp_path / n for n in ("full", "s0", "s1", "merged"))
+    assert main(eval_argv(small_dir, full, "mobileunet", *url, "--no_report")) == 0
+    assert main(eval_argv(small_dir, s0, "mobileunet", *url, "--shard", "0/2", "--no_report")) == 0
+    assert main(eval_argv(small_dir, s1, "mobileunet", *url, "--shard", "1/2", "--no_report")) == 0
+    assert main(["--merge", str(s0), str(s1), "--output_dir", str(merged), "--no_report"]) == 0
+    assert results_without_timing(metrics_of(merged)) == results_without_timing(metrics_of(full))
+    skip = TIMING | {"url"}
+    ours = {(r["model"], r["key"]): {k: v for k, v in r.items() if k not in skip} for r in rows_of(merged)}
+    theirs = {(r["model"], r["key"]): {k: v for k, v in r.items() if k not in skip} for r in rows_of(full)}
+    assert ours == theirs and len(ours) == 5
+    assert {r["status"] for r in rows_of(merged)} == {"ok"}
+    assert metrics_of(merged)["servers"], "the servers' versions are kept"
