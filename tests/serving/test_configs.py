@@ -38,8 +38,10 @@ def test_committed_gpu_configs_are_the_rendered_ones():
     committed = {p.parent.parent.name: p for p in DEFAULT_REPOSITORY.glob("*/configs/*.pbtxt")}
     assert set(committed) == set(rendered), "every model that differs on a GPU has configs/gpu.pbtxt, no other"
     assert {p.name for p in committed.values()} == {"gpu.pbtxt"}
+    regenerate = ('python -c "from facedeid.serving.repository import write_configs, write_custom_configs; '
+                  'write_configs(); write_custom_configs()"')
     for name, text in rendered.items():
-        assert committed[name].read_text() == text, f"{name}/configs/gpu.pbtxt is stale: re-render it (docs/deploy.md)"
+        assert committed[name].read_text() == text, f"{name}/configs/gpu.pbtxt is stale: {regenerate}"
 
 
 @pytest.mark.parametrize("generator_backend", configs.GPU_GENERATOR_BACKENDS)
