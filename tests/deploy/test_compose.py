@@ -194,8 +194,15 @@ def test_docker_compose_config():
     assert {"triton", "eval", "export"} <= cfg["services"].keys()
     ports = cfg["services"]["triton"]["ports"]
     assert {p["host_ip"] for p in ports} == {"127.0.0.1"} and {p["target"] for p in ports} == TRITON_PORTS
-    assert cfg["services"]["triton"]["command"][0] == START_COMMAND
-    assert "admin-key" not in out.stdout
+    triton = cfg["services"]["triton"]
+    assert triton["command"][0] == START_COMMAND and triton["user"] == "1000:1000"
+    assert "admin-key" not in out.stdout, "the admin key is a secret file, never in the rendered configuration"
+    assert triton["secrets"] == [{"source": "triton_admin_key", "target": SECRET_PATH}]
+    assert Path(cfg["secrets"]["triton_admin_key"]["file"]) == ROOT / "secrets" / "triton_admin_key"
+    assert triton["environment"]["TRITON_MODEL_CONFIG_NAME"] == "gpu"
+    for name in ("triton", "eval", "export"):
+        limits = cfg["services"][name]["deploy"]["resources"]["limits"]
+        assert float(limits["cpus"]) > 0 and int(limits["memory"]) > 2**30, (name, limits)
     devices = cfg["services"]["triton"]["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["driver"] == "nvidia"
     for svc in cfg["services"].values():
