@@ -142,3 +142,28 @@ def test_export_and_gpu_configs_leave_a_checkout_clean(tmp_path):
     # The ONNX Runtime GPU variant is a different file content, and git shows it (nothing silently overwritten).
     write_custom_configs(clone / "model_repository", "gpu", "onnxruntime", models=["mobileunet"])
     assert _status(clone).split() == ["M", "model_repository/mobileunet/configs/gpu.pbtxt"]
+
+
+def test_the_server_serves_the_named_configuration(exported_repo, tmp_path, astronaut):
+    """tritonserver 2.51 with --model-config-name=gpu loads configs/gpu.pbtxt where a model has one and falls back to
+    config.pbtxt elsewhere. On this CPU-only server that is checked with the models whose GPU variant runs on CPUs
+    (the Python stages: more instances); the generator is copied without its configs/ (its GPU variant needs
+    TensorRT), and the ensemble has none."""
+    import tritonclient.grpc as grpcclient
+
+    from facedeid import local_server
+    from facedeid.testing import ASTRONAUT_FACE, deid
+
+    repo = tmp_path / "repo"
+    for model in ("box_prep", "compose", "deid_mobileunet_boxes"):
+        shutil.copytree(exported_repo[0] / model, repo / model)
+    shutil.copytree(exported_repo[0] / "mobileunet", repo / "mobileunet", ignore=shutil.ignore_patterns("configs"))
+    with local_server.running(repo, tmp_path / "server.log", extra_args=["--model-config-name=gpu"]) as server:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        for stage in ("box_prep", "compose"):
+            (group,) = client.get_model_config(stage).config.instance_group
+            assert (group.kind, group.count) == (KIND.Value("KIND_CPU"), configs.GPU_STAGE_INSTANCES), stage
+        (group,) = client.get_model_config("mobileunet").config.instance_group
+        assert group.count == 1 and group.kind == KIND.Value("KIND_CPU"), "fallback to config.pbtxt"
+        _, boxes = deid(client, "deid_mobileunet_boxes", astronaut, ASTRONAUT_FACE[None])
+        assert len(boxes) == 1
