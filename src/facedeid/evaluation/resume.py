@@ -22,11 +22,32 @@ COLUMNS = (
     "reid_matches", "reid_dist", "det_found", "orig_det_found", "gt_faces", "gt_recalled", "server_faces",
     "latency_ms", "server_s", "width", "height", "url",
 )
-CONFIG_KEYS = ("dataset_dir", "boxes")
+CONFIG_KEYS = ("dataset_dir", "boxes", "shard")
 
 
 class ResumeError(RuntimeError):
     pass
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The complete rows of a per_frame.csv, first row per (model, key) (also read by evaluation/merge.py)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8")
+    if not text.strip():
+        return []
+    reader = csv.DictReader(io.StringIO(text))
+    if tuple(reader.fieldnames or ()) != COLUMNS:
+        raise ResumeError(f"{path} has other columns than this version writes; use another --output_dir")
+    seen, rows = set(), []
+    for row in reader:
+        ident = (row["model"], row["key"])
+        if ident in seen or None in row.values():
+            continue
+        seen.add(ident)
+        rows.append(row)
+    return rows
 
 
 def _fmt(value) -> str:
@@ -78,22 +99,7 @@ class ResultsLog:
 
     def read(self) -> list[dict]:
         """All complete rows, first row per (model, key)."""
-        if not self.path.exists():
-            return []
-        text = self.path.read_text(encoding="utf-8")
-        if not text.strip():
-            return []
-        reader = csv.DictReader(io.StringIO(text))
-        if tuple(reader.fieldnames or ()) != COLUMNS:
-            raise ResumeError(f"{self.path} has other columns than this version writes; use another --output_dir")
-        seen, rows = set(), []
-        for row in reader:
-            ident = (row["model"], row["key"])
-            if ident in seen or None in row.values():
-                continue
-            seen.add(ident)
-            rows.append(row)
-        return rows
+        return read_rows(self.path)
 
     def _write_line(self, line: str) -> None:
         self._fh.write(line)

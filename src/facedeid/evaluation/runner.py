@@ -43,9 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="triton_eval.py",
         description="Evaluate face de-identification served by Triton on a DNA-format data set "
                     "(metrics computed on the client; see docs/evaluation.md).")
-    p.add_argument("--dataset_dir", required=True, type=Path, help="folder with images/ and labels/")
-    p.add_argument("--model", required=True,
-                   help="generator(s) and/or baselines, comma-separated: mobileunet, resnet50unet, d2gan, blur, mosaic")
+    p.add_argument("--dataset_dir", type=Path, help="folder with images/ and labels/ (required unless --merge)")
+    p.add_argument("--model",
+                   help="(required unless --merge) "
+                        "generator(s) and/or baselines, comma-separated: mobileunet, resnet50unet, d2gan, blur, mosaic")
     p.add_argument("--output_dir", required=True, type=Path)
     p.add_argument("--batch_size", type=int, default=16, help="frames read, sent and measured together (default 16)")
     p.add_argument("--concurrency", type=int, default=None,
@@ -68,7 +69,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N frames (sorted by path)")
     p.add_argument("--no_report", action="store_true", help="skip OUT/report.html")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    p.add_argument("--shard", type=_shard_arg, default=None, metavar="K/N",
+                   help="evaluate only shard K of N (frames K, K+N, K+2N, ... in key order; K from 0); "
+                        "join the shards' output folders with --merge")
+    p.add_argument("--merge", nargs="+", type=Path, default=None, metavar="OUT_K",
+                   help="merge the output folders of all N shards into --output_dir (metrics.json, per_frame.csv, "
+                        "report): the numbers of one run over every frame. Nothing is sent to a server")
     return p
+
+
+def _shard_arg(text: str):
+    from .shards import ShardError, parse_shard
+
+    try:
+        return parse_shard(text)
+    except ShardError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_models(text: str) -> list[str]:
@@ -179,6 +195,7 @@ class Evaluation:
         self.client = None
         self.server_info: dict = {}
         self.request_stats: dict = {}
+        self.extra_metrics: dict = {}  # e.g. the `shard` record of a --shard run, `merged_from` of a --merge
 
     # -------------------------------------------------------------------------------------------- the run
     def run(self) -> dict:
@@ -191,7 +208,17 @@ class Evaluation:
             self.log(f"warning: label file without an image (ignored): {Path(args.dataset_dir) / rel}")
         if args.limit:
             frames = frames[: args.limit]
-        config = {"dataset_dir": str(Path(args.dataset_dir).resolve()), "boxes": args.boxes}
+        all_frames = frames
+        shard = getattr(args, "shard", None)
+        if shard is not None:
+            from .shards import shard_record
+
+            frames = shard.select(all_frames)
+            self.extra_metrics["shard"] = shard_record(
+                shard, all_frames, frames, {"models": self.models, "boxes": args.boxes, "limit": args.limit})
+            self.log(f"shard {shard}: {len(frames)} of {len(all_frames)} frames")
+        config = {"dataset_dir": str(Path(args.dataset_dir).resolve()), "boxes": args.boxes,
+                  "shard": None if shard is None else str(shard)}
         started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         with ResultsLog(self.out, config, resume=args.resume, overwrite=args.overwrite) as results:
             self.results = results
@@ -222,7 +249,7 @@ class Evaluation:
                                           "failures": self.client.stats.failures}
                     self.client.close()
             rows = list(results.rows)
-        return self.finish(frames, rows, started)
+        return self.finish(all_frames, rows, started)
 
     def _connect(self) -> None:
         from ..client import DeidClient, ensemble_name
@@ -469,6 +496,7 @@ class Evaluation:
                 "det": f"share of faces the CenterFace detector finds on the de-identified frame (IoU >= {M.DET_IOU})",
             },
             "results": {m: _clean(s) for m, s in summaries.items()},
+            **self.extra_metrics,
         }
 
 
@@ -486,8 +514,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     from ..config_files import parse_args_with_config  # `--config config/*.yml`: file values become defaults
 
-    args, _notes = parse_args_with_config(build_parser(), argv)
+    parser = build_parser()
+    args, _notes = parse_args_with_config(parser, argv)
     args.argv = argv
+    if args.merge:
+        from .merge import main as merge_main
+
+        return merge_main(args)
+    missing = [flag for flag, value in (("--dataset_dir", args.dataset_dir), ("--model", args.model)) if not value]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)}")
     try:
         Evaluation(args).run()
     except ResumeError as exc:

@@ -2,15 +2,20 @@
 
 `python` is what runs here (the nvidia-pytriton server has only the Python backend; ONNX Runtime runs inside it);
 `onnxruntime` and `tensorrt` are the native backends of the NGC image. Tensor names and shapes are identical in all
-three, so the ensembles and clients never change. The committed configs are these renderings for `python`; export
-rewrites the generator and detector configs when it targets a native backend. The keyword arguments (threads,
-spin, instances, batching) exist for experiments such as the benchmark's overrides; their defaults are the
-committed configs.
+three, so the ensembles and clients never change. The committed `config.pbtxt` files are these renderings for
+`python` (the CPU default). Every model whose GPU configuration differs also has `<model>/configs/gpu.pbtxt` (Triton's
+custom model configurations, chosen with `tritonserver --model-config-name=gpu`): generators as TensorRT plans (or
+native ONNX Runtime) on `KIND_GPU`, the detector on ONNX Runtime (CUDA), more instances of the Python stages, warmup.
+Those are derived from the CPU renderings through Triton's own protobuf schema (`model_config_pb2` + `text_format`),
+so a field is never edited as text; export writes them and never touches a committed `config.pbtxt`. The keyword
+arguments (threads, spin, instances, batching) exist for experiments such as the benchmark's overrides; their
+defaults are the committed configs.
 """
 
 from __future__ import annotations
 
 from ..models import GENERATORS
+from .model_config import parse_config
 from .stages import MAX_FACES
 
 BACKENDS = ("python", "onnxruntime", "tensorrt")
@@ -22,6 +27,26 @@ DETECTOR = "face_detector"
 CPU_THREADS = 1
 CPU_SPIN = 0
 QUEUE_DELAY_US = 4000  # generator dynamic batching: how long a crop may wait for others
+# Instances per CPU stage (and of the CPU detector). With one instance each, a single detector spaced the frames out
+# so evenly that 8 concurrent clients never had two crops waiting at the generator together (45 requests, 45
+# executions); two instances of every stage in front of it let frames arrive in bursts that dynamic batching
+# merges (tests/serving/test_batching.py measures it through the real server). Each instance is one stub process.
+CPU_STAGE_INSTANCES = 2
+CPU_DETECTOR_INSTANCES = 2
+# A GPU host has many cores: the Python stages (numpy/OpenCV on CPU) get more instances so they keep the GPU busy.
+GPU_STAGE_INSTANCES = 4
+GPU_DETECTOR_INSTANCES = 2
+GPU_GENERATOR_INSTANCES = 1
+# Custom model configurations (configs/<name>.pbtxt) this repository ships, beside the default config.pbtxt.
+CONFIG_NAMES = ("gpu",)
+GPU_GENERATOR_BACKENDS = ("tensorrt", "onnxruntime")
+# Warmup: the first execution of an ONNX Runtime session or a TensorRT engine allocates and tunes; Triton runs these
+# samples at load time, before the model reports READY. Verified on tritonserver 2.51 (the nvidia-pytriton wheel):
+# the Python backend runs them too. Ensembles have no warmup (they are no backend model); the Python stages are
+# plain numpy and their inputs must be consistent with each other, so they are not warmed.
+CPU_WARMUP_BATCHES = (1,)
+GPU_WARMUP_BATCHES = (1, 8)
+DETECTOR_WARMUP_SIZE = (480, 640)  # a VGA frame (multiple of 32, as detect_prep pads)
 
 
 def _tensor(name: str, dtype: str, dims: list[int], optional: bool = False) -> str:
@@ -46,6 +71,15 @@ def _instances(backend: str, count: int = 1) -> str:
     return f"instance_group [ {{ kind: {kind} count: {count} }} ]\n"
 
 
+def _warmup(tensor: str, dims: list[int], batches: tuple[int, ...], batched: bool) -> str:
+    """model_warmup samples of zeros (Triton's random_data fills FP32 with random bytes: NaNs, which the stages
+    reject); batch_size 1 for a model without batching."""
+    samples = [f'  {{ name: "warmup_{b}" batch_size: {b if batched else 1} inputs {{ key: "{tensor}" value: '
+               f'{{ data_type: TYPE_FP32 dims: [ {", ".join(map(str, dims))} ] zero_data: true }} }} }}'
+               for b in batches]
+    return "model_warmup [\n" + ",\n".join(samples) + "\n]\n"
+
+
 def _params(**values) -> str:
     return "".join(f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}\n' for k, v in values.items())
 
@@ -61,11 +95,13 @@ def generator_config(name: str, backend: str = "python", threads: int = CPU_THRE
     text += _instances(backend, instances)
     if backend == "python":
         text += _params(threads=threads, spin=int(spin))
+    text += _warmup("INPUT", [3, size, size], CPU_WARMUP_BATCHES if backend == "python" else GPU_WARMUP_BATCHES,
+                    batched=True)
     return text
 
 
 def detector_config(backend: str = "python", threads: int = CPU_THREADS, spin: int = CPU_SPIN,
-                    instances: int = 1) -> str:
+                    instances: int | None = None) -> str:
     if backend == "tensorrt":
         backend = "onnxruntime"  # dynamic frame sizes: served by ONNX Runtime (CUDA) on GPUs
     text = f'name: "{DETECTOR}"\n' + _backend_lines(backend) + "max_batch_size: 0\n"
@@ -76,13 +112,17 @@ def detector_config(backend: str = "python", threads: int = CPU_THREADS, spin: i
         _tensor("OFFSET", "FP32", [1, 2, -1, -1]),
         _tensor("LANDMARKS", "FP32", [1, 10, -1, -1]),
     ])
+    if instances is None:
+        instances = CPU_DETECTOR_INSTANCES if backend == "python" else GPU_DETECTOR_INSTANCES
     text += _instances(backend, instances)
     if backend == "python":
         text += _params(threads=threads, spin=int(spin))
+    text += _warmup("IMAGE", [1, 3, *DETECTOR_WARMUP_SIZE], (1,), batched=False)
     return text
 
 
-def _python_stage(name: str, inputs: list[str], outputs: list[str], instances: int = 1, **params) -> str:
+def _python_stage(name: str, inputs: list[str], outputs: list[str], instances: int = CPU_STAGE_INSTANCES,
+                  **params) -> str:
     text = f'name: "{name}"\nbackend: "python"\nmax_batch_size: 0\n'
     text += _io("input", inputs) + _io("output", outputs)
     text += _instances("python", instances)
@@ -93,7 +133,7 @@ FRAME = _tensor("FRAME", "UINT8", [-1, -1, 3])
 BOXES = _tensor("BOXES", "FP32", [-1, 4])
 
 
-def stage_configs(crop_size: int, instances: int = 1) -> dict[str, str]:
+def stage_configs(crop_size: int, instances: int = CPU_STAGE_INSTANCES) -> dict[str, str]:
     crops_t = _tensor("CROPS", "FP32", [-1, 3, crop_size, crop_size])
     return {
         "detect_prep": _python_stage("detect_prep", [FRAME], [_tensor("IMAGE", "FP32", [1, 3, -1, -1])],
@@ -154,3 +194,59 @@ def all_configs(backend: str = "python") -> dict[str, str]:
         configs[f"deid_{name}"] = ensemble_config(name, boxes_given=False)
         configs[f"deid_{name}_boxes"] = ensemble_config(name, boxes_given=True)
     return configs
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Custom model configurations (configs/<name>.pbtxt), through Triton's protobuf schema
+# --------------------------------------------------------------------------------------------------------------
+
+def render_config(config) -> str:
+    from google.protobuf import text_format
+
+    return text_format.MessageToString(config)
+
+
+def _set_instances(config, kind: str, count: int) -> None:
+    from tritonclient.grpc import model_config_pb2
+
+    del config.instance_group[:]
+    config.instance_group.add(kind=model_config_pb2.ModelInstanceGroup.Kind.Value(kind), count=count)
+
+
+def gpu_configs(generator_backend: str = "tensorrt") -> dict[str, str]:
+    """Model name -> configs/gpu.pbtxt text, for every model whose GPU configuration differs from config.pbtxt.
+
+    Generators: `generator_backend` ("tensorrt": the FP16 plans export builds on the GPU host; "onnxruntime": the
+    ONNX files on ONNX Runtime's CUDA provider), KIND_GPU, warmup at batch 1 and 8. Detector: ONNX Runtime on the
+    GPU (dynamic frame sizes). Python stages: more CPU instances. Ensembles are the same on every platform, so they
+    have no GPU file and Triton falls back to their config.pbtxt.
+    """
+    if generator_backend not in GPU_GENERATOR_BACKENDS:
+        raise ValueError(f"GPU generator backend must be one of {GPU_GENERATOR_BACKENDS}, got {generator_backend!r}")
+    native = all_configs(generator_backend)
+    out = {}
+    for name, text in all_configs("python").items():
+        config = parse_config(text)
+        if config.platform == "ensemble":
+            continue
+        if name == DETECTOR or name in GENERATORS:
+            config = parse_config(native[name])
+            count = GPU_DETECTOR_INSTANCES if name == DETECTOR else GPU_GENERATOR_INSTANCES
+            _set_instances(config, "KIND_GPU", count)
+        else:
+            _set_instances(config, "KIND_CPU", GPU_STAGE_INSTANCES)
+        out[name] = render_config(config)
+    return out
+
+
+def custom_configs(name: str, generator_backend: str = "tensorrt") -> dict[str, str]:
+    """Model name -> text of configs/<name>.pbtxt for one of CONFIG_NAMES; anything else is a clear error."""
+    check_config_name(name)
+    return gpu_configs(generator_backend)
+
+
+def check_config_name(name: str) -> str:
+    if name not in CONFIG_NAMES:
+        raise ValueError(f"unknown model configuration {name!r}: this repository ships "
+                         f"{', '.join(CONFIG_NAMES)} (configs/<name>.pbtxt) beside the default config.pbtxt")
+    return name

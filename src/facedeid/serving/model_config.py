@@ -1,6 +1,7 @@
 """Read a config.pbtxt the way Triton does: into its own ModelConfig protobuf (tritonclient ships model_config_pb2).
 
-Separate from serving/repository.py, which the export image runs without tritonclient installed.
+The one parser of config text: serving/configs.py derives configs/gpu.pbtxt through it (the export image installs
+tritonclient for that), the benchmark and the pipeline read parameters through it.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from pathlib import Path
 
 
 def parse_config(text: str):
-    """config.pbtxt text -> tritonclient.grpc.model_config_pb2.ModelConfig."""
+    """config.pbtxt text -> tritonclient.grpc.model_config_pb2.ModelConfig; a malformed text or an unknown field
+    raises ParseError."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 from ..paths import DEFAULT_REPOSITORY, REPO_ROOT
-from .configs import DETECTOR, all_configs
+from .configs import DETECTOR, all_configs, check_config_name, custom_configs
 
 REFERENCE_GENERATOR = "mobileunet"  # whose committed model.py every generator shares
 
@@ -46,5 +46,36 @@ def write_model_config(repository: Path, name: str, text: str) -> Path:
     return path
 
 
-__all__ = ["DEFAULT_REPOSITORY", "DETECTOR", "REPO_ROOT", "adapter_source", "install_adapter", "write_configs",
+def write_custom_configs(repository: Path = DEFAULT_REPOSITORY, name: str = "gpu", generator_backend: str = "tensorrt",
+                         models: list[str] | None = None) -> list[Path]:
+    """Write `<model>/configs/<name>.pbtxt` for every model that has one (or only `models`); config.pbtxt untouched."""
+    texts = custom_configs(name, generator_backend)
+    return [write_custom_config(repository, model, name, text) for model, text in texts.items()
+            if models is None or model in models]
+
+
+def write_custom_config(repository: Path, model: str, name: str, text: str) -> Path:
+    path = repository / model / "configs" / f"{check_config_name(name)}.pbtxt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def config_names_in(repository: Path) -> set[str]:
+    """Custom configuration names present in a repository (the `--model-config-name` values it can serve)."""
+    return {p.stem for p in Path(repository).glob("*/configs/*.pbtxt")}
+
+
+def check_model_config_name(repository: Path, name: str) -> None:
+    """Triton silently falls back to config.pbtxt for a name no model has: refuse that instead (a typo would
+    otherwise serve the CPU configuration on a GPU host)."""
+    present = config_names_in(repository)
+    if name not in present:
+        have = ", ".join(sorted(present)) or "none"
+        raise ValueError(f"--model-config-name={name}: no model in {repository} has configs/{name}.pbtxt "
+                         f"(available: {have})")
+
+
+__all__ = ["DEFAULT_REPOSITORY", "DETECTOR", "REPO_ROOT", "adapter_source", "check_model_config_name",
+           "config_names_in", "install_adapter", "write_configs", "write_custom_config", "write_custom_configs",
            "write_model_config"]

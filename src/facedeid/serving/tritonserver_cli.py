@@ -67,7 +67,7 @@ def server_env() -> dict[str, str]:
 # passes their own --grpc-restricted-protocol / --http-restricted-api. Without TRITON_ADMIN_KEY the value is a
 # random token nobody knows, i.e. the APIs are off.
 RESTRICTED_APIS = "model-repository,trace,logging,shared-memory"
-ADMIN_HEADER = "admin-key"  # same header as the Docker image (docker/triton-serve.sh)
+ADMIN_HEADER = "admin-key"  # same header as the Docker image (docker/start-triton.sh)
 
 
 def restricted_flags(given: set[str]) -> list[str]:
@@ -79,8 +79,29 @@ def restricted_flags(given: set[str]) -> list[str]:
     return flags
 
 
+def _flag_values(args: list[str], flag: str) -> list[str]:
+    values = []
+    for k, arg in enumerate(args):
+        if arg.startswith(flag + "="):
+            values.append(arg.split("=", 1)[1])
+        elif arg == flag and k + 1 < len(args):
+            values.append(args[k + 1])
+    return values
+
+
+def check_model_config_name(user_args: list[str]) -> None:
+    """`--model-config-name=NAME` must name a configs/NAME.pbtxt of the repository: tritonserver itself silently
+    serves config.pbtxt for an unknown name (a typo would serve the CPU configuration on a GPU host)."""
+    from .repository import check_model_config_name as check
+
+    for name in _flag_values(user_args, "--model-config-name"):
+        for repository in _flag_values(user_args, "--model-repository"):
+            check(Path(repository), name)
+
+
 def build_command(user_args: list[str]) -> list[str]:
     """Full argv: the wheel's binary, our safe defaults unless overridden, then the user's flags."""
+    check_model_config_name(user_args)
     given = {arg.split("=", 1)[0] for arg in user_args if arg.startswith("--")}
     args = [str(_dist_dir() / "bin" / "tritonserver")]
     if "--backend-directory" not in given:
@@ -95,7 +116,10 @@ def build_command(user_args: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    cmd = build_command(argv)
+    try:
+        cmd = build_command(argv)
+    except ValueError as error:
+        raise SystemExit(f"tritonserver: {error}") from None
     os.execve(cmd[0], cmd, server_env())  # noqa: S606 - the wheel's server binary, by absolute path, the user's flags
 
 
