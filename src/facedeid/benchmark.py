@@ -304,10 +304,14 @@ def work_blur640(setup: dict, frames: list[np.ndarray]) -> list[dict]:
 
 
 def _model_stats(client, names: list[str]) -> dict[str, dict]:
-    """Cumulative Triton statistics per model: requests, executions, inferences and time per phase (ns)."""
+    """Cumulative Triton statistics per model: requests, executions, inferences and time per phase (ns).
+
+    The statistics API needs the admin key ($TRITON_ADMIN_KEY; run() hands the local server's key to workers)."""
+    from .server import admin_headers
+
     out = {}
     for name in names:
-        stats = client.get_inference_statistics(model_name=name, as_json=True)["model_stats"]
+        stats = client.get_inference_statistics(model_name=name, as_json=True, headers=admin_headers())["model_stats"]
         for s in stats:
             inf = s.get("inference_stats", {})
             out[name] = {
@@ -458,11 +462,13 @@ def worker_main(mode: str, setup_path: Path, out_path: Path) -> None:
     Path(out_path).write_text(json.dumps({"mode": mode, "runs": runs}))
 
 
-def run_worker(mode: str, setup_path: Path, workdir: Path, timeout: float = 1800) -> list[dict]:
+def run_worker(mode: str, setup_path: Path, workdir: Path, timeout: float = 1800,
+               admin_key: str | None = None) -> list[dict]:
     out = workdir / f"{mode}-{time.monotonic_ns()}.json"
     cmd = [sys.executable, "-m", "facedeid.benchmark", "--worker", mode, "--setup", str(setup_path),
            "--worker-out", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    env = os.environ | ({"TRITON_ADMIN_KEY": admin_key} if admin_key else {})  # never written to setup.json
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark worker '{mode}' failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return json.loads(out.read_text())["runs"]
@@ -578,10 +584,11 @@ def run(generator: str = "mobileunet", modes=DEFAULT_MODES, repeats: int = 3, fr
         "generators": list(flops_generators if flops_generators is not None else GENERATORS),
     }
     server = None
+    admin_key = os.environ.get("TRITON_ADMIN_KEY")  # a server given by --url: its key, for the statistics API
     if "triton" in modes and url is None:
         log("starting tritonserver")
         server = local_server.start(Path(repository), workdir / "tritonserver.log")
-        url, server_pid = server.grpc_url, server.process.pid
+        url, server_pid, admin_key = server.grpc_url, server.process.pid, server.admin_key
     setup.update(url=url, server_pid=server_pid)
     setup_path = workdir / "setup.json"
     setup_path.write_text(json.dumps(setup))
@@ -596,7 +603,8 @@ def run(generator: str = "mobileunet", modes=DEFAULT_MODES, repeats: int = 3, fr
             for mode in [*modes, *(["hardware"] if setup["generators"] else [])]:
                 t0 = time.perf_counter()
                 try:
-                    results = run_worker(mode, later_path if repeat and mode == "hardware" else setup_path, workdir)
+                    results = run_worker(mode, later_path if repeat and mode == "hardware" else setup_path, workdir,
+                                         admin_key=admin_key)
                 except (RuntimeError, subprocess.TimeoutExpired) as error:  # keep the other modes' numbers
                     log(f"repeat {repeat + 1}/{repeats} {mode}: FAILED\n{error}")
                     errors.append({"mode": mode, "repeat": repeat, "error": str(error)[-2000:]})
@@ -822,7 +830,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", default=",".join(map(str, DEFAULT_CONCURRENCY)))
     parser.add_argument("--flops-models", default="all",
                         help="generators for the FLOPs/peak table: 'all', 'none' or a comma list")
-    parser.add_argument("--url", help="use a running server (gRPC host:port) instead of starting one")
+    parser.add_argument("--url", help="use a running server (gRPC host:port) instead of starting one; its "
+                        "statistics API needs its admin key in $TRITON_ADMIN_KEY")
     parser.add_argument("--repository", type=Path, help="an exported repository to use instead of exporting one")
     parser.add_argument("--server-pid", type=int, help="pid of the running server (for its memory)")
     parser.add_argument("--gen-threads", type=int, help="override the generator's ORT intra-op threads")

@@ -19,6 +19,16 @@ DETECTOR = "face_detector"
 # because an idle pool that busy-waits steals the cores the other stages need (1.6-1.8x more frames/s).
 CPU_THREADS = 1
 CPU_SPIN = 0
+# Stage timeout, the one Triton offers (queue policy of the dynamic batcher): a request that waited this long for a
+# stage is rejected (UNAVAILABLE, which clients retry with backoff) instead of being computed for a client that has
+# given up; requests may ask for less (the `timeout` request parameter; facedeid's client sends its own deadline).
+# Triton has no limit on a running execution: the stages bound their own work (stages.py limits).
+STAGE_QUEUE_TIMEOUT_US = 60_000_000
+
+
+def _queue_policy() -> str:
+    return (f"default_queue_policy {{ timeout_action: REJECT default_timeout_microseconds: {STAGE_QUEUE_TIMEOUT_US} "
+            f"allow_timeout_override: true }}")
 
 
 def _tensor(name: str, dtype: str, dims: list[int], optional: bool = False) -> str:
@@ -53,7 +63,7 @@ def generator_config(name: str, backend: str = "python") -> str:
     text += _io("input", [_tensor("INPUT", "FP32", [3, size, size])])
     text += _io("output", [_tensor("OUTPUT", "FP32", [3, size, size])])
     # Crops from concurrent frames are merged into one execution; a short wait buys much larger batches.
-    text += "dynamic_batching { max_queue_delay_microseconds: 4000 }\n"
+    text += f"dynamic_batching {{ max_queue_delay_microseconds: 4000 {_queue_policy()} }}\n"
     text += _instances(backend)
     if backend == "python":
         text += _params(threads=CPU_THREADS, spin=CPU_SPIN)
@@ -72,6 +82,7 @@ def detector_config(backend: str = "python") -> str:
         _tensor("LANDMARKS", "FP32", [1, 10, -1, -1]),
     ])
     text += _instances(backend)
+    text += f"dynamic_batching {{ {_queue_policy()} }}\n"  # no batching (max_batch_size 0): the stage timeout
     if backend == "python":
         text += _params(threads=CPU_THREADS, spin=CPU_SPIN)
     return text
@@ -81,6 +92,7 @@ def _python_stage(name: str, inputs: list[str], outputs: list[str], **params) ->
     text = f'name: "{name}"\nbackend: "python"\nmax_batch_size: 0\n'
     text += _io("input", inputs) + _io("output", outputs)
     text += "instance_group [ { kind: KIND_CPU count: 1 } ]\n"
+    text += f"dynamic_batching {{ {_queue_policy()} }}\n"  # no batching (max_batch_size 0): the stage timeout
     return text + _params(**params)
 
 
