@@ -82,8 +82,8 @@ def check_boxes(boxes, width: int, height: int, max_boxes: int = MAX_BOXES_PER_F
         elif outside[i]:
             reason = f"lies outside the {width}x{height} frame"
         else:
-            reason = (f"is empty or under 1 px wide or high inside the {width}x{height} frame "
-                      f"(clipped: {_fmt_box(clipped[i])})")
+            clipped_note = "" if np.array_equal(clipped[i], boxes[i]) else f" (clipped: {_fmt_box(clipped[i])})"
+            reason = f"is empty or under 1 px wide or high inside the {width}x{height} frame{clipped_note}"
         more = int(bad.sum()) - 1
         raise ValueError(f"box {i} {_fmt_box(boxes[i])} {reason}; boxes are {BOX_CONVENTION}"
                          + (f" ({more} more bad boxes)" if more else ""))

@@ -72,6 +72,16 @@ class LocalServer:
         """Resident memory of the server and its Python-backend stub processes (Linux /proc)."""
         return sum(_rss(pid) for pid in _process_tree(self.process.pid))
 
+    def model_rss_bytes(self, model: str) -> int:
+        """Resident memory of the Python-backend stub process(es) serving `model` (Linux /proc)."""
+        total = 0
+        for pid in _process_tree(self.process.pid):
+            with contextlib.suppress(OSError):
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                if any(arg.endswith(f"/{model}/1/model.py".encode()) for arg in args):
+                    total += _rss(pid)
+        return total
+
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])

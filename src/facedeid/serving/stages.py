@@ -17,9 +17,10 @@ MAX_DETECTOR_SIDE = 2048  # face_detector IMAGE sides (detect_prep sends <= 640)
 # Limits on what one request may cost (docs/reliability.md "Limits", measured by eval/limits_benchmark.py):
 MAX_FRAME_SIDE = 8192  # a side, not only the pixel count: a 1x10000 frame is refused (8K video is 7680x4320)
 MAX_BOXES_PER_REQUEST = crops.MAX_BOXES_PER_FRAME  # boxes in one frame, given or sent to compose
-# Compose's work grows with the pixels the boxes' windows cover inside the frame; their sum may reach this many
-# times the frame's own pixels (a dense crowd's windows cover about 2x; 16 full-frame boxes are allowed).
-MAX_PAINT_FRAMES = 16
+# Compose's work grows with the pixels the boxes' windows cover inside the frame (about 30 ms per megapixel on one
+# core); their sum may reach this many times the frame's own pixels. Real frames stay near 1: at most 1.11 on the 26
+# shared scene photos (CenterFace boxes; a portrait 1.0). 8 still allows 8 full-frame boxes.
+MAX_PAINT_FRAMES = 8
 
 
 def frame_limit(params: dict[str, str]) -> int:
