@@ -556,8 +556,10 @@ def run(generator: str = "mobileunet", modes=DEFAULT_MODES, repeats: int = 3, fr
         server_pid: int | None = None, overrides: dict | None = None, flops_generators=None,
         workdir: Path | None = None, frame_files: list[str] | None = None, matmul_n: int = MATMUL_N,
         flops_batch: int = 2, inproc_threads: int | None = None, inproc_spin: bool = INPROC_SPIN,
-        torch_threads: int | None = None, log=print) -> dict:
-    """Run the benchmark; returns the full result (config, machine, every run, summary)."""
+        torch_threads: int | None = None, admin_key: str | None = None, log=print) -> dict:
+    """Run the benchmark; returns the full result (config, machine, every run, summary).
+
+    `admin_key` unlocks the statistics API of a server given by `url` (default $TRITON_ADMIN_KEY)."""
     from . import local_server
     from .models import GENERATORS
     from .serving.configs import CPU_THREADS
@@ -584,7 +586,7 @@ def run(generator: str = "mobileunet", modes=DEFAULT_MODES, repeats: int = 3, fr
         "generators": list(flops_generators if flops_generators is not None else GENERATORS),
     }
     server = None
-    admin_key = os.environ.get("TRITON_ADMIN_KEY")  # a server given by --url: its key, for the statistics API
+    admin_key = admin_key or os.environ.get("TRITON_ADMIN_KEY")  # a server given by url: its statistics key
     if "triton" in modes and url is None:
         log("starting tritonserver")
         server = local_server.start(Path(repository), workdir / "tritonserver.log")

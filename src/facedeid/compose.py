@@ -17,11 +17,12 @@ from collections import OrderedDict
 import cv2
 import numpy as np
 
-from .crops import EXPAND, MAX_WINDOW_SIDE
+from .crops import EXPAND
 
 MASK_RGB = (128, 128, 128)  # fail-closed fill for faces that could not be generated
 BAND_PIXELS = 1 << 20  # blend at most this many pixels at once (12 MB of float32 RGB temporaries)
 WEIGHT_CACHE_BYTES = 64 << 20  # blend weights kept for reuse, in bytes (one 2048 px window weighs 16 MB)
+WHOLE_WINDOW_SIDE = 2048  # up to this side a window's weights (cached) and resized face are made whole, as before
 
 
 class _WeightCache:
@@ -81,26 +82,25 @@ WEIGHTS = _WeightCache(WEIGHT_CACHE_BYTES)
 def blend_weight(side: int) -> np.ndarray:
     """[side, side, 1] float32 weights: 1 where the face box is, fading to 0 at the border of the window.
 
-    Cached, the cache bounded in bytes (WEIGHT_CACHE_BYTES); paste uses it for windows up to MAX_WINDOW_SIDE.
+    Cached, the cache bounded in bytes (WEIGHT_CACHE_BYTES); paste uses it for windows up to WHOLE_WINDOW_SIDE.
     """
     return WEIGHTS.get(side)
 
 
 def _weight_part(side: int, rows: slice, cols: slice) -> np.ndarray:
-    """The weights of rows x cols of a side x side window, without making the whole window above MAX_WINDOW_SIDE."""
-    if side <= MAX_WINDOW_SIDE:
+    """The weights of rows x cols of a side x side window, without making the whole window above WHOLE_WINDOW_SIDE."""
+    if side <= WHOLE_WINDOW_SIDE:
         return blend_weight(side)[rows, cols]
     profile = _profile(side)
     return np.minimum(profile[rows][:, None], profile[cols][None, :])[:, :, None]
 
 
 def _patch_part(patch: np.ndarray, side: int, top: int, left: int, height: int, width: int) -> np.ndarray:
-    """Rows top.. and columns left.. of `patch` (square, any size) resized to side x side (bilinear)."""
+    """Rows top.. and columns left.. of `patch` (square) resized to side x side (bilinear)."""
     if patch.shape[0] == side:
         return patch[top : top + height, left : left + width]
-    if side <= MAX_WINDOW_SIDE:
-        return cv2.resize(patch, (side, side), interpolation=cv2.INTER_LINEAR)[top : top + height, left : left + width]
-    # Only the requested part of the resized patch, with cv2.resize's pixel-centre mapping.
+    # Only the requested part of the resized patch, with cv2.resize's pixel-centre mapping: a window far larger
+    # than the frame never becomes a side x side array.
     k = patch.shape[0] / side
     matrix = np.array([[k, 0, (left + 0.5) * k - 0.5], [0, k, (top + 0.5) * k - 0.5]], np.float64)
     return cv2.warpAffine(patch, matrix, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
@@ -118,15 +118,15 @@ def paste(frame: np.ndarray, patch: np.ndarray, window: np.ndarray) -> None:
         return
     band = max(1, BAND_PIXELS // (fx2 - fx1))
     cols = slice(fx1 - x1, fx2 - x1)
-    resized = patch if patch.shape[0] == side or side > MAX_WINDOW_SIDE else cv2.resize(
-        patch, (side, side), interpolation=cv2.INTER_LINEAR)
+    if patch.shape[0] != side and side <= WHOLE_WINDOW_SIDE:  # resized whole, as always (cheap at this size)
+        patch = cv2.resize(patch, (side, side), interpolation=cv2.INTER_LINEAR)
     for by1 in range(fy1, fy2, band):
         by2 = min(by1 + band, fy2)
         weight = _weight_part(side, slice(by1 - y1, by2 - y1), cols)
         target = frame[by1:by2, fx1:fx2]
         region = target.astype(np.float32)
         # region + (src - region) * weight + 0.5, clipped, in place on one float32 buffer (no temporaries)
-        blended = _patch_part(resized, side, by1 - y1, fx1 - x1, by2 - by1, fx2 - fx1).astype(np.float32)
+        blended = _patch_part(patch, side, by1 - y1, fx1 - x1, by2 - by1, fx2 - fx1).astype(np.float32)
         blended -= region
         blended *= weight
         blended += region

@@ -15,10 +15,10 @@ BOX_CONVENTION = "x1, y1, x2, y2 in pixels"
 # Most boxes one frame may carry (caller boxes, label files, compose). The DNA frames carry 1.2 faces on average
 # and dense crowd photos a few hundred; each box costs the compose stage work (docs/reliability.md, "Limits").
 MAX_BOXES_PER_FRAME = 1024
-# Largest crop window ever materialised: a larger window (a face over ~1460 px) is cropped from the frame shrunk
-# first, so a box far larger than the frame (a 1x8192 frame, box [0, 0, 8192, 1]: an 11469 px window) never makes
-# the server allocate side^2 pixels. Windows up to this side are cropped exactly as before (bit-identical).
-MAX_WINDOW_SIDE = 2048
+# Largest crop window ever materialised (50 MB of RGB): a larger window (a face over 2925 px) is cropped from the
+# frame shrunk first, so a box far larger than the frame (a 1x8192 frame, box [0, 0, 8192, 1]: an 11469 px window)
+# never makes the server allocate side^2 pixels. Windows up to this side are cropped exactly as in training.
+MAX_WINDOW_SIDE = 4096
 
 
 def validate_frame(frame: np.ndarray) -> np.ndarray:

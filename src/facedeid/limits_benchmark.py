@@ -167,7 +167,7 @@ def measure_case(case: Case, server, repeats: int) -> dict:
 
 
 def window_cache(client, server, generator: str, astronaut: np.ndarray) -> dict:
-    """compose's memory over 80 requests, each with another window side near MAX_WINDOW_SIDE (blend cache)."""
+    """compose's memory over 80 requests, each with another window side near compose.WHOLE_WINDOW_SIDE (blend cache)."""
     import cv2
 
     from .testing import tensor

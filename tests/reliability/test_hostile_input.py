@@ -148,7 +148,7 @@ def test_blend_weight_cache_is_bounded_in_bytes():
 
 
 def test_many_distinct_large_windows_keep_server_memory_bounded(triton, client, frame):
-    """Each request has another window side near MAX_WINDOW_SIDE (14-16 MB of blend weights each): the server's
+    """Each request has another window side near compose.WHOLE_WINDOW_SIDE (14-16 MB of blend weights each): the server's
     cache keeps at most WEIGHT_CACHE_BYTES of them (the former 64-entry cache would have kept about 1 GB)."""
     big = cv2.resize(frame, (1500, 1500), interpolation=cv2.INTER_AREA)
     for _ in range(2):  # warm-up: compose's working buffers at this size (the cache holds this one window)
