@@ -138,18 +138,30 @@ def window_crop(frame: np.ndarray, window: np.ndarray, size: int) -> np.ndarray:
     side = int(window[2] - window[0])
     if side <= MAX_WINDOW_SIDE:
         return cv2.resize(crop_window(frame, window), (size, size), interpolation=cv2.INTER_AREA)
-    # Shrink the in-frame part by k first, then edge-pad it to a MAX_WINDOW_SIDE square: the same picture as the
-    # padded full window, at 1/k of its side (the final crop is far smaller than either).
+    # Shrink the in-frame part by k first, then edge-pad it to a square of `shrunk` pixels: the same picture as the
+    # padded full window at 1/k of its side, still 8x the crop's side (so the last resize still averages).
+    shrunk = 8 * size
     h, w = frame.shape[:2]
     x1, y1, x2, y2 = (int(v) for v in window)
     fx1, fy1, fx2, fy2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
-    k = MAX_WINDOW_SIDE / side
-    left, top = min(int((fx1 - x1) * k), MAX_WINDOW_SIDE - 1), min(int((fy1 - y1) * k), MAX_WINDOW_SIDE - 1)
-    inner_w = min(max(1, round((fx2 - fx1) * k)), MAX_WINDOW_SIDE - left)
-    inner_h = min(max(1, round((fy2 - fy1) * k)), MAX_WINDOW_SIDE - top)
-    inner = cv2.resize(frame[fy1:fy2, fx1:fx2], (inner_w, inner_h), interpolation=cv2.INTER_AREA)
-    padded = cv2.copyMakeBorder(inner, top, MAX_WINDOW_SIDE - top - inner_h, left, MAX_WINDOW_SIDE - left - inner_w,
-                                cv2.BORDER_REPLICATE)
+    k = shrunk / side
+    left, top = min(int((fx1 - x1) * k), shrunk - 1), min(int((fy1 - y1) * k), shrunk - 1)
+    inner_w = min(max(1, round((fx2 - fx1) * k)), shrunk - left)
+    inner_h = min(max(1, round((fy2 - fy1) * k)), shrunk - top)
+    part = frame[fy1:fy2, fx1:fx2]
+    padded = np.empty((shrunk, shrunk, 3), np.uint8)
+    bottom, right = top + inner_h, left + inner_w
+    padded[top:bottom, left:right] = cv2.resize(part, (inner_w, inner_h), interpolation=cv2.INTER_AREA)
+    # The replicated margins repeat the frame's own edge rows and columns (shrunk along them only), as the full
+    # window's do; replicating the shrunk part's edge instead would blur them into their neighbours.
+    padded[:top, left:right] = cv2.resize(part[:1], (inner_w, 1), interpolation=cv2.INTER_AREA)
+    padded[bottom:, left:right] = cv2.resize(part[-1:], (inner_w, 1), interpolation=cv2.INTER_AREA)
+    padded[:, :left] = padded[:, left : left + 1]
+    padded[:, right:] = padded[:, right - 1 : right]
+    padded[top:bottom, :left] = cv2.resize(part[:, :1], (1, inner_h), interpolation=cv2.INTER_AREA)
+    padded[top:bottom, right:] = cv2.resize(part[:, -1:], (1, inner_h), interpolation=cv2.INTER_AREA)
+    padded[:top, :left], padded[:top, right:] = part[0, 0], part[0, -1]
+    padded[bottom:, :left], padded[bottom:, right:] = part[-1, 0], part[-1, -1]
     return cv2.resize(padded, (size, size), interpolation=cv2.INTER_AREA)
 
 
