@@ -44,7 +44,8 @@ def check_frame(frame: np.ndarray, max_pixels: int = MAX_FRAME_PIXELS) -> np.nda
 
 
 def check_paint_cost(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Refuse boxes whose paint windows cover, inside the frame, over MAX_PAINT_FRAMES times its pixels."""
+    """Refuse over MAX_BOXES_PER_REQUEST boxes, or boxes whose paint windows cover, inside the frame, over
+    MAX_PAINT_FRAMES times its pixels: what compose would spend on them."""
     if len(boxes) > MAX_BOXES_PER_REQUEST:
         raise ValueError(f"{len(boxes)} boxes in one frame; the limit is {MAX_BOXES_PER_REQUEST} boxes per frame")
     windows = crops.expand_boxes(boxes)
