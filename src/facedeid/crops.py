@@ -11,6 +11,14 @@ import cv2
 import numpy as np
 
 EXPAND = 1.4  # square crop side = EXPAND * longest box side
+BOX_CONVENTION = "x1, y1, x2, y2 in pixels"
+# Most boxes one frame may carry (caller boxes, label files, compose). The DNA frames carry 1.2 faces on average
+# and dense crowd photos a few hundred; each box costs the compose stage work (docs/reliability.md, "Limits").
+MAX_BOXES_PER_FRAME = 1024
+# Largest crop window ever materialised (50 MB of RGB): a larger window (a face over 2925 px) is cropped from the
+# frame shrunk first, so a box far larger than the frame (a 1x8192 frame, box [0, 0, 8192, 1]: an 11469 px window)
+# never makes the server allocate side^2 pixels. Windows up to this side are cropped exactly as in training.
+MAX_WINDOW_SIDE = 4096
 
 
 def validate_frame(frame: np.ndarray) -> np.ndarray:
@@ -23,18 +31,63 @@ def validate_frame(frame: np.ndarray) -> np.ndarray:
     return frame
 
 
-def clean_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Validate caller boxes ([N,4] pixels), clip to the frame, drop boxes with no area inside it."""
+def _box_array(boxes) -> np.ndarray:
     boxes = np.asarray(boxes, dtype=np.float32)
     if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"boxes must have shape [N, 4] (x1, y1, x2, y2 in pixels), got {list(boxes.shape)}")
+        raise ValueError(f"boxes must have shape [N, 4] ({BOX_CONVENTION}), got {list(boxes.shape)}")
     if not np.isfinite(boxes).all():
         raise ValueError("boxes contain NaN or infinite values")
+    return boxes
+
+
+def clean_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Detector boxes ([N,4] pixels): validate, clip to the frame, drop boxes with no area inside it.
+
+    For boxes a caller gives, use `check_boxes`: it refuses what this drops.
+    """
+    boxes = _box_array(boxes)
     clipped = boxes.copy()
     clipped[:, [0, 2]] = clipped[:, [0, 2]].clip(0, width)
     clipped[:, [1, 3]] = clipped[:, [1, 3]].clip(0, height)
     keep = (clipped[:, 2] - clipped[:, 0] >= 1) & (clipped[:, 3] - clipped[:, 1] >= 1)
     return clipped[keep]
+
+
+def _fmt_box(box) -> str:
+    return "[" + ", ".join(f"{float(v):g}" for v in box) + "]"
+
+
+def check_boxes(boxes, width: int, height: int, max_boxes: int = MAX_BOXES_PER_FRAME) -> np.ndarray:
+    """Caller boxes [N,4] (x1, y1, x2, y2 in pixels) -> the boxes clipped to the frame; never drops one.
+
+    A box that cannot be anonymised as given is refused with a ValueError naming it (and the convention): inverted
+    (x2 < x1 or y2 < y1, e.g. `x, y, w, h` sent by mistake), outside the frame, or empty / under 1 px wide or high
+    once clipped to the frame. More than `max_boxes` boxes are refused with the limit in the message.
+    """
+    boxes = _box_array(boxes)
+    if len(boxes) > max_boxes:
+        raise ValueError(f"{len(boxes)} boxes in one frame; the limit is {max_boxes} boxes per frame")
+    clipped = boxes.copy()
+    clipped[:, [0, 2]] = clipped[:, [0, 2]].clip(0, width)
+    clipped[:, [1, 3]] = clipped[:, [1, 3]].clip(0, height)
+    inverted = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+    outside = ~inverted & ((boxes[:, 2] <= 0) | (boxes[:, 3] <= 0) | (boxes[:, 0] >= width)
+                           | (boxes[:, 1] >= height))
+    thin = ~inverted & ~outside & ((clipped[:, 2] - clipped[:, 0] < 1) | (clipped[:, 3] - clipped[:, 1] < 1))
+    bad = inverted | outside | thin
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        if inverted[i]:
+            reason = "is inverted (x2 < x1 or y2 < y1; x, y, w, h sent instead?)"
+        elif outside[i]:
+            reason = f"lies outside the {width}x{height} frame"
+        else:
+            clipped_note = "" if np.array_equal(clipped[i], boxes[i]) else f" (clipped: {_fmt_box(clipped[i])})"
+            reason = f"is empty or under 1 px wide or high inside the {width}x{height} frame{clipped_note}"
+        more = int(bad.sum()) - 1
+        raise ValueError(f"box {i} {_fmt_box(boxes[i])} {reason}; boxes are {BOX_CONVENTION}"
+                         + (f" ({more} more bad boxes)" if more else ""))
+    return clipped
 
 
 def expand_boxes(boxes: np.ndarray, expand: float = EXPAND) -> np.ndarray:
@@ -80,10 +133,42 @@ def from_tensor(tensor: np.ndarray) -> np.ndarray:
     return out.astype(np.uint8)
 
 
+def window_crop(frame: np.ndarray, window: np.ndarray, size: int) -> np.ndarray:
+    """One window resized to a size x size crop (area-averaged); never allocates more than MAX_WINDOW_SIDE^2."""
+    side = int(window[2] - window[0])
+    if side <= MAX_WINDOW_SIDE:
+        return cv2.resize(crop_window(frame, window), (size, size), interpolation=cv2.INTER_AREA)
+    # Shrink the in-frame part by k first, then edge-pad it to a square of `shrunk` pixels: the same picture as the
+    # padded full window at 1/k of its side, still 8x the crop's side (so the last resize still averages).
+    shrunk = 8 * size
+    h, w = frame.shape[:2]
+    x1, y1, x2, y2 = (int(v) for v in window)
+    fx1, fy1, fx2, fy2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
+    k = shrunk / side
+    left, top = min(int((fx1 - x1) * k), shrunk - 1), min(int((fy1 - y1) * k), shrunk - 1)
+    inner_w = min(max(1, round((fx2 - fx1) * k)), shrunk - left)
+    inner_h = min(max(1, round((fy2 - fy1) * k)), shrunk - top)
+    part = frame[fy1:fy2, fx1:fx2]
+    padded = np.empty((shrunk, shrunk, 3), np.uint8)
+    bottom, right = top + inner_h, left + inner_w
+    padded[top:bottom, left:right] = cv2.resize(part, (inner_w, inner_h), interpolation=cv2.INTER_AREA)
+    # The replicated margins repeat the frame's own edge rows and columns (shrunk along them only), as the full
+    # window's do; replicating the shrunk part's edge instead would blur them into their neighbours.
+    padded[:top, left:right] = cv2.resize(part[:1], (inner_w, 1), interpolation=cv2.INTER_AREA)
+    padded[bottom:, left:right] = cv2.resize(part[-1:], (inner_w, 1), interpolation=cv2.INTER_AREA)
+    padded[:, :left] = padded[:, left : left + 1]
+    padded[:, right:] = padded[:, right - 1 : right]
+    padded[top:bottom, :left] = cv2.resize(part[:, :1], (1, inner_h), interpolation=cv2.INTER_AREA)
+    padded[top:bottom, right:] = cv2.resize(part[:, -1:], (1, inner_h), interpolation=cv2.INTER_AREA)
+    padded[:top, :left], padded[:top, right:] = part[0, 0], part[0, -1]
+    padded[bottom:, :left], padded[bottom:, right:] = part[-1, 0], part[-1, -1]
+    return cv2.resize(padded, (size, size), interpolation=cv2.INTER_AREA)
+
+
 def extract_crops(frame: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Face crops [N,S,S,3] uint8 and their windows [N,4] for boxes [N,4] in one frame."""
     windows = expand_boxes(boxes)
     crops = np.empty((len(windows), size, size, 3), dtype=np.uint8)
     for i, window in enumerate(windows):
-        crops[i] = cv2.resize(crop_window(frame, window), (size, size), interpolation=cv2.INTER_AREA)
+        crops[i] = window_crop(frame, window, size)
     return crops, windows

@@ -42,7 +42,7 @@ def test_benchmark_runs_on_two_frames(exported_repo, triton, astronaut, tmp_path
                            concurrency=(1, 2), url=triton.grpc_url, repository=exported_repo[0],
                            server_pid=triton.process.pid, flops_generators=["mobileunet"],
                            workdir=tmp_path / "work", frame_files=[str(frame)] * 2, matmul_n=256, flops_batch=1,
-                           log=lambda *_: None)
+                           admin_key=triton.admin_key, log=lambda *_: None)
     rows = {r["label"]: r for r in result["summary"]["table"]}
     assert set(rows) == {"eager", "onnxruntime", "triton c=1", "triton c=2", "blur640"}
     for row in rows.values():

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facedeid.data.dna import MAX_PIXELS
+from facedeid.data.dna import LABEL_BYTES_PER_FACE, MAX_LABEL_FACES, MAX_PIXELS
 from facedeid.testing import ASTRONAUT_FACE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,6 +52,13 @@ BAD_LABELS = {  # key -> (label text, reason fragment)
     "bad_label/zero_size": ("0 0.5 0.5 0 0.2\n", "width and height must be > 0"),
     "bad_label/negative_size": ("0 0.5 0.5 -0.2 0.2\n", "width and height must be > 0"),
     "bad_label/second_line_bad": (LABEL + "0 0.5 0.5 0.1\n", ":2: expected 5 fields"),
+    # the 10 MB file that hung the client: refused from its size, before parsing
+    "bad_label/10mb_500000_faces": ("0 0.5 0.5 0.01 0.01\n" * 500_000,
+                                    f"over {MAX_LABEL_FACES * LABEL_BYTES_PER_FACE} bytes"),
+    "bad_label/one_face_too_many": (LABEL * (MAX_LABEL_FACES + 1),
+                                    f":{MAX_LABEL_FACES + 1}: more than {MAX_LABEL_FACES} faces"),
+    # valid numbers, but under 1 px in this 256 px image: the server would refuse it, so the client does
+    "bad_label/sub_pixel_face": ("0 0.5 0.5 0.002 0.2\n", "under 1 px"),
 }
 ORPHAN_LABEL = "labels/orphans/label_without_image.txt"
 
@@ -182,6 +189,27 @@ def test_huge_frame_refused_with_the_limit_not_decoded(bad_run):
     rows, _, stderr, _, _ = bad_run
     assert rows["bad_image/huge_12000x8000"]["status"] == "skipped:bad_image"
     assert "12000x8000 is over the 50-megapixel limit" in stderr
+
+
+def test_image_without_label_file_is_warned_about_and_counted(bad_run):
+    _, metrics, stderr, _, _ = bad_run
+    warnings = [line for line in stderr.splitlines() if "without a label file" in line]
+    assert len(warnings) == 1 and "good/no_label_file.jpg" in warnings[0] and "--no-labels-ok" in warnings[0]
+    assert metrics["missing_labels"] == 1 and metrics["no_labels_ok"] is False
+
+
+def test_no_labels_ok_silences_the_warning_but_keeps_the_count(astronaut, tmp_path):
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    cv2.imwrite(str(data / "images" / "empty_street.jpg"), cv2.resize(astronaut, (64, 64))[:, :, ::-1])
+    argv = ["--dataset_dir", data, "--model", "mosaic", "--output_dir", tmp_path / "out", "--no_progress",
+            "--no_report", "--no-labels-ok"]
+    proc = subprocess.run([sys.executable, ROOT / "eval/triton_eval.py", *map(str, argv)], capture_output=True,
+                          text=True, encoding="utf-8", timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "without a label file" not in proc.stderr
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["missing_labels"] == 1 and metrics["no_labels_ok"] is True
 
 
 def test_label_without_image_is_reported(bad_run):

@@ -83,10 +83,13 @@ def test_no_request_data_reaches_the_file_system():
     ("GET", "/v2/logging"),
     ("GET", "/v2/trace/setting"),
     ("GET", "/v2/systemsharedmemory/status"),
+    ("GET", "/v2/models/mobileunet/stats"),
+    ("GET", "/v2/models/mobileunet/config"),
 ])
 def test_admin_http_apis_are_refused_without_the_key(triton, method, path):
-    """Model control, repository, logging, trace and shared-memory APIs need the admin header (gRPC side:
-    tests/serving/test_pipeline.py); inference and health stay open."""
+    """Model control, repository, model-config, statistics, logging, trace and shared-memory APIs need the admin
+    header, as in the containers (gRPC side: tests/serving/test_pipeline.py, test_hostile_input.py); inference
+    and health stay open."""
     import urllib.error
     import urllib.request
 
@@ -97,3 +100,7 @@ def test_admin_http_apis_are_refused_without_the_key(triton, method, path):
     assert refused.value.code in (400, 403), refused.value.code
     with urllib.request.urlopen(f"http://{triton.http_url}/v2/models/mobileunet/ready", timeout=10) as ready:
         assert ready.status == 200
+    if method == "GET" and "/models/" in path:  # the key opens them (what tests and the benchmark send)
+        keyed = urllib.request.Request(f"http://{triton.http_url}{path}", headers=triton.admin_http_headers)
+        with urllib.request.urlopen(keyed, timeout=10) as answer:
+            assert answer.status == 200

@@ -161,9 +161,9 @@ def test_the_server_serves_the_named_configuration(exported_repo, tmp_path, astr
     with local_server.running(repo, tmp_path / "server.log", extra_args=["--model-config-name=gpu"]) as server:
         client = grpcclient.InferenceServerClient(server.grpc_url)
         for stage in ("box_prep", "compose"):
-            (group,) = client.get_model_config(stage).config.instance_group
+            (group,) = client.get_model_config(stage, headers=server.admin_headers).config.instance_group
             assert (group.kind, group.count) == (KIND.Value("KIND_CPU"), configs.GPU_STAGE_INSTANCES), stage
-        (group,) = client.get_model_config("mobileunet").config.instance_group
+        (group,) = client.get_model_config("mobileunet", headers=server.admin_headers).config.instance_group
         assert group.count == 1 and group.kind == KIND.Value("KIND_CPU"), "fallback to config.pbtxt"
         _, boxes = deid(client, "deid_mobileunet_boxes", astronaut, ASTRONAUT_FACE[None])
         assert len(boxes) == 1

@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", default=",".join(map(str, DEFAULT_CONCURRENCY)))
     parser.add_argument("--flops-models", default="all",
                         help="generators for the FLOPs/peak table: 'all', 'none' or a comma list")
-    parser.add_argument("--url", help="use a running server (gRPC host:port) instead of starting one")
+    parser.add_argument("--url", help="use a running server (gRPC host:port) instead of starting one; its "
+                        "statistics API needs its admin key in $TRITON_ADMIN_KEY")
     parser.add_argument("--repository", type=Path, help="an exported repository to use instead of exporting one")
     parser.add_argument("--server-pid", type=int, help="pid of the running server (for its memory)")
     parser.add_argument("--gen-threads", type=int, help="override the generator's ORT intra-op threads")

@@ -25,11 +25,13 @@ OVERRIDES = ("gen_threads", "det_threads", "queue_delay_us", "gen_instances", "d
              "spin", "gen_max_batch")
 
 
-def run_worker(mode: str, setup_path: Path, workdir: Path, timeout: float = 1800) -> list[dict]:
+def run_worker(mode: str, setup_path: Path, workdir: Path, timeout: float = 1800,
+               admin_key: str | None = None) -> list[dict]:
     out = workdir / f"{mode}-{time.monotonic_ns()}.json"
     cmd = [sys.executable, "-m", "facedeid.benchmark", "--worker", mode, "--setup", str(setup_path),
            "--worker-out", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    env = os.environ | ({"TRITON_ADMIN_KEY": admin_key} if admin_key else {})  # never written to setup.json
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark worker '{mode}' failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return json.loads(out.read_text())["runs"]
@@ -87,8 +89,10 @@ def run(generator: str = "mobileunet", modes=DEFAULT_MODES, repeats: int = 3, fr
         server_pid: int | None = None, overrides: dict | None = None, flops_generators=None,
         workdir: Path | None = None, frame_files: list[str] | None = None, matmul_n: int = MATMUL_N,
         flops_batch: int = 2, inproc_threads: int | None = None, inproc_spin: bool = INPROC_SPIN,
-        torch_threads: int | None = None, log=print) -> dict:
-    """Run the benchmark; returns the full result (config, machine, every run, summary)."""
+        torch_threads: int | None = None, admin_key: str | None = None, log=print) -> dict:
+    """Run the benchmark; returns the full result (config, machine, every run, summary).
+
+    `admin_key` unlocks the statistics API of a server given by `url` (default $TRITON_ADMIN_KEY)."""
     from ..models import GENERATORS
     from ..onnx_runtime import spin_enabled
     from ..serving import local_server
@@ -118,10 +122,11 @@ def run(generator: str = "mobileunet", modes=DEFAULT_MODES, repeats: int = 3, fr
         "generators": list(flops_generators if flops_generators is not None else GENERATORS),
     }
     server = None
+    admin_key = admin_key or os.environ.get("TRITON_ADMIN_KEY")  # a server given by url: its statistics key
     if "triton" in modes and url is None:
         log("starting tritonserver")
         server = local_server.start(Path(repository), workdir / "tritonserver.log")
-        url, server_pid = server.grpc_url, server.process.pid
+        url, server_pid, admin_key = server.grpc_url, server.process.pid, server.admin_key
     setup.update(url=url, server_pid=server_pid)
     setup_path = workdir / "setup.json"
     setup_path.write_text(json.dumps(setup))
@@ -136,7 +141,8 @@ def run(generator: str = "mobileunet", modes=DEFAULT_MODES, repeats: int = 3, fr
             for mode in [*modes, *(["hardware"] if setup["generators"] else [])]:
                 t0 = time.perf_counter()
                 try:
-                    results = run_worker(mode, later_path if repeat and mode == "hardware" else setup_path, workdir)
+                    results = run_worker(mode, later_path if repeat and mode == "hardware" else setup_path, workdir,
+                                         admin_key=admin_key)
                 except (RuntimeError, subprocess.TimeoutExpired) as error:  # keep the other modes' numbers
                     log(f"repeat {repeat + 1}/{repeats} {mode}: FAILED\n{error}")
                     errors.append({"mode": mode, "repeat": repeat, "error": str(error)[-2000:]})

@@ -7,8 +7,11 @@
 * Each request has a timeout; a server that is unavailable (down, restarting, model not ready, timed out) is
   retried with exponential backoff, on another URL when there is one. Other errors (bad input, ...) are not
   retried and come back as the future's exception.
-* Replies are checked: DEID_FRAME must have the frame's shape and dtype (an empty or wrong-shaped output is an
-  error, never passed on as a result).
+* Given boxes are checked before they are sent (crops.check_boxes: `x1, y1, x2, y2` in pixels, none inverted,
+  outside the frame or under 1 px once clipped, at most crops.MAX_BOXES_PER_FRAME): a bad box is an error naming
+  it, never a frame sent with that face unprotected.
+* Replies are checked: DEID_FRAME must have the frame's shape and dtype, BOXES must be [N, 4] and, for given
+  boxes, as many as were sent (an empty, wrong-shaped or short output is an error, never passed on as a result).
 
 `TritonModels` is the synchronous side for single models (the Triton detector of data extraction, the
 benchmark's per-model statistics): readiness, one inference, statistics. Every Triton client of the project is one
@@ -29,7 +32,9 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-DEFAULT_URL = "localhost:8001"  # Triton's gRPC port on this machine
+from ..crops import check_boxes
+
+DEFAULT_URL = "127.0.0.1:8001"  # Triton's gRPC port on this machine (the local server binds 127.0.0.1)
 BOXES_INPUT = "BOXES_IN"  # the _boxes ensembles' box input (an ensemble input cannot share the output's name)
 RETRYABLE_STATUS = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.RESOURCE_EXHAUSTED")
 RETRYABLE_TEXT = ("not ready", "unavailable", "failed to connect", "connection refused", "socket closed")
@@ -101,7 +106,10 @@ class GrpcBackend:
             t.set_data_from_numpy(array)
             tensors.append(t)
         requested = [self._mod.InferRequestedOutput(n) for n in outputs]
-        result = await self.client.infer(model, tensors, outputs=requested, client_timeout=timeout_s)
+        # `timeout` (µs) is the same deadline for the server: a stage queue drops the request once it has passed
+        # (the queue policy in serving/configs.py), instead of computing a frame nobody waits for.
+        result = await self.client.infer(model, tensors, outputs=requested, client_timeout=timeout_s,
+                                         timeout=int(timeout_s * 1e6))
         return {n: result.as_numpy(n) for n in outputs}
 
     async def ready(self, models: list[str], timeout_s: float) -> bool:
@@ -223,7 +231,16 @@ class DeidClient:
     async def _infer(self, model: str, frame: np.ndarray, boxes: np.ndarray | None) -> DeidResult:
         inputs = {"FRAME": np.ascontiguousarray(frame, dtype=np.uint8)}
         if boxes is not None:
-            inputs[BOXES_INPUT] = np.ascontiguousarray(np.asarray(boxes, np.float32).reshape(-1, 4))
+            boxes = np.asarray(boxes, np.float32)
+            if boxes.size == 0:
+                boxes = boxes.reshape(0, 4)  # "no faces", whatever the empty shape
+            try:
+                if np.ndim(frame) >= 2:
+                    check_boxes(boxes, frame.shape[1], frame.shape[0])
+            except ValueError as exc:  # refused here: the same answer as the server's, without the round trip
+                self.stats.failures += 1
+                raise DeidError(f"{model}: {exc}", retryable=False) from None
+            inputs[BOXES_INPUT] = np.ascontiguousarray(boxes)
         last: BaseException | None = None
         previous: _Server | None = None
         async with self._sem:
@@ -238,7 +255,7 @@ class DeidClient:
                         server.backend.infer(model, inputs, ["DEID_FRAME", "BOXES"], self.timeout_s),
                         timeout=self.timeout_s + 5,
                     )
-                    result = self._check(out, frame, server.url)
+                    result = self._check(out, frame, server.url, None if boxes is None else len(boxes))
                     result.latency_s = time.perf_counter() - start
                     result.attempts = attempt + 1
                     server.done += 1
@@ -268,7 +285,7 @@ class DeidClient:
         raise DeidError(f"{model}: {message}", retryable=is_retryable(last)) from last
 
     @staticmethod
-    def _check(out: dict, frame: np.ndarray, url: str) -> DeidResult:
+    def _check(out: dict, frame: np.ndarray, url: str, given: int | None = None) -> DeidResult:
         deid = out.get("DEID_FRAME")
         boxes = out.get("BOXES")
         if deid is None or deid.dtype != np.uint8 or deid.shape != frame.shape:
@@ -276,7 +293,13 @@ class DeidClient:
             raise DeidError(f"server {url} returned DEID_FRAME {shape}, expected {list(frame.shape)} uint8")
         if boxes is None:
             boxes = np.zeros((0, 4), np.float32)
-        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        boxes = np.asarray(boxes, np.float32)
+        if boxes.size == 0:
+            boxes = boxes.reshape(0, 4)
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise DeidError(f"server {url} returned BOXES of shape {list(boxes.shape)}, expected [N, 4]")
+        if given is not None and len(boxes) != given:  # a dropped box is a face that may have come back untouched
+            raise DeidError(f"server {url} returned {len(boxes)} BOXES for the {given} boxes sent")
         return DeidResult(np.asarray(deid), boxes, 0.0, url)
 
     # -------------------------------------------------------------------------------------------- public API
@@ -343,12 +366,13 @@ class DeidClient:
 class TritonModels:
     """Synchronous calls to single models of one server (tritonclient.grpc): readiness, inference, statistics."""
 
-    def __init__(self, url: str = DEFAULT_URL, timeout_s: float = 60.0):
+    def __init__(self, url: str = DEFAULT_URL, timeout_s: float = 60.0, admin_key: str | None = None):
         import tritonclient.grpc as grpcclient
 
         self._mod = grpcclient
         self.url = url
         self.timeout_s = timeout_s
+        self.admin_key = admin_key  # unlocks the statistics API (default $TRITON_ADMIN_KEY)
         self.client = grpcclient.InferenceServerClient(url)
 
     def require(self, models: list[str], hint: str = "") -> None:
@@ -378,10 +402,17 @@ class TritonModels:
         return arrays
 
     def statistics(self, models: list[str]) -> dict[str, dict]:
-        """Cumulative statistics per model: requests, executions, inferences and time per phase (ns)."""
+        """Cumulative statistics per model: requests, executions, inferences and time per phase (ns).
+
+        The statistics API is locked (serving/tritonserver_cli.py, docker/start-triton.sh): it needs the server's
+        admin key, `admin_key` or $TRITON_ADMIN_KEY."""
+        from ..serving.tritonserver_cli import admin_headers
+
+        headers = admin_headers(self.admin_key)
         out = {}
         for name in models:
-            for s in self.client.get_inference_statistics(model_name=name, as_json=True)["model_stats"]:
+            for s in self.client.get_inference_statistics(model_name=name, as_json=True,
+                                                          headers=headers)["model_stats"]:
                 inf = s.get("inference_stats", {})
                 out[name] = {
                     "requests": int(inf.get("success", {}).get("count", 0)),

@@ -4,8 +4,9 @@
 <root>/images/<any sub-path>/<stem>.jpg|png|...
 <root>/labels/<same sub-path>/<stem>.txt      one face per line: class x_center y_center width height (0..1)
 ```
-A missing label file means "no faces". A label file that does not parse marks that frame (Frame.error) so the
-caller can report file and line and skip the frame, never the whole run.
+A missing label file means "no faces". A label file that does not parse, or holds more faces than one frame may
+carry (MAX_LABEL_FACES), marks that frame (Frame.error) so the caller can report file and line and skip the
+frame, never the whole run.
 """
 
 from __future__ import annotations
@@ -19,11 +20,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..crops import MAX_BOXES_PER_FRAME
+
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 BINS = ("10", "30", "50", "70", "70above")
 BIN_EDGES = (0.10, 0.30, 0.50, 0.70)  # upper bounds (inclusive) of the first four bins
 MAX_PIXELS = 50_000_000  # frames above 50 megapixels are refused (decode would need > 150 MB per frame)
 COORD_TOLERANCE = 1e-3  # label coordinates may overshoot [0, 1] by this much (rounding in label tools)
+MAX_LABEL_FACES = MAX_BOXES_PER_FRAME  # faces per label file: what the server accepts in one request
+# A label line is about 40 bytes ("0 0.512345 0.512345 0.012345 0.012345"); allow 256 per face, so a file is
+# refused from its size before it is read or parsed (a 10 MB file of 500,000 faces costs nothing).
+LABEL_BYTES_PER_FACE = 256
 
 
 class LabelError(ValueError):
@@ -56,15 +63,22 @@ def area_bin(share: float) -> str:
     return BINS[-1]
 
 
-def read_labels(path) -> np.ndarray:
+def read_labels(path, max_faces: int = MAX_LABEL_FACES) -> np.ndarray:
     """Label file -> float32 [N,5] rows (class, x_center, y_center, width, height). Blank lines are ignored.
 
     Raises LabelError (file and line) for a wrong field count, a non-number, NaN/inf, a negative class, a
-    non-positive width/height or a coordinate outside [0, 1].
+    non-positive width/height, a coordinate outside [0, 1], or more than `max_faces` faces (the file is not even
+    read past max_faces * LABEL_BYTES_PER_FACE bytes).
     """
     path = Path(path)
+    max_bytes = max_faces * LABEL_BYTES_PER_FACE
+    with open(path, "rb") as fh:
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise LabelError(path, 1, f"label file over {max_bytes} bytes: more than the {max_faces} faces one frame "
+                                  f"may carry")
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise LabelError(path, 1, f"not UTF-8 text ({exc.reason})") from None
     rows = []
@@ -72,6 +86,8 @@ def read_labels(path) -> np.ndarray:
         line = raw.strip()
         if not line:
             continue
+        if len(rows) == max_faces:
+            raise LabelError(path, number, f"more than {max_faces} faces: the limit for one frame")
         parts = line.split()
         if len(parts) != 5:
             raise LabelError(path, number, f"expected 5 fields 'class xc yc w h', got {len(parts)}: {line[:60]!r}")

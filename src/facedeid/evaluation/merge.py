@@ -130,10 +130,11 @@ def merge(folders: list[Path], output_dir: Path, argv: list[str], no_report: boo
     urls = sorted({u for _, m, _ in shards for u in m.get("urls", [])})
     args = argparse.Namespace(dataset_dir=first["dataset_dir"], model=",".join(models), output_dir=out,
                               boxes=first["boxes"], url=urls or None, concurrency=1, batch_size=1,
-                              no_report=no_report)
+                              no_report=no_report, no_labels_ok=first.get("no_labels_ok", False))
     evaluation = Evaluation(args, log=log)
     evaluation.argv = argv
     evaluation.orphan_labels = first.get("labels_without_image", [])
+    evaluation.missing_labels = [None] * first.get("missing_labels", 0)  # of the whole data set, as in every shard
     evaluation.server_info = first.get("servers", {})
     evaluation.request_stats = {"per_shard": [m.get("requests_this_session", {}) for _, m, _ in shards]}
     evaluation.extra_metrics = {"merged_from": [

@@ -29,6 +29,7 @@ import numpy as np
 from .. import __version__, pipeline
 from ..baselines import METHODS as BASELINES
 from ..client.triton import DEFAULT_URL
+from ..crops import check_boxes
 from ..data.dna import BINS, Frame, ImageError, boxes_to_pixels, read_image, scan_dataset, write_image
 from . import table as tables
 from .resume import ResultsLog, ResumeError
@@ -67,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ready_timeout", type=float, default=120.0,
                    help="seconds to wait for the servers to be ready (default 120)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N frames (sorted by path)")
+    p.add_argument("--no-labels-ok", dest="no_labels_ok", action="store_true",
+                   help="images without a label file are face-free frames by intent (no warning; still counted "
+                        "as missing_labels in metrics.json)")
     p.add_argument("--no_report", action="store_true", help="skip OUT/report.html")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     p.add_argument("--shard", type=_shard_arg, default=None, metavar="K/N",
@@ -208,6 +212,13 @@ class Evaluation:
             self.log(f"warning: label file without an image (ignored): {Path(args.dataset_dir) / rel}")
         if args.limit:
             frames = frames[: args.limit]
+        self.missing_labels = [f for f in frames if f.label_path is None]
+        if self.missing_labels and not getattr(args, "no_labels_ok", False):
+            shown = ", ".join(str(f.image_path) for f in self.missing_labels[:5])
+            more = len(self.missing_labels) - 5
+            self.log(f"warning: {len(self.missing_labels)} image(s) without a label file, scored as frames without "
+                     f"faces: {shown}{f' and {more} more' if more > 0 else ''} (pass --no-labels-ok if the set is "
+                     f"meant to have none)")
         all_frames = frames
         shard = getattr(args, "shard", None)
         if shard is not None:
@@ -302,7 +313,16 @@ class Evaluation:
                     self._emit(self._row(m, f, status="skipped:bad_image"))
                 continue
             h, w = image.shape[:2]
-            loaded.append(Loaded(f, image, boxes_to_pixels(f.boxes_norm, w, h)))
+            gt_px = boxes_to_pixels(f.boxes_norm, w, h)
+            try:  # what the server would refuse (a face under 1 px in this image), refused here by label file
+                check_boxes(gt_px, w, h)
+            except ValueError as exc:
+                f.error = f"bad_label: {f.label_path}: in the {w}x{h} image, {exc}"
+                self.log(f"skipped {f.error}")
+                for m in self.models:
+                    self._emit(self._row(m, f, status="skipped:bad_label"))
+                continue
+            loaded.append(Loaded(f, image, gt_px))
         if not loaded:
             return
         # what the original frames give, once for every model
@@ -477,6 +497,8 @@ class Evaluation:
             "dataset_dir": str(Path(self.args.dataset_dir).resolve()),
             "frames_in_dataset": len(frames),
             "labels_without_image": getattr(self, "orphan_labels", []),
+            "missing_labels": len(getattr(self, "missing_labels", [])),  # images without a label file
+            "no_labels_ok": bool(getattr(self.args, "no_labels_ok", False)),
             "boxes": self.args.boxes,
             "models": self.models,
             "urls": self.urls if self.server_models else [],

@@ -47,6 +47,16 @@ GPU_GENERATOR_BACKENDS = ("tensorrt", "onnxruntime")
 CPU_WARMUP_BATCHES = (1,)
 GPU_WARMUP_BATCHES = (1, 8)
 DETECTOR_WARMUP_SIZE = (480, 640)  # a VGA frame (multiple of 32, as detect_prep pads)
+# Stage timeout, the one Triton offers (queue policy of the dynamic batcher): a request that waited this long for a
+# stage is rejected (UNAVAILABLE, which clients retry with backoff) instead of being computed for a client that has
+# given up; requests may ask for less (the `timeout` request parameter; facedeid's client sends its own deadline).
+# Triton has no limit on a running execution: the stages bound their own work (stages.py limits).
+STAGE_QUEUE_TIMEOUT_US = 60_000_000
+
+
+def _queue_policy() -> str:
+    return (f"default_queue_policy {{ timeout_action: REJECT default_timeout_microseconds: {STAGE_QUEUE_TIMEOUT_US} "
+            f"allow_timeout_override: true }}")
 
 
 def _tensor(name: str, dtype: str, dims: list[int], optional: bool = False) -> str:
@@ -91,7 +101,7 @@ def generator_config(name: str, backend: str = "python", threads: int = CPU_THRE
     text += _io("input", [_tensor("INPUT", "FP32", [3, size, size])])
     text += _io("output", [_tensor("OUTPUT", "FP32", [3, size, size])])
     # Crops from concurrent frames are merged into one execution; a short wait buys much larger batches.
-    text += f"dynamic_batching {{ max_queue_delay_microseconds: {queue_delay_us} }}\n"
+    text += f"dynamic_batching {{ max_queue_delay_microseconds: {queue_delay_us} {_queue_policy()} }}\n"
     text += _instances(backend, instances)
     if backend == "python":
         text += _params(threads=threads, spin=int(spin))
@@ -115,6 +125,7 @@ def detector_config(backend: str = "python", threads: int = CPU_THREADS, spin: i
     if instances is None:
         instances = CPU_DETECTOR_INSTANCES if backend == "python" else GPU_DETECTOR_INSTANCES
     text += _instances(backend, instances)
+    text += f"dynamic_batching {{ {_queue_policy()} }}\n"  # no batching (max_batch_size 0): the stage timeout
     if backend == "python":
         text += _params(threads=threads, spin=int(spin))
     text += _warmup("IMAGE", [1, 3, *DETECTOR_WARMUP_SIZE], (1,), batched=False)
@@ -126,6 +137,7 @@ def _python_stage(name: str, inputs: list[str], outputs: list[str], instances: i
     text = f'name: "{name}"\nbackend: "python"\nmax_batch_size: 0\n'
     text += _io("input", inputs) + _io("output", outputs)
     text += _instances("python", instances)
+    text += f"dynamic_batching {{ {_queue_policy()} }}\n"  # no batching (max_batch_size 0): the stage timeout
     return text + _params(**params)
 
 

@@ -7,13 +7,15 @@ command is serving/tritonserver_cli.py). Also the one reader of a server's memor
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .tritonserver_cli import build_command, server_env
+from .tritonserver_cli import admin_headers, build_command, server_env
 
 
 def process_tree(pid: int) -> list[int]:
@@ -62,6 +64,16 @@ class LocalServer:
     grpc_port: int
     metrics_port: int
     log_path: Path
+    admin_key: str = ""  # unlocks statistics, model-config, repository, ... (header `admin-key`)
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """gRPC headers for the restricted APIs: `client.get_inference_statistics(..., headers=...)`."""
+        return admin_headers(self.admin_key)
+
+    @property
+    def admin_http_headers(self) -> dict[str, str]:
+        return admin_headers(self.admin_key, "http")
 
     @property
     def grpc_url(self) -> str:
@@ -74,6 +86,16 @@ class LocalServer:
     def rss_bytes(self) -> int:
         """Resident memory of the server and its Python-backend stub processes (Linux /proc)."""
         return int(memory_mb(self.process.pid)["rss_mb"] * 1024 * 1024)
+
+    def model_rss_bytes(self, model: str) -> int:
+        """Resident memory of the Python-backend stub process(es) serving `model` (Linux /proc)."""
+        total = 0
+        for pid in process_tree(self.process.pid):
+            with contextlib.suppress(OSError):
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                if any(arg.endswith(f"/{model}/1/model.py".encode()) for arg in args):
+                    total += _status_kb(pid).get("VmRSS", 0) * 1024
+        return total
 
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -91,15 +113,19 @@ class LocalServer:
 
 def start(repository: Path, log_path: Path, timeout: float = 180.0, extra_args: list[str] | None = None,
           ports: tuple[int, int, int] | None = None) -> LocalServer:
-    """Launch the server and block until every model is ready; raise with the log tail if it is not."""
+    """Launch the server and block until every model is ready; raise with the log tail if it is not.
+
+    The restricted APIs are locked as in the containers; the key ($TRITON_ADMIN_KEY, else a fresh random one) is
+    `server.admin_key`."""
     import tritonclient.http as httpclient
 
     http_port, grpc_port, metrics_port = ports or (free_port(), free_port(), free_port())
     args = [f"--model-repository={repository}", f"--http-port={http_port}", f"--grpc-port={grpc_port}",
             f"--metrics-port={metrics_port}", "--exit-on-error=true", "--exit-timeout-secs=10", *(extra_args or [])]
     log = open(log_path, "ab")  # noqa: SIM115 - stays open for the server's lifetime
-    process = subprocess.Popen(build_command(args), env=server_env(), stdout=log, stderr=subprocess.STDOUT)
-    server = LocalServer(process, http_port, grpc_port, metrics_port, Path(log_path))
+    key = os.environ.get("TRITON_ADMIN_KEY") or secrets.token_hex(16)
+    process = subprocess.Popen(build_command(args, key), env=server_env(), stdout=log, stderr=subprocess.STDOUT)
+    server = LocalServer(process, http_port, grpc_port, metrics_port, Path(log_path), key)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

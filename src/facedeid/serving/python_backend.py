@@ -17,6 +17,12 @@ def parameters(args: dict) -> dict[str, str]:
     return {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
 
 
+def invalid_argument(pb_utils, message: str):
+    """A TritonError with status INVALID_ARGUMENT (stubs without error codes: the default code)."""
+    code = getattr(pb_utils.TritonError, "INVALID_ARG", None)
+    return pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)
+
+
 def serve_each(pb_utils, requests, inputs: list[str], outputs: list[str],
                fn: Callable[..., tuple[np.ndarray, ...] | np.ndarray]):
     """Run `fn` once per request; a bad request gets its own error response and never disturbs the others."""
@@ -33,8 +39,8 @@ def serve_each(pb_utils, requests, inputs: list[str], outputs: list[str],
             result = result if isinstance(result, tuple) else (result,)
             tensors = [pb_utils.Tensor(name, np.ascontiguousarray(value)) for name, value in zip(outputs, result)]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
-        except ValueError as error:
-            responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error))))
+        except ValueError as error:  # the request is wrong: INVALID_ARGUMENT, never retried by clients
+            responses.append(pb_utils.InferenceResponse(error=invalid_argument(pb_utils, str(error))))
         except Exception as error:  # noqa: BLE001 - the server must keep serving; report, do not crash
             responses.append(pb_utils.InferenceResponse(
                 error=pb_utils.TritonError(f"internal error: {type(error).__name__}: {error}")))

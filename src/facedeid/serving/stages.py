@@ -14,6 +14,13 @@ from .. import crops, detection
 MAX_FACES = 32  # generator batch limit (TensorRT profile max); faces beyond it in one frame are masked
 MAX_FRAME_PIXELS = 8192 * 8192  # refuse larger frames instead of exhausting server memory
 MAX_DETECTOR_SIDE = 2048  # face_detector IMAGE sides (detect_prep sends <= 640); bounds a direct request's cost
+# Limits on what one request may cost (docs/reliability.md "Limits", measured by eval/limits_benchmark.py):
+MAX_FRAME_SIDE = 8192  # a side, not only the pixel count: a 1x10000 frame is refused (8K video is 7680x4320)
+MAX_BOXES_PER_REQUEST = crops.MAX_BOXES_PER_FRAME  # boxes in one frame, given or sent to compose
+# Compose's work grows with the pixels the boxes' windows cover inside the frame (about 30 ms per megapixel on one
+# core); their sum may reach this many times the frame's own pixels. Real frames stay near 1: at most 1.11 on the 26
+# shared scene photos (CenterFace boxes; a portrait 1.0). 8 still allows 8 full-frame boxes.
+MAX_PAINT_FRAMES = 8
 
 
 def frame_limit(params: dict[str, str]) -> int:
@@ -30,7 +37,26 @@ def check_frame(frame: np.ndarray, max_pixels: int = MAX_FRAME_PIXELS) -> np.nda
         raise ValueError(
             f"frame {frame.shape[1]}x{frame.shape[0]} exceeds the limit of {max_pixels} pixels; downscale it"
         )
+    if max(frame.shape[:2]) > MAX_FRAME_SIDE:
+        raise ValueError(f"frame {frame.shape[1]}x{frame.shape[0]} has a side over the limit of {MAX_FRAME_SIDE} "
+                         f"pixels; downscale or split it")
     return frame
+
+
+def check_paint_cost(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Refuse over MAX_BOXES_PER_REQUEST boxes, or boxes whose paint windows cover, inside the frame, over
+    MAX_PAINT_FRAMES times its pixels: what compose would spend on them."""
+    if len(boxes) > MAX_BOXES_PER_REQUEST:
+        raise ValueError(f"{len(boxes)} boxes in one frame; the limit is {MAX_BOXES_PER_REQUEST} boxes per frame")
+    windows = crops.expand_boxes(boxes)
+    inside_w = np.clip(windows[:, 2], 0, width) - np.clip(windows[:, 0], 0, width)
+    inside_h = np.clip(windows[:, 3], 0, height) - np.clip(windows[:, 1], 0, height)
+    painted = int((np.maximum(inside_w, 0) * np.maximum(inside_h, 0)).sum())
+    if painted > MAX_PAINT_FRAMES * width * height:
+        raise ValueError(f"the {len(boxes)} boxes' paint windows cover {painted / (width * height):.1f} times the "
+                         f"{width}x{height} frame; the limit is {MAX_PAINT_FRAMES} times (send fewer or smaller "
+                         f"boxes)")
+    return boxes
 
 
 def check_detector_image(image: np.ndarray) -> np.ndarray:
@@ -83,9 +109,14 @@ def prep_detected(frame: np.ndarray, heatmap: np.ndarray, scale: np.ndarray, off
 
 def prep_given(frame: np.ndarray, boxes: np.ndarray, size: int,
                max_pixels: int = MAX_FRAME_PIXELS) -> tuple[np.ndarray, np.ndarray]:
-    """Caller-supplied BOXES [N,4] pixels -> (CROPS [M,3,S,S], cleaned BOXES [K,4])."""
+    """Caller-supplied BOXES [N,4] pixels -> (CROPS [M,3,S,S], BOXES [N,4] clipped to the frame).
+
+    A box that cannot be anonymised as given is refused, never dropped (crops.check_boxes), and so is a request
+    over the cost limits (check_paint_cost). N = 0 is a frame without faces.
+    """
     check_frame(frame, max_pixels)
-    boxes = crops.clean_boxes(boxes, frame.shape[1], frame.shape[0])
+    boxes = crops.check_boxes(boxes, frame.shape[1], frame.shape[0], MAX_BOXES_PER_REQUEST)
+    check_paint_cost(boxes, frame.shape[1], frame.shape[0])
     return crop_batch(frame, boxes, size), boxes
 
 
@@ -108,6 +139,10 @@ def compose_frame(frame: np.ndarray, generated: np.ndarray, boxes: np.ndarray,
         raise ValueError(f"BOXES must be x1 < x2, y1 < y2 inside the {w}x{h} frame")
     if len(boxes) == 0:
         return frame
+    if len(generated) == 0:  # the prep stages always send at least one crop per frame
+        raise ValueError(f"GENERATED has 0 crops for {len(boxes)} BOXES; compose needs the generator's crops "
+                         f"for the boxes (a face without its crop is masked, but none at all is a broken request)")
+    check_paint_cost(boxes, w, h)
     generated = generated[: len(boxes)]
     valid = composer.finite_faces(generated)
     faces = crops.from_tensor(np.nan_to_num(generated))

@@ -63,15 +63,25 @@ def server_env() -> dict[str, str]:
     return env
 
 
-# Repository, trace and logging APIs can change what the server does: they need this header unless the user
-# passes their own --grpc-restricted-protocol / --http-restricted-api. Without TRITON_ADMIN_KEY the value is a
-# random token nobody knows, i.e. the APIs are off.
-RESTRICTED_APIS = "model-repository,trace,logging,shared-memory"
+# Repository, trace and logging APIs can change what the server does, and model-config and statistics tell an
+# outsider how it is set up and how busy it is: they need this header unless the user passes their own
+# --grpc-restricted-protocol / --http-restricted-api. The same list as the containers (docker/start-triton.sh,
+# deploy/k8s). Without TRITON_ADMIN_KEY the value is a random token nobody knows, i.e. the APIs are off.
+RESTRICTED_APIS = "model-repository,model-config,shared-memory,statistics,trace,logging"
 ADMIN_HEADER = "admin-key"  # same header as the Docker image (docker/start-triton.sh)
 
 
-def restricted_flags(given: set[str]) -> list[str]:
-    key = os.environ.get("TRITON_ADMIN_KEY") or secrets.token_hex(16)
+def admin_headers(key: str | None = None, protocol: str = "grpc") -> dict[str, str]:
+    """Request headers that unlock the restricted APIs: `key`, else $TRITON_ADMIN_KEY, else none.
+
+    Over gRPC Triton expects the header with the prefix `triton-grpc-protocol-`; over HTTP the plain name."""
+    key = key or os.environ.get("TRITON_ADMIN_KEY")
+    name = ADMIN_HEADER if protocol == "http" else f"triton-grpc-protocol-{ADMIN_HEADER}"
+    return {name: key} if key else {}
+
+
+def restricted_flags(given: set[str], key: str | None = None) -> list[str]:
+    key = key or os.environ.get("TRITON_ADMIN_KEY") or secrets.token_hex(16)
     flags = []
     for flag in ("--grpc-restricted-protocol", "--http-restricted-api"):
         if flag not in given:
@@ -99,8 +109,10 @@ def check_model_config_name(user_args: list[str]) -> None:
             check(Path(repository), name)
 
 
-def build_command(user_args: list[str]) -> list[str]:
-    """Full argv: the wheel's binary, our safe defaults unless overridden, then the user's flags."""
+def build_command(user_args: list[str], admin_key: str | None = None) -> list[str]:
+    """Full argv: the wheel's binary, our safe defaults unless overridden, then the user's flags.
+
+    `admin_key` (default $TRITON_ADMIN_KEY, else random) unlocks the restricted APIs."""
     check_model_config_name(user_args)
     given = {arg.split("=", 1)[0] for arg in user_args if arg.startswith("--")}
     args = [str(_dist_dir() / "bin" / "tritonserver")]
@@ -110,7 +122,7 @@ def build_command(user_args: list[str]) -> list[str]:
         if flag not in given:
             args.append(f"{flag}={value}")
     if "--help" not in given:
-        args += restricted_flags(given)
+        args += restricted_flags(given, admin_key)
     return args + user_args
 
 
