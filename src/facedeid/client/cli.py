@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=8, help="frames in flight over all servers (default 8)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
     p.add_argument("--retries", type=int, default=8, help="retries while a server is unavailable (about 40 s)")
-    p.add_argument("--ready_timeout", type=float, default=60.0, help="seconds to wait for the server(s) to be ready")
+    p.add_argument("--ready-timeout", type=float, default=60.0, help="seconds to wait for the server(s) to be ready")
     p.add_argument("--fps", type=float, default=None, help="output video frame rate (default: the input's)")
     return p
 

@@ -35,11 +35,12 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from .. import cli_args
+from ..cli_args import DEFAULT_URL
 from .dna import IMAGE_EXTS, atomic_write_bytes, write_image, write_labels
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".wmv",
               ".flv", ".3gp", ".ogv", ".mxf", ".vob")
-DEFAULT_URL = "127.0.0.1:8001"
 STATE_DIR = ".extract"  # OUT/.extract/<video sub-path>.json: videos finished with these settings
 SHORT_READ = 0.9  # a video that ends before this share of the frames its container announces is reported failed
 MIN_BOX_PX = 1.0  # detections narrower or lower than this (after clipping to the frame) are dropped
@@ -500,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads with --local (0: all cores)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--report", type=Path, help="also write what happened per video as JSON to this file")
-    args = parser.parse_args(argv)
+    args = cli_args.finish(parser).parse_args(argv)
     if not (args.fps >= 0 and math.isfinite(args.fps)):
         parser.error("--fps must be a number >= 0")
     if args.threshold is not None and not 0 < args.threshold < 1:

@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .. import cli_args
 from .dna import read_image, write_image, write_labels
 
 # The astronaut photo (Eileen Collins, NASA, public domain, shipped by scikit-image): her face box, in pixels,
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared", default="auto",
                         help="folder with identities/ and scenes/ (default: ../shared/data/faces when present; "
                              "'none' to use scikit-image photos only)")
-    args = parser.parse_args(argv)
+    args = cli_args.finish(parser).parse_args(argv)
     shared = None if args.shared == "none" else (args.shared if args.shared == "auto" else Path(args.shared))
     keys = build(args.out_dir, shared)
     from .dna import scan_dataset

@@ -26,13 +26,13 @@ from typing import Callable
 
 import numpy as np
 
-from .. import __version__
+from .. import __version__, cli_args
+from ..cli_args import DEFAULT_URL
 from ..data.dna import BINS, Frame, ImageError, boxes_to_pixels, read_image, scan_dataset, write_image
 from . import table as tables
 from .resume import ResultsLog, ResumeError
 
 BASELINES = ("blur", "mosaic")
-DEFAULT_URL = "localhost:8001"
 CROP_SIZE_BASELINE = 128
 EXAMPLE_SIDE = 320
 
@@ -40,16 +40,17 @@ EXAMPLE_SIDE = 320
 # ------------------------------------------------------------------------------------------------ arguments
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="triton_eval.py",
+        prog=cli_args.prog("triton_eval.py"),
         description="Evaluate face de-identification served by Triton on a DNA-format data set "
                     "(metrics computed on the client; see docs/evaluation.md).")
-    p.add_argument("--dataset_dir", required=True, type=Path, help="folder with images/ and labels/")
+    p.add_argument("--dataset-dir", required=True, type=Path, help="folder with images/ and labels/")
     p.add_argument("--model", required=True,
                    help="generator(s) and/or baselines, comma-separated: mobileunet, resnet50unet, d2gan, blur, mosaic")
-    p.add_argument("--output_dir", required=True, type=Path)
-    p.add_argument("--batch_size", type=int, default=16, help="frames read, sent and measured together (default 16)")
+    p.add_argument("--output-dir", required=True, type=Path,
+                   help="results folder: metrics.json, per_frame.csv, report.html (and frames with --save)")
+    p.add_argument("--batch-size", type=int, default=16, help="frames read, sent and measured together (default 16)")
     p.add_argument("--concurrency", type=int, default=None,
-                   help="requests in flight over all servers (default: --batch_size)")
+                   help="requests in flight over all servers (default: --batch-size)")
     p.add_argument("--url", action="append", default=None,
                    help=f"Triton gRPC address; repeat (or comma-separate) to spread frames over several servers "
                         f"(default {DEFAULT_URL})")
@@ -63,12 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retries", type=int, default=8,
                    help="retries per request while a server is unavailable (backoff 0.5 s doubling to 8 s: "
                         "about 40 s in all, enough for a server restart)")
-    p.add_argument("--ready_timeout", type=float, default=120.0,
+    p.add_argument("--ready-timeout", type=float, default=120.0,
                    help="seconds to wait for the servers to be ready (default 120)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N frames (sorted by path)")
-    p.add_argument("--no_report", action="store_true", help="skip OUT/report.html")
-    p.add_argument("--no_progress", action="store_true", help="no progress bar")
-    return p
+    p.add_argument("--no-report", action="store_true", help="skip OUT/report.html")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return cli_args.finish(p)
 
 
 def parse_models(text: str) -> list[str]:
