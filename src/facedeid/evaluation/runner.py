@@ -476,7 +476,7 @@ class Evaluation:
                 "ssim": "skimage structural_similarity(channel_axis=-1, data_range=255) of face crops, "
                         "clipped to [0,1]",
                 "psnr": f"skimage peak_signal_noise_ratio(data_range=255), min(dB, {M.PSNR_CAP_DB:.4f}) / "
-                        f"{M.PSNR_CAP_DB:.4f}; raw capped dB in table.psnr_db",
+                        f"{M.PSNR_CAP_DB:.4f}; the printed table shows the capped dB (table.psnr_db)",
                 "crops": "facedeid.crops.extract_crops at the label boxes, generator resolution "
                          "(128 for blur/mosaic)",
                 "image_sim": f"cosine of L2-normalised average-pooled features, {M.FEATURE_NETWORK}",
