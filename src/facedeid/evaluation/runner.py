@@ -34,7 +34,8 @@ from .resume import ResultsLog, ResumeError
 
 BASELINES = ("blur", "mosaic")
 CROP_SIZE_BASELINE = 128
-EXAMPLE_SIDE = 320
+EXAMPLE_SIDE = 600  # report thumbnails: large enough to see a face in the 10% bin
+FACE_SIDE = 192  # report's enlarged face crops
 
 
 # ------------------------------------------------------------------------------------------------ arguments
@@ -154,6 +155,20 @@ def _small(img: np.ndarray, side: int = EXAMPLE_SIDE) -> np.ndarray:
         return img
     return cv2.resize(img, (max(1, round(img.shape[1] * k)), max(1, round(img.shape[0] * k))),
                       interpolation=cv2.INTER_AREA)
+
+
+def _largest_face(img: np.ndarray, boxes_norm: np.ndarray, side: int = FACE_SIDE) -> np.ndarray:
+    """The frame's largest labelled face with some margin, square, enlarged to side x side for the report."""
+    import cv2
+
+    h, w = img.shape[:2]
+    boxes = boxes_to_pixels(boxes_norm, w, h)
+    x1, y1, x2, y2 = boxes[int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))]
+    half = max(x2 - x1, y2 - y1) * 0.65
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    l, t = int(max(0, cx - half)), int(max(0, cy - half))
+    r, b = int(min(w, max(l + 1, cx + half))), int(min(h, max(t + 1, cy + half)))
+    return cv2.resize(np.ascontiguousarray(img[t:b, l:r]), (side, side), interpolation=cv2.INTER_CUBIC)
 
 
 def mask_faces(image: np.ndarray, boxes_px: np.ndarray) -> np.ndarray:
@@ -414,7 +429,9 @@ class Evaluation:
         orig = folder / f"{b}__original.jpg"
         if not orig.exists():
             write_image(orig, _small(x.image))
+            write_image(folder / f"{b}__original__face.jpg", _largest_face(x.image, x.frame.boxes_norm))
         write_image(folder / f"{b}__{model}.jpg", _small(deid))
+        write_image(folder / f"{b}__{model}__face.jpg", _largest_face(deid, x.frame.boxes_norm))
 
     # ---------------------------------------------------------------------------------------------- outputs
     def finish(self, frames: list[Frame], rows: list[dict], started: str) -> dict:
