@@ -308,7 +308,6 @@ class Trainer:
             m.to(self.device).train()
         start = time.time()
         steps, minutes = resolve_budget(args.steps, args.minutes)
-        args.steps, args.minutes = steps, minutes  # the resolved limits go into the training record
         print(f"{self.name}: stops at step {steps}" + (f" or after {minutes:g} minutes, whichever comes first"
                                                           if math.isfinite(minutes) else " (no time limit)"))
         stopped_by = "steps"
@@ -322,11 +321,11 @@ class Trainer:
         if not args.no_progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=args.steps, initial=self.step, desc=self.name, unit="step", mininterval=2)
+            bar = tqdm(total=steps, initial=self.step, desc=self.name, unit="step", mininterval=2)
         ema: dict[str, float] = {}
         try:
-            while self.step < args.steps:
-                if (time.time() - start) / 60 >= args.minutes:
+            while self.step < steps:
+                if (time.time() - start) / 60 >= minutes:
                     stopped_by = "minutes"
                     break
                 if interrupted["flag"]:
