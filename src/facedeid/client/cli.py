@@ -196,16 +196,25 @@ def add_audio(video: Path, source: Path, dst_tmp: Path) -> None:
     raise InputError(f"{source}: cannot copy its audio ({errors}); use --no-audio to drop it")
 
 
+def _open_video(src: Path, attempts: int = 3):
+    """(imageio reader, its metadata). Retried: imageio-ffmpeg gives ffmpeg 10 s to print the stream header, which
+    a busy machine can miss; a file that is not a video fails each try at once."""
+    import imageio.v2 as iio
+
+    for attempt in range(attempts):
+        try:
+            reader = iio.get_reader(str(src), format="FFMPEG")
+            return reader, reader.get_meta_data()
+        except Exception as exc:  # noqa: BLE001 - imageio/ffmpeg raise several types for a file that is not video
+            if attempt == attempts - 1:
+                raise InputError(f"{src}: cannot read it as a video ({str(exc).splitlines()[0][:160]})") from exc
+
+
 def run_video(engine, model: str, src: Path, dst: Path, opts, bar=None) -> int:
     """Frames through the engine into dst (source frame rate and size), then the source's audio; returns frames."""
-    import imageio.v2 as iio
     import imageio_ffmpeg
 
-    try:
-        reader = iio.get_reader(str(src), format="FFMPEG")
-        meta = reader.get_meta_data()
-    except Exception as exc:  # noqa: BLE001 - imageio/ffmpeg raise several types for a file that is not video
-        raise InputError(f"{src}: cannot read it as a video ({str(exc).splitlines()[0][:160]})") from exc
+    reader, meta = _open_video(src)
     fps = opts.fps or meta.get("fps") or 25.0
     keep_audio = not opts.no_audio and audio_streams(src) > 0
     if not opts.no_audio and not keep_audio:
