@@ -17,7 +17,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import cli_args
 from ..crops import from_tensor
 from ..models.bottleneck import face_mask
 from ..models.registry import get_spec
