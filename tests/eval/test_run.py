@@ -41,16 +41,20 @@ def _frame() -> np.ndarray:
     return cv2.resize(skimage.data.astronaut(), (320, 240), interpolation=cv2.INTER_AREA)
 
 
-def make_video(path: Path, frames: int = 12, fps: float = 12.0, audio: bool = True) -> Path:
+def make_video(path: Path, frames: int = 12, fps: float = 12.0, audio: bool = True,
+               size: tuple[int, int] = (320, 240)) -> Path:
     """H.264 clip of the astronaut, with a 440 Hz tone as its sound track when `audio`."""
+    import cv2
     import imageio_ffmpeg
 
     path.parent.mkdir(parents=True, exist_ok=True)
     silent = path.with_name(f"silent_{path.name}") if audio else path
-    writer = imageio_ffmpeg.write_frames(str(silent), (320, 240), fps=fps, macro_block_size=8, quality=8)
+    odd = size[0] % 2 or size[1] % 2
+    writer = imageio_ffmpeg.write_frames(str(silent), size, fps=fps, macro_block_size=1, quality=8,
+                                         pix_fmt_out="yuv444p" if odd else "yuv420p")
     writer.send(None)
     for _ in range(frames):
-        writer.send(np.ascontiguousarray(_frame()))
+        writer.send(np.ascontiguousarray(cv2.resize(_frame(), size)))
     writer.close()
     if audio:
         subprocess.run([_ffmpeg(), "-y", "-v", "error", "-i", str(silent), "-f", "lavfi", "-i",
@@ -127,6 +131,15 @@ def test_existing_output_is_refused_unless_overwrite(server, tmp_path):
     proc = facedeid(src, "--url", server.grpc_url, "--overwrite")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert out.read_bytes()[:4] == b"\x89PNG" and stat.S_IMODE(out.stat().st_mode) == 0o644
+
+
+def test_odd_sized_video_keeps_its_size_and_rate(tmp_path):
+    """blur (done locally, no server): the writer keeps a 321x241 source at 321x241 and 7.5 fps."""
+    clip = make_video(tmp_path / "odd.mp4", frames=6, fps=7.5, audio=False, size=(321, 241))
+    proc = facedeid(clip, "--model", "blur", "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    frames, fps = read_video(tmp_path / "odd_anonymized.mp4")
+    assert len(frames) == 6 and frames[0].shape == (241, 321, 3) and fps == pytest.approx(7.5)
 
 
 def test_missing_input_is_one_line(tmp_path):

@@ -223,8 +223,12 @@ def run_video(engine, model: str, src: Path, dst: Path, opts, bar=None) -> int:
     fd, tmp = atomic_temp_file(dst, suffix=dst.suffix)
     os.close(fd)
     muxed = None
+    # The source's size exactly: 4:2:0 chroma needs even sides, so an odd-sized source is written as 4:4:4 (fewer
+    # players play that, but no pixel row or column is added or lost).
+    odd = any(side % 2 for side in meta["size"])
     writer = imageio_ffmpeg.write_frames(tmp, tuple(meta["size"]), fps=fps, codec="libx264", quality=8,
-                                         macro_block_size=2, ffmpeg_log_level="error")
+                                         macro_block_size=1, pix_fmt_out="yuv444p" if odd else "yuv420p",
+                                         ffmpeg_log_level="error")
     # Start ffmpeg now: forking it later, while frames are in flight over gRPC, breaks the encoder (gRPC skips its
     # fork handlers when other threads are inside it).
     writer.send(None)
