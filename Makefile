@@ -3,6 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
 .PHONY: setup export demo test test-slow clean
 
@@ -11,8 +12,11 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	# CPU build of PyTorch first (from local disk here); otherwise pip would pull a multi-GB CUDA build.
-	$(PIP) install -q torch==2.13.0
+	# CPU build of PyTorch first, or `pip install -e .` would pull the multi-GB CUDA build from PyPI: PyTorch's own
+	# CPU wheel index first; where it cannot be reached (offline mirrors that already hold the CPU build, as on the
+	# machine this was built on) the configured index. Both fail fast (no retries), and an installed torch is kept.
+	$(PIP) install -q torch==2.13.0 --index-url $(TORCH_CPU_INDEX) --timeout 15 --retries 0 \
+	  || $(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[test]'
 	touch $(STAMP)
 

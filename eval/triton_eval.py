@@ -2,7 +2,7 @@
 """Evaluate face de-identification served by Triton on a DNA-format data set (see docs/evaluation.md).
 
     python eval/triton_eval.py --dataset_dir DIR --model mobileunet,blur --batch_size 16 --output_dir OUT \
-        [--save] [--url localhost:8001 ...] [--boxes gt|detect] [--resume]
+        [--save] [--url 127.0.0.1:8001 ...] [--boxes gt|detect] [--resume]
 """
 
 import sys

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import detection
+from . import cli_args, detection
 from .models import GENERATORS, get_spec
 from .paths import DEFAULT_REPOSITORY
 from .serving.configs import DETECTOR, custom_configs, detector_config, generator_config
@@ -277,32 +277,37 @@ def main(argv: list[str] | None = None, allow_tensorrt: bool = True) -> int:
     from .models import UntrainedModelError
 
     parser = argparse.ArgumentParser(description="Export generators into the Triton model repository.")
-    parser.add_argument("--model", help=f"one of {', '.join(GENERATORS)}, a comma list, or 'all'")
-    parser.add_argument("--backend", default="auto", choices=("auto", "python", "onnxruntime", "tensorrt"),
-                        help="serving backend the configs are written for; auto = tensorrt where TensorRT and a "
-                             "GPU are present, else python (ONNX Runtime inside Triton's Python backend)")
-    parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    parser.add_argument("--model", default="all",
+                        help=f"one of {', '.join(GENERATORS)}, a comma list, or 'all' (default)")
+    backends = ("auto", "python", "onnxruntime", "tensorrt") if allow_tensorrt else ("auto", "python", "onnxruntime")
+    parser.add_argument("--backend", default="auto", choices=backends,
+                        help="serving backend the configs are written for; auto = " +
+                             ("tensorrt where TensorRT and a GPU are present" if allow_tensorrt else
+                              "onnxruntime where a GPU is present") +
+                             ", else python (ONNX Runtime inside Triton's Python backend)")
+    parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY,
+                        help=f"model repository to write into (default {DEFAULT_REPOSITORY})")
     parser.add_argument("--allow-untrained", action="store_true",
                         help="export random weights when no trained checkpoint is shipped (never for real use)")
-    parser.add_argument("--fp32", action="store_true", help="TensorRT: build an FP32 engine instead of FP16")
-    parser.add_argument("--print-gpu-product", action="store_true",
-                        help="print the nvidia.com/gpu.product label of the GPU the repository's plans were built on "
-                             "(for the Kubernetes nodeSelector) and exit")
-    args = parser.parse_args(argv)
-    if args.print_gpu_product:
+    if allow_tensorrt:  # export/to_onnx.py never builds TensorRT, so it has no TensorRT flags
+        parser.add_argument("--fp32", action="store_true", help="TensorRT: build an FP32 engine instead of FP16")
+        parser.add_argument("--print-gpu-product", action="store_true",
+                            help="print the nvidia.com/gpu.product label of the GPU the repository's plans were built "
+                                 "on (for the Kubernetes nodeSelector) and exit")
+    args = cli_args.finish(parser).parse_args(argv)
+    if getattr(args, "print_gpu_product", False):
         try:
             print(plans_gpu_product(args.repository))
         except ExportError as error:
             print(f"export failed: {error}", file=sys.stderr)
             return 1
         return 0
-    if not args.model:
-        parser.error("--model is required (one of " + ", ".join(GENERATORS) + ", a comma list, or 'all')")
     names = list(GENERATORS) if args.model == "all" else args.model.split(",")
     try:
         for name in names:
             get_spec(name)
-        results = export(names, args.backend, args.repository, args.allow_untrained, fp16=not args.fp32,
+        results = export(names, args.backend, args.repository, args.allow_untrained,
+                         fp16=not getattr(args, "fp32", False),
                          allow_tensorrt=allow_tensorrt)
     except (ExportError, UntrainedModelError, ValueError, FileNotFoundError) as error:
         print(f"export failed: {error}", file=sys.stderr)

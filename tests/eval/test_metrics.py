@@ -156,7 +156,7 @@ def test_table_format_matches_the_original():
     assert lines[0] == "\t        10% \t30% \t50% \t70% \t70above\taverage"
     assert lines[1] == "-" * 59
     assert lines[2] == "ssim    \t0.2500\t#\t#\t#\t0.5000\t0.3750"
-    assert lines[3].startswith("psnr    \t0.1250\t#")
+    assert lines[3].startswith("psnr    \t2.5000\t#")  # dB, as the original prints it (normalised in the JSON)
     assert lines[4].startswith("image sim\t0.9750\t#")
     assert [ln.split("\t")[0] for ln in lines[2:]] == ["ssim    ", "psnr    ", "image sim", "reid    ",
                                                         "det     ", "faces   ", "frames  "]

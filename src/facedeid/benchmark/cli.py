@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from .. import cli_args
 from .report import markdown
 from .run import OVERRIDES, run
 from .workers import DEFAULT_CONCURRENCY, DEFAULT_MODES, INPROC_SPIN, INPROC_THREADS, MODES, worker_main
@@ -16,9 +17,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Benchmark eager / onnxruntime / triton / blur on the same frames.")
     parser.add_argument("--model", default="mobileunet", help="generator (default mobileunet)")
     parser.add_argument("--modes", default=",".join(DEFAULT_MODES), help=f"comma list of {', '.join(MODES)}")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes over the frames per mode")
     parser.add_argument("--frames", type=int, default=None, help="use the first N scene frames (default: all)")
-    parser.add_argument("--concurrency", default=",".join(map(str, DEFAULT_CONCURRENCY)))
+    parser.add_argument("--concurrency", default=",".join(map(str, DEFAULT_CONCURRENCY)),
+                        help="comma list of requests in flight to try in triton mode")
     parser.add_argument("--flops-models", default="all",
                         help="generators for the FLOPs/peak table: 'all', 'none' or a comma list")
     parser.add_argument("--url", help="use a running server (gRPC host:port) instead of starting one; its "
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", choices=[*MODES, "hardware"], help=argparse.SUPPRESS)
     parser.add_argument("--setup", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args = cli_args.finish(parser).parse_args(argv)
     if args.worker:
         worker_main(args.worker, args.setup, args.worker_out)
         return 0

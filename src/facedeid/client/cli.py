@@ -1,19 +1,26 @@
-"""`python client/deid.py IN OUT --model NAME`: de-identify one image, a folder of images, or a video file.
+"""`facedeid run IN [OUT]` (= `python client/deid.py IN [OUT]`): de-identify an image, a video, or a folder of both.
 
-* image -> image (same format by OUT's extension), folder -> folder (same sub-paths), video -> video (H.264 via
-  imageio-ffmpeg, same frame rate). Audio is NOT carried over: the output video has no sound track (said on
-  stderr every time).
+* OUT defaults to `IN_anonymized.ext` (a folder: `IN_anonymized/`) next to the input, as deface does; an existing
+  output is refused unless --overwrite.
+* image -> image (format by OUT's extension); video -> video (H.264 via imageio-ffmpeg, the source's frame rate and
+  size) with the source's audio copied in by ffmpeg (--no-audio drops it); folder -> folder with the same
+  sub-paths. A folder run reports each file it cannot do (not media, unreadable, ...) in one line and goes on.
 * Generators go through the server's detection ensemble `deid_<model>`; `--model blur|mosaic` anonymises locally
   the way `deface` does (CenterFace boxes), for comparison.
-* Several `--url`s spread frames over several servers; up to `--concurrency` frames are in flight.
-* A frame that cannot be de-identified is never written with original pixels: the run stops with an error
-  naming the frame (no partial video is left under OUT's name).
+* No --url and nothing answering on the default address: the missing exports are made, a local server is started
+  for this run and stopped after (said in one line). Several `--url`s spread frames over several servers.
+* A frame that cannot be de-identified is never written with original pixels: that file fails with an error naming
+  the frame (no partial file is left under the output's name).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import re
+import socket
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -21,26 +28,57 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from ..baselines import METHODS as BASELINES
-from ..data.dna import IMAGE_EXTS, ImageError, read_image, write_image
-from ..data.extract import VIDEO_EXTS
-from .triton import DEFAULT_URL, DeidClient, DeidError, ensemble_name
+# gRPC logs an INFO line each time ffmpeg is forked while its threads are busy; the forks are safe (see run_video).
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+from .. import cli_args  # noqa: E402
+from ..baselines import METHODS as BASELINES  # noqa: E402
+from ..data.dna import IMAGE_EXTS, ImageError, atomic_temp_file, read_image, write_image  # noqa: E402
+from ..data.extract import VIDEO_EXTS  # noqa: E402
+from .triton import DEFAULT_URL, DeidClient, DeidError, ensemble_name  # noqa: E402
+
+SUFFIX = "_anonymized"
+
+
+class InputError(Exception):
+    """A file this run cannot do (missing, not media, unreadable, output exists): one line, the run goes on."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="deid.py", description="De-identify faces in an image, a folder or a video "
-                                "through a Triton server (audio of videos is dropped).")
-    p.add_argument("input", type=Path, help="image file, folder of images, or video file")
-    p.add_argument("output", type=Path, help="output file (image/video) or folder (for a folder input)")
-    p.add_argument("--model", default="mobileunet", help="mobileunet, resnet50unet, d2gan, or blur/mosaic (local)")
+    p = argparse.ArgumentParser(prog=cli_args.prog("deid.py"), description="De-identify the faces in an image, a "
+                                "video or a folder of both through a Triton server (started for the run if none "
+                                "is running).")
+    p.add_argument("input", type=Path, help="image, video, or folder of images and videos")
+    p.add_argument("output", type=Path, nargs="?", default=None,
+                   help=f"output file or folder (default: IN{SUFFIX}.ext, or folder IN{SUFFIX}/, next to IN)")
+    p.add_argument("--model", default="mobileunet", help="mobileunet (default), resnet50unet, d2gan, or "
+                   "blur/mosaic (done locally, no server)")
     p.add_argument("--url", action="append", default=None,
-                   help=f"Triton gRPC address, repeatable (default {DEFAULT_URL})")
+                   help=f"Triton gRPC address, repeatable (default {DEFAULT_URL}; when nothing answers there and no "
+                        "--url is given, a local server is started for the run)")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
+    p.add_argument("--no-audio", action="store_true", help="do not copy the source's audio into output videos")
+    p.add_argument("--draw-boxes", action="store_true",
+                   help="draw the detected face boxes on the output (for checking what was replaced)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--concurrency", type=int, default=8, help="frames in flight over all servers (default 8)")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
     p.add_argument("--retries", type=int, default=8, help="retries while a server is unavailable (about 40 s)")
-    p.add_argument("--ready_timeout", type=float, default=60.0, help="seconds to wait for the server(s) to be ready")
+    p.add_argument("--ready-timeout", type=float, default=60.0,
+                   help="seconds to wait for the server(s) to be ready (default 60)")
     p.add_argument("--fps", type=float, default=None, help="output video frame rate (default: the input's)")
-    return p
+    p.add_argument("--repository", type=Path, default=None,
+                   help="model repository for a server started for the run (default: model_repository/)")
+    return cli_args.finish(p)
+
+
+def default_output(src: Path) -> Path:
+    return src.with_name(src.name + SUFFIX) if src.is_dir() else src.with_name(f"{src.stem}{SUFFIX}{src.suffix}")
+
+
+def media_kind(path: Path) -> str | None:
+    ext = path.suffix.lower()
+    return "image" if ext in IMAGE_EXTS else "video" if ext in VIDEO_EXTS else None
 
 
 class LocalBaseline:
@@ -57,7 +95,8 @@ class LocalBaseline:
 
         for item in items:
             frame, _ = to_request(item)
-            yield item, _Result(anonymize(self.method, frame, self.detector(frame)[0]))
+            boxes = self.detector(frame)[0]
+            yield item, _Result(anonymize(self.method, frame, boxes), boxes)
 
     def wait_ready(self, *_a, **_k):
         pass
@@ -67,104 +106,279 @@ class LocalBaseline:
 
 
 class _Result:
-    def __init__(self, frame):
+    def __init__(self, frame, boxes):
         self.frame = frame
+        self.boxes = boxes
 
 
-def _deid_stream(engine, model: str, frames: Iterable[tuple[str, np.ndarray]]) -> Iterator[tuple[str, np.ndarray]]:
+def draw_boxes(frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    import cv2
+
+    out = np.ascontiguousarray(frame).copy()
+    thickness = max(2, frame.shape[0] // 300)
+    for x1, y1, x2, y2 in np.asarray(boxes, np.float32).reshape(-1, 4)[:, :4]:
+        cv2.rectangle(out, (int(x1), int(y1)), (int(x2), int(y2)), (0, 255, 0), thickness)
+    return out
+
+
+def _deid_stream(engine, model: str, frames: Iterable[tuple[str, np.ndarray]],
+                 boxes: bool = False) -> Iterator[tuple[str, np.ndarray | BaseException]]:
+    """(name, de-identified frame or the exception that frame met), in input order."""
     for (name, frame), result in engine.map(model, frames, lambda it: (it[1], None)):
         if isinstance(result, BaseException):
-            raise DeidError(f"{name}: {result}")
-        yield name, result.frame
+            yield name, DeidError(f"{name}: {result}")
+        else:
+            yield name, draw_boxes(result.frame, result.boxes) if boxes else result.frame
 
 
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+def _progress(total: int | None, unit: str, desc: str, off: bool, leave: bool = True):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, desc=desc, disable=off, leave=leave, file=sys.stderr, dynamic_ncols=True)
 
 
-def run_images(engine, model: str, pairs: list[tuple[Path, Path]]) -> int:
-    errors = 0
+def _say(message: str, bar=None) -> None:
+    (bar.write if bar is not None else print)(f"deid: {message}", file=sys.stderr)
+
+
+def run_images(engine, model: str, pairs: list[tuple[Path, Path]], opts, bar=None) -> tuple[int, int]:
+    """(written, failed): images streamed through the engine together; each failure is reported and skipped."""
+    failed = 0
 
     def frames():
-        nonlocal errors
-        for src, dst in pairs:
+        nonlocal failed
+        for src, _ in pairs:
             try:
                 yield str(src), read_image(src)
             except ImageError as exc:
-                print(f"deid: skipped {exc}", file=sys.stderr)
-                errors += 1
+                _say(f"skipped {exc}", bar)
+                failed += 1
+                if bar is not None:
+                    bar.update(1)
 
     out_of = {str(s): d for s, d in pairs}
     done = 0
-    for name, deid in _deid_stream(engine, model, frames()):
-        write_image(out_of[name], deid)
-        done += 1
-    print(f"deid: wrote {done} image(s)" + (f", skipped {errors} unreadable" if errors else ""), file=sys.stderr)
-    return 0 if done or not errors else 1
+    for name, deid in _deid_stream(engine, model, frames(), opts.draw_boxes):
+        if isinstance(deid, BaseException):
+            _say(f"failed {deid}", bar)
+            failed += 1
+        else:
+            write_image(out_of[name], deid)
+            done += 1
+        if bar is not None:
+            bar.update(1)
+    return done, failed
 
 
-def run_video(engine, model: str, src: Path, dst: Path, fps: float | None) -> int:
-    import imageio.v2 as iio
+def audio_streams(src: Path) -> int:
+    """Number of audio streams in a media file (ffmpeg's stream listing; imageio-ffmpeg ships the binary)."""
     import imageio_ffmpeg
 
-    reader = iio.get_reader(str(src), format="FFMPEG")
-    meta = reader.get_meta_data()
-    fps = fps or meta.get("fps") or 25.0
-    print(f"deid: {src}: {meta.get('size')} at {fps:g} fps; audio is dropped (the output has no sound track)",
-          file=sys.stderr)
+    proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(src)], capture_output=True,
+                          text=True, errors="replace")
+    return len(re.findall(r"^\s*Stream #\S+.*?: Audio:", proc.stderr, flags=re.M))
+
+
+def add_audio(video: Path, source: Path, dst_tmp: Path) -> None:
+    """Mux `video` (frames) with `source`'s audio into dst_tmp: the audio copied as is, else re-encoded as AAC."""
+    import imageio_ffmpeg
+
+    base = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error", "-i", str(video), "-i", str(source),
+            "-map", "0:v:0", "-map", "1:a", "-c:v", "copy"]
+    errors = ""
+    for audio_codec in (["-c:a", "copy"], ["-c:a", "aac"]):  # copy fails where the container refuses the codec
+        proc = subprocess.run([*base, *audio_codec, str(dst_tmp)], capture_output=True, text=True, errors="replace")
+        if proc.returncode == 0:
+            return
+        errors = proc.stderr.strip().splitlines()[-1:] or [f"ffmpeg exit {proc.returncode}"]
+        errors = errors[0]
+    raise InputError(f"{source}: cannot copy its audio ({errors}); use --no-audio to drop it")
+
+
+def _open_video(src: Path, attempts: int = 3):
+    """(imageio reader, its metadata). Retried: imageio-ffmpeg gives ffmpeg 10 s to print the stream header, which
+    a busy machine can miss; a file that is not a video fails each try at once."""
+    import imageio.v2 as iio
+
+    for attempt in range(attempts):
+        try:
+            reader = iio.get_reader(str(src), format="FFMPEG")
+            return reader, reader.get_meta_data()
+        except Exception as exc:  # noqa: BLE001 - imageio/ffmpeg raise several types for a file that is not video
+            if attempt == attempts - 1:
+                raise InputError(f"{src}: cannot read it as a video ({str(exc).splitlines()[0][:160]})") from exc
+
+
+def run_video(engine, model: str, src: Path, dst: Path, opts, bar=None) -> int:
+    """Frames through the engine into dst (source frame rate and size), then the source's audio; returns frames."""
+    import imageio_ffmpeg
+
+    reader, meta = _open_video(src)
+    fps = opts.fps or meta.get("fps") or 25.0
+    keep_audio = not opts.no_audio and audio_streams(src) > 0
+    if not opts.no_audio and not keep_audio:
+        _say(f"{src}: no audio stream; the output has none either", bar)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=dst.suffix, dir=dst.parent)
+    fd, tmp = atomic_temp_file(dst, suffix=dst.suffix)
     os.close(fd)
+    muxed = None
+    # The source's size exactly: 4:2:0 chroma needs even sides, so an odd-sized source is written as 4:4:4 (fewer
+    # players play that, but no pixel row or column is added or lost).
+    odd = any(side % 2 for side in meta["size"])
     writer = imageio_ffmpeg.write_frames(tmp, tuple(meta["size"]), fps=fps, codec="libx264", quality=8,
-                                         macro_block_size=2, ffmpeg_log_level="error")
+                                         macro_block_size=1, pix_fmt_out="yuv444p" if odd else "yuv420p",
+                                         ffmpeg_log_level="error")
     # Start ffmpeg now: forking it later, while frames are in flight over gRPC, breaks the encoder (gRPC skips its
     # fork handlers when other threads are inside it).
     writer.send(None)
+    duration = meta.get("duration")
+    total = int(round(duration * fps)) if duration and duration != float("inf") else None
+    frame_bar = _progress(total, "frame", src.name, opts.no_progress, leave=bar is None)
     n = 0
     try:
         frames = ((f"{src}#frame{i}", np.ascontiguousarray(f[:, :, :3]))
                   for i, f in enumerate(reader.iter_data()))
-        for _, deid in _deid_stream(engine, model, frames):
+        for _, deid in _deid_stream(engine, model, frames, opts.draw_boxes):
+            if isinstance(deid, BaseException):
+                raise deid
             writer.send(np.ascontiguousarray(deid))
             n += 1
+            frame_bar.update(1)
         writer.close()
-        os.replace(tmp, dst)
+        if keep_audio:
+            fd, muxed = atomic_temp_file(dst, suffix=dst.suffix)
+            os.close(fd)
+            add_audio(Path(tmp), src, Path(muxed))
+            os.replace(muxed, dst)
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, dst)
     except BaseException:
         writer.close()
-        os.unlink(tmp)
+        for path in (tmp, muxed):
+            if path:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
         raise
     finally:
+        frame_bar.close()
         reader.close()
-    print(f"deid: wrote {n} frames to {dst} (no audio)", file=sys.stderr)
-    return 0
+    size = "x".join(map(str, meta["size"]))
+    _say(f"wrote {dst}: {n} frames, {size} at {fps:g} fps, " + ("with the source's audio" if keep_audio else
+                                                                 "no audio"), bar)
+    return n
+
+
+def plan(src: Path, dst: Path, overwrite: bool) -> tuple[list[tuple[Path, Path, str]], list[str]]:
+    """(src, dst, kind) jobs and one-line problems for everything under src (a file or a folder)."""
+    if not src.exists():
+        return [], [f"{src} does not exist"]
+    if src.is_dir():
+        candidates = sorted(p for p in src.rglob("*") if p.is_file() and not p.name.startswith("."))
+        pairs = [(p, dst / p.relative_to(src)) for p in candidates]
+        if not candidates:
+            return [], [f"{src} holds no files"]
+    else:
+        pairs = [(src, dst)]
+    jobs, problems = [], []
+    for s, d in pairs:
+        kind = media_kind(s)
+        if kind is None:
+            problems.append(f"{s}: not an image or video ({', '.join(IMAGE_EXTS + VIDEO_EXTS)})")
+        elif d.exists() and not overwrite:
+            problems.append(f"{s}: {d} exists (--overwrite replaces it)")
+        elif d.resolve() == s.resolve():
+            problems.append(f"{s}: the output would replace the input")
+        else:
+            jobs.append((s, d, kind))
+    return jobs, problems
+
+
+def _answers(url: str, timeout: float = 1.0) -> bool:
+    host, _, port = url.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def server_for_run(args, model: str):
+    """The URLs to use: --url, else the default address if something answers, else a local server for the run."""
+    if args.url or args.model in BASELINES:
+        yield args.url
+        return
+    if _answers(DEFAULT_URL):
+        yield [DEFAULT_URL]
+        return
+    from ..demo import needs_export
+    from ..export import export
+    from ..paths import DEFAULT_REPOSITORY
+    from ..serving import local_server
+
+    repository = args.repository or DEFAULT_REPOSITORY
+    stale = needs_export(repository)
+    log = Path(tempfile.gettempdir()) / f"facedeid-run-{os.getpid()}.log"
+    print(f"deid: nothing answers on {DEFAULT_URL}: " + (f"exporting {', '.join(stale)}, then " if stale else "") +
+          f"starting a local server from {repository} for this run, stopped after it (log: {log})",
+          file=sys.stderr, flush=True)
+    if stale:
+        with contextlib.redirect_stdout(sys.stderr):
+            export(stale, "auto", repository, log=lambda m: None)
+    server = local_server.start(repository, log)
+    try:
+        yield [server.grpc_url]
+    finally:
+        server.stop()
+        with contextlib.suppress(OSError):
+            log.unlink()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    src, dst = args.input, args.output
-    if not src.exists():
-        print(f"deid: {src} does not exist", file=sys.stderr)
+    src = args.input
+    dst = args.output or default_output(src)
+    jobs, problems = plan(src, dst, args.overwrite)
+    single = not src.is_dir()
+    for problem in problems:
+        _say(problem if single or not src.exists() else f"skipped {problem}")
+    if not jobs:
         return 2
-    if args.model in BASELINES:
-        engine = LocalBaseline(args.model)
-        model = args.model
-    else:
-        engine = DeidClient(args.url or [DEFAULT_URL], concurrency=args.concurrency, timeout_s=args.timeout,
-                            retries=args.retries)
-        model = ensemble_name(args.model, with_boxes=False)
+    model = args.model if args.model in BASELINES else ensemble_name(args.model, with_boxes=False)
+    failed = len(problems)
+    written = 0
     try:
-        engine.wait_ready([model], timeout_s=args.ready_timeout)
-        if src.is_dir():
-            pairs = [(p, dst / p.relative_to(src)) for p in _images_in(src)]
-            if not pairs:
-                print(f"deid: no images in {src}", file=sys.stderr)
-                return 2
-            return run_images(engine, model, pairs)
-        if src.suffix.lower() in VIDEO_EXTS:
-            return run_video(engine, model, src, dst, args.fps)
-        return run_images(engine, model, [(src, dst)])
-    except DeidError as exc:
-        print(f"deid: {exc}", file=sys.stderr)
+        with server_for_run(args, model) as urls:
+            engine = (LocalBaseline(args.model) if args.model in BASELINES else
+                      DeidClient(urls, concurrency=args.concurrency, timeout_s=args.timeout, retries=args.retries))
+            try:
+                engine.wait_ready([model], timeout_s=args.ready_timeout)
+                bar = None if single else _progress(len(jobs), "file", src.name, args.no_progress)
+                images = [(s, d) for s, d, kind in jobs if kind == "image"]
+                if images:
+                    done, bad = run_images(engine, model, images, args, bar)
+                    written, failed = written + done, failed + bad
+                for s, d, kind in jobs:
+                    if kind != "video":
+                        continue
+                    try:
+                        run_video(engine, model, s, d, args, bar)
+                        written += 1
+                    except (InputError, DeidError) as exc:
+                        _say(f"failed {exc}", bar)
+                        failed += 1
+                    if bar is not None:
+                        bar.update(1)
+                if bar is not None:
+                    bar.close()
+            finally:
+                engine.close()
+    except (DeidError, RuntimeError) as exc:  # no server: the reason (and a failed local server's log tail)
+        _say(str(exc) or type(exc).__name__)
         return 1
-    finally:
-        engine.close()
+    if images and single and written:
+        _say(f"wrote {dst}")
+    elif not single:
+        _say(f"{src}: wrote {written} file(s) to {dst}" + (f", {failed} not done (see above)" if failed else ""))
+    return 0 if not failed else 1

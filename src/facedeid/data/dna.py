@@ -199,11 +199,38 @@ def write_labels(path, boxes_px: np.ndarray, width: int, height: int, cls: int =
     atomic_write_bytes(path, text.encode())
 
 
+def process_umask() -> int:
+    """The process umask, read without changing it (Linux /proc; elsewhere a set-and-restore)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_temp_file(path, suffix: str = ".tmp") -> tuple[int, str]:
+    """(fd, name) of a temporary file next to `path`, with the mode a plain open() would give it.
+
+    mkstemp creates 0600 files whatever the umask; os.replace keeps that mode, so without the chmod every result
+    would be unreadable to anyone else on the machine.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.fchmod(fd, 0o666 & ~process_umask())
+    return fd, tmp
+
+
 def atomic_write_bytes(path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then os.replace: readers never see a partial file."""
+    """Write to a temporary file in the same folder, then os.replace: readers never see a partial file.
+
+    The file gets the mode a plain open() would (0644 under the usual umask 022)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = atomic_temp_file(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -35,6 +35,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from .. import cli_args
 from ..client.triton import DEFAULT_URL, first_line
 from .dna import IMAGE_EXTS, atomic_write_bytes, write_image, write_labels
 
@@ -475,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads with --local (0: all cores)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--report", type=Path, help="also write what happened per video as JSON to this file")
-    args = parser.parse_args(argv)
+    args = cli_args.finish(parser).parse_args(argv)
     if not (args.fps >= 0 and math.isfinite(args.fps)):
         parser.error("--fps must be a number >= 0")
     if args.threshold is not None and not 0 < args.threshold < 1:

@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from .. import cli_args
+from ..client.triton import DEFAULT_URL
 from .dna import IMAGE_EXTS, ImageError, read_image, write_labels
-from .extract import DEFAULT_URL, LocalDetector, TritonDetector
+from .extract import LocalDetector, TritonDetector
 
 
 def hand_labels(csv_path: Path, root: Path) -> dict[Path, np.ndarray]:
@@ -55,12 +57,12 @@ def convert(photo_dir: Path, out: Path, detector, labels: dict[Path, np.ndarray]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("photo_dir", type=Path)
-    parser.add_argument("out", type=Path)
+    parser.add_argument("photo_dir", type=Path, help="folder of face photos")
+    parser.add_argument("out", type=Path, help="DNA-format output folder (images/, labels/)")
     parser.add_argument("--local", action="store_true", help="detect in process (ONNX Runtime), no server")
     parser.add_argument("--url", default=DEFAULT_URL, help=f"Triton gRPC address (default {DEFAULT_URL})")
-    parser.add_argument("--labels_csv", type=Path, help="hand labels: file,left,top,width,height (pixels)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--labels-csv", type=Path, help="hand labels: file,left,top,width,height (pixels)")
+    args = cli_args.finish(parser).parse_args(argv)
     if not args.photo_dir.is_dir():
         parser.error(f"{args.photo_dir} is not a folder")
     detector = LocalDetector() if args.local else TritonDetector(args.url)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import cli_args
 from .dna import BINS, scan_dataset
 from .extract import parse_frame_stem
 
@@ -127,13 +128,13 @@ def format_table(s: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m facedeid.data.summary", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog=cli_args.prog("python -m facedeid.data.summary"), description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     parser.add_argument("dataset", type=Path, metavar="DIR", help="DNA-format set (with images/ and labels/)")
     parser.add_argument("--json", metavar="PATH", help="also write the numbers as JSON to PATH ('-': print only "
                         "the JSON, no table)")
-    args = parser.parse_args(argv)
+    args = cli_args.finish(parser).parse_args(argv)
     try:
         s = summarize(args.dataset)
     except FileNotFoundError as exc:

@@ -1,10 +1,10 @@
 """`eval/triton_eval.py`: de-identify a DNA-format data set through Triton (and/or the blur/mosaic baselines)
 and measure the result on the client side.
 
-    python eval/triton_eval.py --dataset_dir DIR --model mobileunet,blur --batch_size 16 --output_dir OUT \
-        [--save] [--url localhost:8001 --url host2:8001] [--boxes gt|detect] [--resume]
+    python eval/triton_eval.py --dataset-dir DIR --model mobileunet,blur --batch-size 16 --output-dir OUT \
+        [--save] [--url 127.0.0.1:8001 --url host2:8001] [--boxes gt|detect] [--resume]
 
-Frames are read in chunks of --batch_size; each chunk is sent to the server(s) with up to --concurrency requests
+Frames are read in chunks of --batch-size; each chunk is sent to the server(s) with up to --concurrency requests
 in flight, then measured. Every (model, frame) row goes to OUT/per_frame.csv as soon as it is known (see
 evaluation/resume.py); the tables, OUT/metrics.json and OUT/report.html are computed from that file at the end.
 """
@@ -26,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from .. import __version__, pipeline
+from .. import __version__, cli_args, pipeline
 from ..baselines import METHODS as BASELINES
 from ..client.triton import DEFAULT_URL
 from ..crops import check_boxes
@@ -35,23 +35,25 @@ from . import table as tables
 from .resume import ResultsLog, ResumeError
 
 CROP_SIZE_BASELINE = 128
-EXAMPLE_SIDE = 320
+EXAMPLE_SIDE = 600  # report thumbnails: large enough to see a face in the 10% bin
+FACE_SIDE = 192  # report's enlarged face crops
 
 
 # ------------------------------------------------------------------------------------------------ arguments
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="triton_eval.py",
+        prog=cli_args.prog("triton_eval.py"),
         description="Evaluate face de-identification served by Triton on a DNA-format data set "
                     "(metrics computed on the client; see docs/evaluation.md).")
-    p.add_argument("--dataset_dir", type=Path, help="folder with images/ and labels/ (required unless --merge)")
+    p.add_argument("--dataset-dir", type=Path, help="folder with images/ and labels/ (required unless --merge)")
     p.add_argument("--model",
                    help="(required unless --merge) "
                         "generator(s) and/or baselines, comma-separated: mobileunet, resnet50unet, d2gan, blur, mosaic")
-    p.add_argument("--output_dir", required=True, type=Path)
-    p.add_argument("--batch_size", type=int, default=16, help="frames read, sent and measured together (default 16)")
+    p.add_argument("--output-dir", required=True, type=Path,
+                   help="results folder: metrics.json, per_frame.csv, report.html (and frames with --save)")
+    p.add_argument("--batch-size", type=int, default=16, help="frames read, sent and measured together (default 16)")
     p.add_argument("--concurrency", type=int, default=None,
-                   help="requests in flight over all servers (default: --batch_size)")
+                   help="requests in flight over all servers (default: --batch-size)")
     p.add_argument("--url", action="append", default=None,
                    help=f"Triton gRPC address; repeat (or comma-separate) to spread frames over several servers "
                         f"(default {DEFAULT_URL})")
@@ -65,21 +67,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retries", type=int, default=8,
                    help="retries per request while a server is unavailable (backoff 0.5 s doubling to 8 s: "
                         "about 40 s in all, enough for a server restart)")
-    p.add_argument("--ready_timeout", type=float, default=120.0,
+    p.add_argument("--ready-timeout", type=float, default=120.0,
                    help="seconds to wait for the servers to be ready (default 120)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N frames (sorted by path)")
     p.add_argument("--no-labels-ok", dest="no_labels_ok", action="store_true",
                    help="images without a label file are face-free frames by intent (no warning; still counted "
                         "as missing_labels in metrics.json)")
-    p.add_argument("--no_report", action="store_true", help="skip OUT/report.html")
-    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-report", action="store_true", help="skip OUT/report.html")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--shard", type=_shard_arg, default=None, metavar="K/N",
                    help="evaluate only shard K of N (frames K, K+N, K+2N, ... in key order; K from 0); "
                         "join the shards' output folders with --merge")
     p.add_argument("--merge", nargs="+", type=Path, default=None, metavar="OUT_K",
-                   help="merge the output folders of all N shards into --output_dir (metrics.json, per_frame.csv, "
+                   help="merge the output folders of all N shards into --output-dir (metrics.json, per_frame.csv, "
                         "report): the numbers of one run over every frame. Nothing is sent to a server")
-    return p
+    return cli_args.finish(p)
 
 
 def _shard_arg(text: str):
@@ -169,6 +171,20 @@ def _small(img: np.ndarray, side: int = EXAMPLE_SIDE) -> np.ndarray:
         return img
     return cv2.resize(img, (max(1, round(img.shape[1] * k)), max(1, round(img.shape[0] * k))),
                       interpolation=cv2.INTER_AREA)
+
+
+def _largest_face(img: np.ndarray, boxes_norm: np.ndarray, side: int = FACE_SIDE) -> np.ndarray:
+    """The frame's largest labelled face with some margin, square, enlarged to side x side for the report."""
+    import cv2
+
+    h, w = img.shape[:2]
+    boxes = boxes_to_pixels(boxes_norm, w, h)
+    x1, y1, x2, y2 = boxes[int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))]
+    half = max(x2 - x1, y2 - y1) * 0.65
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    l, t = int(max(0, cx - half)), int(max(0, cy - half))
+    r, b = int(min(w, max(l + 1, cx + half))), int(min(h, max(t + 1, cy + half)))
+    return cv2.resize(np.ascontiguousarray(img[t:b, l:r]), (side, side), interpolation=cv2.INTER_CUBIC)
 
 
 def labels_without_image(root, frames: list[Frame]) -> list[str]:
@@ -446,7 +462,9 @@ class Evaluation:
         orig = folder / f"{b}__original.jpg"
         if not orig.exists():
             write_image(orig, _small(x.image))
+            write_image(folder / f"{b}__original__face.jpg", _largest_face(x.image, x.frame.boxes_norm))
         write_image(folder / f"{b}__{model}.jpg", _small(deid))
+        write_image(folder / f"{b}__{model}__face.jpg", _largest_face(deid, x.frame.boxes_norm))
 
     # ---------------------------------------------------------------------------------------------- outputs
     def finish(self, frames: list[Frame], rows: list[dict], started: str) -> dict:
@@ -510,7 +528,7 @@ class Evaluation:
                 "ssim": "skimage structural_similarity(channel_axis=-1, data_range=255) of face crops, "
                         "clipped to [0,1]",
                 "psnr": f"skimage peak_signal_noise_ratio(data_range=255), min(dB, {M.PSNR_CAP_DB:.4f}) / "
-                        f"{M.PSNR_CAP_DB:.4f}; raw capped dB in table.psnr_db",
+                        f"{M.PSNR_CAP_DB:.4f}; the printed table shows the capped dB (table.psnr_db)",
                 "crops": "facedeid.crops.extract_crops at the label boxes, generator resolution "
                          "(128 for blur/mosaic)",
                 "image_sim": f"cosine of L2-normalised average-pooled features, {M.FEATURE_NETWORK}",
@@ -543,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
         from .merge import main as merge_main
 
         return merge_main(args)
-    missing = [flag for flag, value in (("--dataset_dir", args.dataset_dir), ("--model", args.model)) if not value]
+    missing = [flag for flag, value in (("--dataset-dir", args.dataset_dir), ("--model", args.model)) if not value]
     if missing:
         parser.error(f"the following arguments are required: {', '.join(missing)}")
     try:

@@ -17,6 +17,9 @@ from ..data.dna import BINS
 from ..metrics import mean_or_nan, percentile
 
 COLUMNS = ("10%", "30%", "50%", "70%", "70above", "average")
+# The printed psnr row is in dB, as the original prints it (its inverter: 7.42 on average); the [0, 1] value
+# stays in metrics.json under table.psnr.
+PRINTED = {"ssim": "ssim", "psnr": "psnr_db", "image sim": "image sim", "reid": "reid", "det": "det"}
 FRAME_METRICS = (("ssim", "ssim"), ("psnr", "psnr"), ("image sim", "image_sim"))
 FACE_SHARES = (("reid", "reid_matches"), ("det", "det_found"))
 EMPTY = "#"
@@ -101,14 +104,14 @@ def _cell(value, integer: bool = False) -> str:
 
 
 def format_table(summary: dict) -> str:
-    """The original's table (ssim, psnr, image sim) plus reid, det, faces, frames rows."""
+    """The original's table (ssim, psnr in dB, image sim) plus reid, det, faces, frames rows."""
     t = summary["table"]
     keys = list(BINS) + ["average"]
     lines = ["\t        " + " \t".join(COLUMNS[:4]) + " \t" + COLUMNS[4] + "\t" + COLUMNS[5],
              "-" * 59]
     for label in ("ssim", "psnr", "image sim", "reid", "det"):
         name = f"{label:<8}" if len(label) < 8 else label
-        lines.append(name + "\t" + "\t".join(_cell(t[label][k]) for k in keys))
+        lines.append(name + "\t" + "\t".join(_cell(t[PRINTED[label]][k]) for k in keys))
     for label in ("faces", "frames"):
         lines.append(f"{label:<8}\t" + "\t".join(_cell(t[label][k], integer=True) for k in keys))
     return "\n".join(lines)
@@ -145,11 +148,11 @@ def format_notes(summary: dict) -> str:
 
 def format_comparison(summaries: dict[str, dict]) -> str:
     """One line per model: the `average` column of each metric, and frames/s."""
-    head = f"{'model':<14}\t{'ssim':>7}\t{'psnr':>7}\t{'img sim':>7}\t{'reid':>7}\t{'det':>7}\t{'frames/s':>8}"
+    head = f"{'model':<14}\t{'ssim':>7}\t{'psnr dB':>7}\t{'img sim':>7}\t{'reid':>7}\t{'det':>7}\t{'frames/s':>8}"
     lines = [head, "-" * 70]
     for name, s in summaries.items():
         t = s["table"]
-        cells = [_cell(t[k]["average"]) for k in ("ssim", "psnr", "image sim", "reid", "det")]
+        cells = [_cell(t[PRINTED[k]]["average"]) for k in ("ssim", "psnr", "image sim", "reid", "det")]
         fps = s["throughput"]["frames_per_s"]
         fps_text = EMPTY if fps is None else f"{fps:.2f}"
         lines.append(f"{name:<14}\t" + "\t".join(f"{c:>7}" for c in cells) + f"\t{fps_text:>8}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import math
 import shlex
 import signal
 import sys
@@ -27,33 +28,50 @@ LICENSE_NOTE = (
 )
 
 
+DEFAULT_STEPS = 100000
+DEFAULT_MINUTES = 30.0
+
+
 def base_parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset_dir", required=True, nargs="+",
+    p.add_argument("--dataset-dir", required=True, nargs="+",
                    help="DNA-layout dir (images/ + labels/) or plain folder of face photos; several allowed")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
-    p.add_argument("--out_dir", default=None, help="run dir: last.pt, log.jsonl, samples/ (default runs/<model>)")
-    p.add_argument("--weights_out", default=None,
+    p.add_argument("--out-dir", default=None, help="run dir: last.pt, log.jsonl, samples/ (default runs/<model>)")
+    p.add_argument("--weights-out", default=None,
                    help="final fp16 generator state dict (default src/facedeid/weights/<model>.pt; card next to it)")
-    p.add_argument("--steps", type=int, default=100000, help="stop after this many optimizer steps (total)")
-    p.add_argument("--minutes", type=float, default=30.0, help="stop after this much wall time in this run")
-    p.add_argument("--batch_size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"stop after this many optimizer steps in total, counting resumed ones (default {DEFAULT_STEPS})")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="stop after this much wall time in this run. Both given: whichever limit comes first stops "
+                        "the run. Only --steps given: no time limit. Neither: "
+                        f"{DEFAULT_STEPS} steps or {DEFAULT_MINUTES:g} minutes, whichever comes first")
+    p.add_argument("--batch-size", type=int, default=16, help="face crops per optimizer step")
+    p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch default)")
-    p.add_argument("--val_percent", type=float, default=2.0, help="share of source files held out for validation")
-    p.add_argument("--val_every", type=int, default=100)
-    p.add_argument("--val_batches", type=int, default=4)
-    p.add_argument("--sample_every", type=int, default=100)
-    p.add_argument("--save_every", type=int, default=100)
+    p.add_argument("--val-percent", type=float, default=2.0, help="share of source files held out for validation")
+    p.add_argument("--val-every", type=int, default=100, help="validate every N steps")
+    p.add_argument("--val-batches", type=int, default=4, help="validation batches per validation")
+    p.add_argument("--sample-every", type=int, default=100, help="write a before/after sample grid every N steps")
+    p.add_argument("--save-every", type=int, default=100, help="write <out-dir>/last.pt every N steps")
     p.add_argument("--resume", action="store_true", help="continue from <out_dir>/last.pt")
-    p.add_argument("--init_generator", type=Path, default=None,
+    p.add_argument("--init-generator", type=Path, default=None,
                    help="start the generator from an exported checkpoint (e.g. the shipped weights) and fine-tune it; "
                         "discriminators and optimizers start fresh; ignored with --resume")
-    p.add_argument("--no_cache", action="store_true", help="do not read/write the crop cache")
-    p.add_argument("--max_images", type=int, default=None, help="use only the first N images of each dataset")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no_progress", action="store_true")
+    p.add_argument("--no-cache", action="store_true", help="do not read/write the crop cache")
+    p.add_argument("--max-images", type=int, default=None, help="use only the first N images of each dataset")
+    p.add_argument("--seed", type=int, default=0, help="random seed (data split, sampling, initial weights)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
+
+
+def resolve_budget(steps: int | None, minutes: float | None) -> tuple[int, float]:
+    """(steps, minutes) limits of a run; the first one reached stops it (see --minutes)."""
+    if steps is None and minutes is None:
+        return DEFAULT_STEPS, DEFAULT_MINUTES
+    if minutes is None:
+        return steps, math.inf  # an explicit --steps alone is not cut short by a default time limit
+    return (DEFAULT_STEPS if steps is None else steps), minutes
 
 
 def masked_l1(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -288,6 +306,9 @@ class Trainer:
         for m in self.models.values():
             m.to(self.device).train()
         start = time.time()
+        steps, minutes = resolve_budget(args.steps, args.minutes)
+        print(f"{self.name}: stops at step {steps}" + (f" or after {minutes:g} minutes, whichever comes first"
+                                                          if math.isfinite(minutes) else " (no time limit)"))
         stopped_by = "steps"
         interrupted = {"flag": False}
 
@@ -299,11 +320,11 @@ class Trainer:
         if not args.no_progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=args.steps, initial=self.step, desc=self.name, unit="step", mininterval=2)
+            bar = tqdm(total=steps, initial=self.step, desc=self.name, unit="step", mininterval=2)
         ema: dict[str, float] = {}
         try:
-            while self.step < args.steps:
-                if (time.time() - start) / 60 >= args.minutes:
+            while self.step < steps:
+                if (time.time() - start) / 60 >= minutes:
                     stopped_by = "minutes"
                     break
                 if interrupted["flag"]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import cli_args
 from ..models.d2gan import D2GAN
 from .common import Trainer, base_parser, coarse_l1, masked_l1
 from .features import FeatureNet, feature_loss
@@ -108,12 +109,12 @@ class D2GANTrainer(Trainer):
 
 def build_parser():
     p = base_parser("Train the d2gan generator with its two discriminators on face crops.")
-    p.add_argument("--w_id", type=float, default=0.5, help="weight of the orig-vs-deid adversarial term")
-    p.add_argument("--w_context", type=float, default=10.0)
-    p.add_argument("--w_coarse", type=float, default=5.0)
-    p.add_argument("--w_face", type=float, default=2.0)
-    p.add_argument("--w_feat", type=float, default=1.0)
-    return p
+    p.add_argument("--w-id", type=float, default=0.5, help="weight of the orig-vs-deid adversarial term")
+    p.add_argument("--w-context", type=float, default=10.0, help="weight of the L1 loss outside the face")
+    p.add_argument("--w-coarse", type=float, default=5.0, help="weight of the low-resolution L1 loss on the face")
+    p.add_argument("--w-face", type=float, default=2.0, help="weight of the realism adversarial term")
+    p.add_argument("--w-feat", type=float, default=1.0, help="weight of the feature-matching loss")
+    return cli_args.finish(p)
 
 
 def main(argv=None):

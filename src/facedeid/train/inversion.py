@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import cli_args
 from .common import Trainer, base_parser, masked_l1
 from .features import FeatureNet, feature_loss
 
@@ -53,11 +54,11 @@ class InversionTrainer(Trainer):
 
 def build_parser():
     p = base_parser("Train a feature-inversion generator (mobileunet | resnet50unet) on face crops.")
-    p.add_argument("--model", required=True, choices=["mobileunet", "resnet50unet"])
-    p.add_argument("--w_face", type=float, default=1.0)
-    p.add_argument("--w_context", type=float, default=2.0)
-    p.add_argument("--w_feat", type=float, default=1.0)
-    return p
+    p.add_argument("--model", required=True, choices=["mobileunet", "resnet50unet"], help="generator to train")
+    p.add_argument("--w-face", type=float, default=1.0, help="weight of the L1 loss on the face")
+    p.add_argument("--w-context", type=float, default=2.0, help="weight of the L1 loss outside the face")
+    p.add_argument("--w-feat", type=float, default=1.0, help="weight of the feature-inversion loss")
+    return cli_args.finish(p)
 
 
 def main(argv=None):

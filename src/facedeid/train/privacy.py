@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import baselines
+from .. import baselines, cli_args
 from ..detection import CenterFaceDetector
 from ..metrics import DET_IOU, REID_THRESHOLD, FaceRecognizer, match_boxes, reid_distances
 from ..models.registry import GENERATORS
@@ -95,14 +95,16 @@ def markdown(result: dict) -> str:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--identities", type=Path, default=DEFAULT_IDENTITIES)
+    p.add_argument("--identities", type=Path, default=DEFAULT_IDENTITIES,
+                   help="folder of held-out identities (one sub-folder of photos per person)")
     p.add_argument("--generator", action="append", default=None,
                    help="NAME or NAME=CHECKPOINT (repeatable); default: every generator with a shipped checkpoint")
-    p.add_argument("--no_baselines", action="store_true")
-    p.add_argument("--max_photos", type=int, default=None)
-    p.add_argument("--json", type=Path, default=WEIGHTS_DIR / "privacy.json")
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
+    p.add_argument("--no-baselines", action="store_true",
+                   help="skip the baseline rows (blur, mosaic, gaussian_blur, cell_mosaic)")
+    p.add_argument("--max-photos", type=int, default=None, help="use only the first N photos (quick check)")
+    p.add_argument("--json", type=Path, default=WEIGHTS_DIR / "privacy.json", help="where to write the results")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    args = cli_args.finish(p).parse_args(argv)
     torch.set_num_threads(args.threads)
     if not args.identities.is_dir():
         raise SystemExit(f"identities folder {args.identities} not found")
