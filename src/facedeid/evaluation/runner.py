@@ -72,14 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_models(text: str) -> list[str]:
-    from ..models.registry import GENERATORS
+    from ..models.registry import SERVED_GENERATORS
 
     models = [m.strip() for m in text.split(",") if m.strip()]
     if not models:
         raise SystemExit("--model: give at least one model")
     for m in models:
-        if m not in GENERATORS and m not in BASELINES:
-            raise SystemExit(f"--model: unknown model '{m}'; choose from {', '.join([*GENERATORS, *BASELINES])}")
+        if m not in SERVED_GENERATORS and m not in BASELINES:
+            raise SystemExit(f"--model: unknown model '{m}'; choose from {', '.join([*SERVED_GENERATORS, *BASELINES])}")
     if len(set(models)) != len(models):
         raise SystemExit("--model: a model is named twice")
     return models
@@ -88,8 +88,12 @@ def parse_models(text: str) -> list[str]:
 def crop_size(model: str) -> int:
     if model in BASELINES:
         return CROP_SIZE_BASELINE
-    from ..models.registry import get_spec
+    from ..models.registry import DONOR_GENERATORS, get_spec
 
+    if model in DONOR_GENERATORS:
+        from ..ksame import SIZE
+
+        return SIZE
     return get_spec(model).size
 
 
@@ -450,6 +454,12 @@ class Evaluation:
             self.server_info = json.loads((self.out / "servers.json").read_text())
         generators = {}
         for m in self.server_models:
+            if m not in GENERATORS:  # ksame: its bank's record instead of a training record
+                from .. import ksame
+
+                record = json.loads(ksame.RECORD_PATH.read_text()) if ksame.RECORD_PATH.exists() else {}
+                generators[m] = {"crop_size": ksame.SIZE, "bank": {k: v for k, v in record.items() if k != "bank"}}
+                continue
             spec = GENERATORS[m]
             record = spec.training_record()
             generators[m] = {"crop_size": spec.size, "checkpoint_shipped": spec.has_checkpoint(),

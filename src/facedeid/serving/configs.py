@@ -60,6 +60,17 @@ def generator_config(name: str, backend: str = "python") -> str:
     return text
 
 
+def ksame_config() -> str:
+    """The donor-average generator: numpy + CenterFace landmarks in the Python backend on every host (no plan)."""
+    from ..ksame import NAME, SIZE
+
+    text = f'name: "{NAME}"\nbackend: "python"\nmax_batch_size: {MAX_FACES}\n'
+    text += _io("input", [_tensor("INPUT", "FP32", [3, SIZE, SIZE])])
+    text += _io("output", [_tensor("OUTPUT", "FP32", [3, SIZE, SIZE])])
+    text += "dynamic_batching { max_queue_delay_microseconds: 4000 }\n"
+    return text + _instances("python") + _params(threads=CPU_THREADS)
+
+
 def detector_config(backend: str = "python") -> str:
     if backend == "tensorrt":
         backend = "onnxruntime"  # dynamic frame sizes: served by ONNX Runtime (CUDA) on GPUs
@@ -147,4 +158,9 @@ def all_configs(backend: str = "python") -> dict[str, str]:
         configs[name] = generator_config(name, backend)
         configs[f"deid_{name}"] = ensemble_config(name, boxes_given=False)
         configs[f"deid_{name}_boxes"] = ensemble_config(name, boxes_given=True)
+    from ..ksame import NAME as KSAME
+
+    configs[KSAME] = ksame_config()
+    configs[f"deid_{KSAME}"] = ensemble_config(KSAME, boxes_given=False)
+    configs[f"deid_{KSAME}_boxes"] = ensemble_config(KSAME, boxes_given=True)
     return configs

@@ -34,6 +34,18 @@ class TritonPythonModel(OnnxModel):
         self.setup(pb_utils, args, batched=False, validate=check_detector_image)
 '''
 
+KSAME_MODEL_PY = '''"""k-Same donor averages served by the Python backend (facedeid.ksame; bank.npz and centerface.onnx next to this)."""
+
+import triton_python_backend_utils as pb_utils
+
+from facedeid.serving.ksame_backend import KSameModel
+
+
+class TritonPythonModel(KSameModel):
+    def initialize(self, args):
+        self.setup(pb_utils, args)
+'''
+
 
 def write_configs(repository: Path = DEFAULT_REPOSITORY, backend: str = "python") -> list[Path]:
     """Write every model's config.pbtxt (generators and detector for `backend`, the rest always Python)."""

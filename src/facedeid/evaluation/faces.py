@@ -1,0 +1,262 @@
+"""Identification, det retention and realism of de-identified faces, on a report set of people (issue 15).
+
+    python -m facedeid.evaluation.faces [--identities DIR] [--json docs/results/faces_report.json] [--grids docs]
+
+The people under `--identities` are split by person (`SELECTION_PEOPLE` vs the rest). Every setting of `ksame`
+was looked at on the selection people only; the numbers are reported on the others. For every method
+(untouched frames, deface's blur and mosaic, every shipped generator, ksame), on each photo of a report person,
+at CenterFace's boxes on the original photo, in process with the same code the server runs (crops, generators,
+compose; ksame's served output equals its in-process output, tested):
+
+* ident: closed-set identification (facedeid.metrics.identification): the de-identified face's dlib descriptor
+  against a gallery of every *other* original photo of all people (selection people too, as distractors); a hit
+  is the nearest gallery face being the same person and within 0.6. Only faces of people with another photo count.
+  `untouched` is the ceiling.
+* reid: same-box verification (distance < 0.6 to the original), beside dlib's impostor rate (different people
+  within 0.6) per face-size band, measured on the same people's originals rescaled to each band: the chance level.
+* det, det retention: CenterFace finds the de-identified face (IoU >= 0.5), and that share over the untouched one.
+* fid_eff: Fréchet distance of EfficientNet-Lite0 features (the image-sim network) of the de-identified face crops
+  vs real face crops: UTKFace training crops held apart from the ksame bank (facedeid.ksame.held_apart), cropped
+  the same way. The seed generators were trained on all UTKFace crops, held-apart ones included.
+* ssim, psnr, image sim: as in the served evaluation (facedeid.metrics).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .. import metrics as M
+from ..data.dna import BINS, area_bin
+
+# The people ksame's settings (mask, colour transfer, matching weights, sharpening) were looked at on. Never reported.
+SELECTION_PEOPLE = ("alex_lacamoire", "amy_adams", "deepface_angelina", "deepface_person_02", "deepface_person_10",
+                    "paul_rudd", "steve_carell", "tom_cruise")
+COLUMNS = (*BINS, "average")
+GRID_FACES = 24
+
+
+def split_people(people: list[str]) -> tuple[list[str], list[str]]:
+    selection = [p for p in people if p in SELECTION_PEOPLE]
+    return selection, [p for p in people if p not in SELECTION_PEOPLE]
+
+
+class KSameMethod:
+    """ksame in process: the crops the server makes, the served generator's code, the served compose."""
+
+    def __init__(self):
+        from ..ksame import KSame
+
+        self.generator = KSame()
+
+    def __call__(self, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        from ..compose import compose
+        from ..crops import extract_crops
+
+        crops, windows = extract_crops(frame, boxes, 128)
+        return compose(frame, self.generator.generate(crops), windows)
+
+
+def methods(generators: list[str]) -> dict:
+    from ..baselines import blur, mosaic
+    from ..train.privacy import GeneratorMethod
+
+    out = {"untouched": lambda f, b: f.copy(), "blur": blur, "mosaic": mosaic}
+    for name in generators:
+        out[name] = KSameMethod() if name == "ksame" else GeneratorMethod(name)
+    return out
+
+
+def reference_crops(detector, n: int) -> np.ndarray:
+    """Real faces for fid_eff: held-apart UTKFace crops (never ksame donors), cropped like every face here."""
+    from ..crops import extract_crops
+    from ..data.dna import read_image
+    from ..ksame import held_apart
+    from ..testing import SHARED_FACES
+
+    paths = [p for p in sorted((SHARED_FACES / "train" / "utkface").glob("*.jpg")) if held_apart(p.name)]
+    step = max(1, len(paths) // (2 * n))
+    crops = []
+    for path in paths[::step]:
+        image = read_image(path)
+        boxes, _ = detector(image)
+        if len(boxes) == 1:
+            crops.append(extract_crops(image, boxes, 128)[0][0])
+        if len(crops) == n:
+            break
+    return np.stack(crops)
+
+
+def impostor_by_band(photos: list[tuple[str, np.ndarray, np.ndarray]], recognizer) -> dict:
+    """dlib's false match rate between different people with every face rescaled into each size band."""
+    out = {}
+    for lo, hi in M.FACE_SIZE_BANDS:
+        descs, people = [], []
+        for person, frame, boxes in photos:
+            for box in boxes:
+                side = max(box[2] - box[0], box[3] - box[1])
+                target = (lo + min(hi, 2 * lo)) / 2  # band middle (192 px for the open top band)
+                k = target / side
+                small = cv2.resize(frame, (max(1, round(frame.shape[1] * k)), max(1, round(frame.shape[0] * k))),
+                                   interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR)
+                descs.append(recognizer.descriptors(small, (box * k)[None])[0])
+                people.append(person)
+        rate, pairs = M.impostor_rate(np.array(descs), people)
+        out[f"{lo}-{hi if hi < 100000 else ''}px"] = {"impostor_rate": round(rate, 4), "pairs": pairs}
+    return out
+
+
+def evaluate(identities: Path, generators: list[str], n_reference: int = 300, grids: Path | None = None,
+             log=print) -> dict:
+    from tqdm import tqdm
+
+    from ..crops import extract_crops
+    from ..detection import CenterFaceDetector
+    from ..train.data import list_images, read_rgb
+
+    detector, recognizer, sim = CenterFaceDetector(threads=1), M.FaceRecognizer(), M.ImageSimilarity(threads=1)
+    people = sorted(p.name for p in identities.iterdir() if p.is_dir())
+    selection, report = split_people(people)
+    photos = []  # (person, photo id, frame, boxes) of every person: the gallery
+    for person in people:
+        for path in list_images(identities / person):
+            frame = read_rgb(path)
+            if frame is None:
+                continue
+            boxes, _ = detector(frame)
+            if len(boxes):
+                photos.append((person, f"{person}/{path.name}", frame, boxes))
+    gallery = [(person, photo, d) for person, photo, frame, boxes in photos
+               for d in recognizer.descriptors(frame, boxes)]
+    g_person = [g[0] for g in gallery]
+    g_photo = [g[1] for g in gallery]
+    g_desc = np.array([g[2] for g in gallery])
+    probes = [p for p in photos if p[0] in report]
+    named = {person for person, photo in zip(g_person, g_photo)
+             if sum(1 for q, ph in set(zip(g_person, g_photo)) if q == person) >= 2}
+    log(f"{len(people)} people: selection {len(selection)} ({', '.join(selection)}), report {len(report)}; "
+        f"{len(probes)} report photos, {sum(len(p[3]) for p in probes)} faces; gallery {len(gallery)} faces")
+    reference = M.face_features(sim, reference_crops(detector, n_reference))
+    chance = impostor_by_band([(p[0], p[2], p[3]) for p in photos if p[0] in report], recognizer)
+    rows: dict[str, dict] = {}
+    for name, method in methods(generators).items():
+        per_face = []  # (bin, ident or None, reid, det, ssim, psnr_db, image_sim)
+        crops_all = []
+        for person, photo, frame, boxes in tqdm(probes, desc=name, unit="photo", file=sys.stderr):
+            deid = method(frame, boxes)
+            b = area_bin(min(1.0, float(((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).sum())
+                             / (frame.shape[0] * frame.shape[1]))))
+            desc = recognizer.descriptors(deid, boxes)
+            hits = M.identification(desc, [person] * len(boxes), [photo] * len(boxes), g_desc, g_person, g_photo)
+            orig = g_desc[[i for i, ph in enumerate(g_photo) if ph == photo]]
+            reid = M.reid_distances(orig, desc) < M.REID_THRESHOLD
+            found = M.match_boxes(boxes, detector(deid)[0])
+            scores = M.face_scores(frame, deid, boxes, 128)
+            sim_value = M.cosine(*sim.features([frame, deid]))
+            for i in range(len(boxes)):
+                per_face.append((b, bool(hits[i]) if person in named else None, bool(reid[i]), bool(found[i]),
+                                 scores["ssim"][i], scores["psnr_db"][i], sim_value))
+            crops_all.append(extract_crops(deid, boxes, 128)[0])
+        crops_all = np.concatenate(crops_all)
+        rows[name] = summarise(per_face)
+        rows[name]["fid_eff"] = round(M.frechet_distance(M.face_features(sim, crops_all), reference), 2)
+        if grids is not None and name != "untouched":
+            write_grid(grids / f"faces_{name}.jpg", crops_all[:GRID_FACES])
+    for name, row in rows.items():
+        row["det_retention"] = {c: (None if row["det"][c] is None or not rows["untouched"]["det"][c]
+                                    else round(row["det"][c] / rows["untouched"]["det"][c], 4)) for c in COLUMNS}
+    return {"identities": str(identities), "selection_people": selection, "report_people": report,
+            "named_report_people": sorted(named & set(report)), "gallery_faces": len(gallery),
+            "fid_reference": f"{len(reference)} held-apart UTKFace crops (facedeid.ksame.held_apart)",
+            "impostor_rate_by_face_size": chance, "results": rows}
+
+
+def summarise(per_face: list[tuple]) -> dict:
+    out: dict[str, dict] = {k: {} for k in ("ident", "ident_faces", "reid", "det", "ssim", "psnr_db", "psnr",
+                                             "image_sim", "faces")}
+    for col in COLUMNS:
+        faces = [f for f in per_face if col == "average" or f[0] == col]
+        named = [f[1] for f in faces if f[1] is not None]
+        out["faces"][col] = len(faces)
+        out["ident_faces"][col] = len(named)
+        out["ident"][col] = round(float(np.mean(named)), 4) if named else None
+        for key, i in (("reid", 2), ("det", 3), ("ssim", 4), ("psnr_db", 5), ("image_sim", 6)):
+            out[key][col] = round(float(np.mean([f[i] for f in faces])), 4) if faces else None
+        out["psnr"][col] = None if out["psnr_db"][col] is None else round(M.psnr_norm(out["psnr_db"][col]), 4)
+    return out
+
+
+def write_grid(path: Path, crops: np.ndarray, cols: int = 6, cell: int = 96) -> None:
+    cells = [cv2.resize(c, (cell, cell), interpolation=cv2.INTER_AREA) for c in crops]
+    cells += [np.full((cell, cell, 3), 255, np.uint8)] * (-len(cells) % cols)
+    rows = [np.concatenate(cells[i : i + cols], 1) for i in range(0, len(cells), cols)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+
+
+def markdown(result: dict) -> str:
+    lines = ["| method | ident | reid | det | det retention | fid_eff | ssim | psnr | image sim |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    pct = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
+    num = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    for name, r in result["results"].items():
+        a = "average"
+        lines.append(f"| {name} | {pct(r['ident'][a])} | {pct(r['reid'][a])} | {pct(r['det'][a])} | "
+                     f"{num(r['det_retention'][a])} | {r['fid_eff']:.1f} | {num(r['ssim'][a])} | {num(r['psnr'][a])} "
+                     f"| {num(r['image_sim'][a])} |")
+    return "\n".join(lines)
+
+
+def per_bin(result: dict, key: str) -> str:
+    head = "| method | " + " | ".join(COLUMNS) + " |"
+    lines = [head, "| --- |" + " ---: |" * len(COLUMNS)]
+    for name, r in result["results"].items():
+        lines.append(f"| {name} | " + " | ".join("-" if r[key][c] is None else f"{r[key][c]:.3f}" for c in COLUMNS)
+                     + " |")
+    faces = result["results"]["untouched"]["faces"]
+    lines.append("| faces | " + " | ".join(str(faces[c]) for c in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..models.registry import GENERATORS
+    from ..testing import SHARED_FACES
+
+    p = argparse.ArgumentParser(prog="python -m facedeid.evaluation.faces", description=__doc__.splitlines()[0])
+    p.add_argument("--identities", type=Path, default=SHARED_FACES / "identities")
+    p.add_argument("--models", default=",".join([*GENERATORS, "ksame"]), help="generators to measure (comma list)")
+    p.add_argument("--n-reference", type=int, default=300, help="real crops for fid_eff (default 300)")
+    p.add_argument("--json", type=Path, default=None, help="write the result here")
+    p.add_argument("--grids", type=Path, default=None, help=f"write {GRID_FACES}-face grids faces_<method>.jpg here")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if not args.identities.is_dir():
+        p.error(f"{args.identities} is not a folder")
+    start = time.time()
+    result = evaluate(args.identities, [m for m in args.models.split(",") if m], args.n_reference, args.grids,
+                      log=lambda m: print(m, file=sys.stderr))
+    result["command"] = "python -m facedeid.evaluation.faces " + " ".join(argv if argv is not None else sys.argv[1:])
+    result["wall_s"] = round(time.time() - start, 1)
+    print(markdown(result))
+    for key in ("ident", "det_retention", "image_sim"):
+        print(f"\n{key} per bin (report set):\n" + per_bin(result, key))
+    print("\ndlib impostor rate (different people within 0.6) by face size: "
+          + ", ".join(f"{band} {v['impostor_rate']:.1%} ({v['pairs']} pairs)"
+                      for band, v in result["impostor_rate_by_face_size"].items()))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
