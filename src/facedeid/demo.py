@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import local_server
 from .export import export, parity_table
+from .ksame import BANK_PATH
 from .models import GENERATORS
 from .serving.repository import DEFAULT_REPOSITORY, REPO_ROOT
 
@@ -27,6 +28,10 @@ def needs_export(repository: Path) -> list[str]:
             stale.append(name)
     if not (repository / "face_detector" / "1" / "model.onnx").exists():
         stale = stale or list(GENERATORS)
+    ksame = repository / "ksame" / "1"  # the served ksame model loads these; without them the server cannot start
+    if not ((ksame / "bank.npz").exists() and (ksame / "centerface.onnx").exists()) or (
+            BANK_PATH.stat().st_mtime > (ksame / "bank.npz").stat().st_mtime):
+        stale.append("ksame")
     return stale
 
 

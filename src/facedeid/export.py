@@ -200,17 +200,13 @@ def export_detector(repository: Path = DEFAULT_REPOSITORY, backend: str = "pytho
     return out
 
 
-def _ksame_parity_crops(batch: int, seed: int) -> np.ndarray:
-    """Real face crops (the astronaut, shifted and scaled a little) mixed with noise crops: both code paths."""
-    import skimage.data
-
-    from .crops import extract_crops, to_tensor
+def _ksame_parity_crops(bank, batch: int, seed: int) -> np.ndarray:
+    """Real faces (the bank's own averages, as crops) mixed with noise crops: both code paths of the generator."""
+    from .crops import to_tensor
 
     rng = np.random.default_rng(seed)
-    face = np.array([181.5, 58.2, 269.9, 177.8], np.float32)  # CenterFace's box on the astronaut photo
-    boxes = np.stack([face + rng.uniform(-8, 8, 4).astype(np.float32) for _ in range(batch)])
-    crops = to_tensor(extract_crops(skimage.data.astronaut(), boxes, 128)[0])
-    crops[1::3] = _random_crops(len(crops[1::3]), 128, seed)
+    crops = to_tensor(bank.faces[rng.choice(len(bank.faces), batch)])
+    crops[1::3] = _random_crops(len(crops[1::3]), crops.shape[-1], seed)
     return crops
 
 
@@ -236,7 +232,7 @@ def export_ksame(repository: Path = DEFAULT_REPOSITORY) -> tuple[Path, list[Pari
     served = ksame.KSame(ksame.Bank(folder / BANK_FILE), ksame.Landmarks(folder / LANDMARK_MODEL_FILE))
     results = []
     for i, batch in enumerate(PARITY_BATCHES):
-        crops = _ksame_parity_crops(batch, 100 + i)
+        crops = _ksame_parity_crops(reference.bank, batch, 100 + i)
         results.append(ParityResult(ksame.NAME, "bank", batch, float(np.abs(served(crops) - reference(crops)).max()),
                                     ONNX_TOLERANCE))
     if not all(r.ok for r in results):

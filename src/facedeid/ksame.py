@@ -36,7 +36,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .models.registry import WEIGHTS_DIR
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"  # = models.registry.WEIGHTS_DIR, without importing torch
 
 NAME = "ksame"
 SIZE = 128  # crop side, the same as every generator's

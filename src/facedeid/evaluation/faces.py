@@ -1,6 +1,6 @@
 """Identification, det retention and realism of de-identified faces, on a report set of people (issue 15).
 
-    python -m facedeid.evaluation.faces [--identities DIR] [--json docs/results/faces_report.json] [--grids docs]
+    python -m facedeid.evaluation.faces [--identities DIR] [--scenes DIR] [--json FILE] [--grids DIR]
 
 The people under `--identities` are split by person (`SELECTION_PEOPLE` vs the rest). Every setting of `ksame`
 was looked at on the selection people only; the numbers are reported on the others. For every method
@@ -16,7 +16,7 @@ compose; ksame's served output equals its in-process output, tested):
   within 0.6) per face-size band, measured on the same people's originals rescaled to each band: the chance level.
 * det, det retention: CenterFace finds the de-identified face (IoU >= 0.5), and that share over the untouched one.
 * fid_eff: Fréchet distance of EfficientNet-Lite0 features (the image-sim network) of the de-identified face crops
-  vs real face crops: UTKFace training crops held apart from the ksame bank (facedeid.ksame.held_apart), cropped
+  (report people's faces, plus every scene face with `--scenes`) vs real face crops: UTKFace training crops held apart from the ksame bank (facedeid.ksame.held_apart), cropped
   the same way. The seed generators were trained on all UTKFace crops, held-apart ones included.
 * ssim, psnr, image sim: as in the served evaluation (facedeid.metrics).
 """
@@ -113,7 +113,7 @@ def impostor_by_band(photos: list[tuple[str, np.ndarray, np.ndarray]], recognize
 
 
 def evaluate(identities: Path, generators: list[str], n_reference: int = 300, grids: Path | None = None,
-             log=print) -> dict:
+             scenes: Path | None = None, log=print) -> dict:
     from tqdm import tqdm
 
     from ..crops import extract_crops
@@ -144,37 +144,58 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
         f"{len(probes)} report photos, {sum(len(p[3]) for p in probes)} faces; gallery {len(gallery)} faces")
     reference = M.face_features(sim, reference_crops(detector, n_reference))
     chance = impostor_by_band([(p[0], p[2], p[3]) for p in photos if p[0] in report], recognizer)
+    scene_photos = []
+    if scenes is not None:
+        for path in list_images(scenes):
+            frame = read_rgb(path)
+            if frame is not None:
+                boxes, _ = detector(frame)
+                if len(boxes):
+                    scene_photos.append((None, path.name, frame, boxes))
+        log(f"scenes: {len(scene_photos)} photos, {sum(len(p[3]) for p in scene_photos)} faces (CenterFace boxes)")
     rows: dict[str, dict] = {}
+    scene_rows: dict[str, dict] = {}
     for name, method in methods(generators).items():
-        per_face = []  # (bin, ident or None, reid, det, ssim, psnr_db, image_sim)
         crops_all = []
-        for person, photo, frame, boxes in tqdm(probes, desc=name, unit="photo", file=sys.stderr):
-            deid = method(frame, boxes)
-            b = area_bin(min(1.0, float(((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).sum())
-                             / (frame.shape[0] * frame.shape[1]))))
-            desc = recognizer.descriptors(deid, boxes)
-            hits = M.identification(desc, [person] * len(boxes), [photo] * len(boxes), g_desc, g_person, g_photo)
-            orig = g_desc[[i for i, ph in enumerate(g_photo) if ph == photo]]
-            reid = M.reid_distances(orig, desc) < M.REID_THRESHOLD
-            found = M.match_boxes(boxes, detector(deid)[0])
-            scores = M.face_scores(frame, deid, boxes, 128)
-            sim_value = M.cosine(*sim.features([frame, deid]))
-            for i in range(len(boxes)):
-                per_face.append((b, bool(hits[i]) if person in named else None, bool(reid[i]), bool(found[i]),
-                                 scores["ssim"][i], scores["psnr_db"][i], sim_value))
-            crops_all.append(extract_crops(deid, boxes, 128)[0])
+        for subset, out in ((probes, rows), (scene_photos, scene_rows)):
+            per_face = []  # (bin, ident or None, reid, det, ssim, psnr_db, image_sim)
+            for person, photo, frame, boxes in tqdm(subset, desc=name, unit="photo", file=sys.stderr):
+                deid = method(frame, boxes)
+                area = float(((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).sum())
+                b = area_bin(area / (frame.shape[0] * frame.shape[1]))
+                desc = recognizer.descriptors(deid, boxes)
+                if person is not None:
+                    hits = M.identification(desc, [person] * len(boxes), [photo] * len(boxes), g_desc, g_person,
+                                            g_photo)
+                    orig = g_desc[[i for i, ph in enumerate(g_photo) if ph == photo]]
+                else:
+                    hits, orig = [None] * len(boxes), recognizer.descriptors(frame, boxes)
+                reid = M.reid_distances(orig, desc) < M.REID_THRESHOLD
+                found = M.match_boxes(boxes, detector(deid)[0])
+                scores = M.face_scores(frame, deid, boxes, 128)
+                sim_value = M.cosine(*sim.features([frame, deid]))
+                for i in range(len(boxes)):
+                    ident = bool(hits[i]) if person in named else None
+                    per_face.append((b, ident, bool(reid[i]), bool(found[i]), scores["ssim"][i],
+                                     scores["psnr_db"][i], sim_value))
+                crops_all.append(extract_crops(deid, boxes, 128)[0])
+            if subset:
+                out[name] = summarise(per_face)
         crops_all = np.concatenate(crops_all)
-        rows[name] = summarise(per_face)
         rows[name]["fid_eff"] = round(M.frechet_distance(M.face_features(sim, crops_all), reference), 2)
+        rows[name]["fid_faces"] = len(crops_all)
         if grids is not None and name != "untouched":
             write_grid(grids / f"faces_{name}.jpg", crops_all[:GRID_FACES])
-    for name, row in rows.items():
-        row["det_retention"] = {c: (None if row["det"][c] is None or not rows["untouched"]["det"][c]
-                                    else round(row["det"][c] / rows["untouched"]["det"][c], 4)) for c in COLUMNS}
+    for table in (rows, scene_rows):
+        for name, row in table.items():
+            row["det_retention"] = {c: (None if row["det"][c] is None or not table["untouched"]["det"][c]
+                                        else round(row["det"][c] / table["untouched"]["det"][c], 4))
+                                    for c in COLUMNS}
     return {"identities": str(identities), "selection_people": selection, "report_people": report,
             "named_report_people": sorted(named & set(report)), "gallery_faces": len(gallery),
             "fid_reference": f"{len(reference)} held-apart UTKFace crops (facedeid.ksame.held_apart)",
-            "impostor_rate_by_face_size": chance, "results": rows}
+            "impostor_rate_by_face_size": chance, "results": rows,
+            "scenes": None if scenes is None else str(scenes), "scene_results": scene_rows}
 
 
 def summarise(per_face: list[tuple]) -> dict:
@@ -200,26 +221,27 @@ def write_grid(path: Path, crops: np.ndarray, cols: int = 6, cell: int = 96) -> 
     cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
 
 
-def markdown(result: dict) -> str:
+def markdown(result: dict, key: str = "results") -> str:
     lines = ["| method | ident | reid | det | det retention | fid_eff | ssim | psnr | image sim |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     pct = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
     num = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-    for name, r in result["results"].items():
+    for name, r in result[key].items():
         a = "average"
+        fid = result["results"][name]["fid_eff"]
         lines.append(f"| {name} | {pct(r['ident'][a])} | {pct(r['reid'][a])} | {pct(r['det'][a])} | "
-                     f"{num(r['det_retention'][a])} | {r['fid_eff']:.1f} | {num(r['ssim'][a])} | {num(r['psnr'][a])} "
+                     f"{num(r['det_retention'][a])} | {fid:.1f} | {num(r['ssim'][a])} | {num(r['psnr'][a])} "
                      f"| {num(r['image_sim'][a])} |")
     return "\n".join(lines)
 
 
-def per_bin(result: dict, key: str) -> str:
+def per_bin(result: dict, key: str, table: str = "results") -> str:
     head = "| method | " + " | ".join(COLUMNS) + " |"
     lines = [head, "| --- |" + " ---: |" * len(COLUMNS)]
-    for name, r in result["results"].items():
+    for name, r in result[table].items():
         lines.append(f"| {name} | " + " | ".join("-" if r[key][c] is None else f"{r[key][c]:.3f}" for c in COLUMNS)
                      + " |")
-    faces = result["results"]["untouched"]["faces"]
+    faces = result[table]["untouched"]["faces"]
     lines.append("| faces | " + " | ".join(str(faces[c]) for c in COLUMNS) + " |")
     return "\n".join(lines)
 
@@ -231,7 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m facedeid.evaluation.faces", description=__doc__.splitlines()[0])
     p.add_argument("--identities", type=Path, default=SHARED_FACES / "identities")
     p.add_argument("--models", default=",".join([*GENERATORS, "ksame"]), help="generators to measure (comma list)")
-    p.add_argument("--n-reference", type=int, default=300, help="real crops for fid_eff (default 300)")
+    p.add_argument("--scenes", type=Path, default=None,
+                   help="also de-identify these multi-face photos (CenterFace boxes): det retention, image sim, "
+                        "ssim, psnr per bin, and their faces join the fid_eff sample (no identities there)")
+    p.add_argument("--n-reference", type=int, default=600, help="real crops for fid_eff (default 600)")
     p.add_argument("--json", type=Path, default=None, help="write the result here")
     p.add_argument("--grids", type=Path, default=None, help=f"write {GRID_FACES}-face grids faces_<method>.jpg here")
     p.add_argument("--threads", type=int, default=1)
@@ -243,12 +268,17 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"{args.identities} is not a folder")
     start = time.time()
     result = evaluate(args.identities, [m for m in args.models.split(",") if m], args.n_reference, args.grids,
-                      log=lambda m: print(m, file=sys.stderr))
+                      args.scenes, log=lambda m: print(m, file=sys.stderr))
     result["command"] = "python -m facedeid.evaluation.faces " + " ".join(argv if argv is not None else sys.argv[1:])
     result["wall_s"] = round(time.time() - start, 1)
     print(markdown(result))
     for key in ("ident", "det_retention", "image_sim"):
-        print(f"\n{key} per bin (report set):\n" + per_bin(result, key))
+        print(f"\n{key} per bin (identities, report set):\n" + per_bin(result, key))
+    if result["scene_results"]:
+        print("\nscenes (CenterFace boxes; ident: no names there; fid_eff: both sets together):\n"
+              + markdown(result, "scene_results"))
+        for key in ("det_retention", "image_sim"):
+            print(f"\n{key} per bin (scenes):\n" + per_bin(result, key, "scene_results"))
     print("\ndlib impostor rate (different people within 0.6) by face size: "
           + ", ".join(f"{band} {v['impostor_rate']:.1%} ({v['pairs']} pairs)"
                       for band, v in result["impostor_rate_by_face_size"].items()))
