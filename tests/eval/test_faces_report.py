@@ -22,7 +22,7 @@ def test_untouched_is_identified_and_ksame_is_not(tmp_path):
     result = faces.evaluate(identities, ["ksame"], n_reference=40, grids=tmp_path, log=lambda *_: None)
     assert result["report_people"] == ["deepface_person_04", "deepface_person_05"]
     untouched, ksame = result["results"]["untouched"], result["results"]["ksame"]
-    assert untouched["ident_faces"]["average"] == untouched["faces"]["average"] >= 8
+    assert untouched["ident_faces"]["average"] == 10 < untouched["faces"]["average"]  # main faces of 10 photos
     assert untouched["ident"]["average"] >= 0.8  # the ceiling: other photos of the same person are found
     assert ksame["ident"]["average"] <= 0.2
     assert ksame["det_retention"]["average"] >= 0.8 and untouched["det_retention"]["average"] == 1.0

@@ -10,7 +10,8 @@ compose; ksame's served output equals its in-process output, tested):
 
 * ident: closed-set identification (facedeid.metrics.identification): the de-identified face's dlib descriptor
   against a gallery of every *other* original photo of all people (selection people too, as distractors); a hit
-  is the nearest gallery face being the same person and within 0.6. Only faces of people with another photo count.
+  is the nearest gallery face being the same person and within 0.6. A photo's person is its largest face (other
+  faces are bystanders: distractors only). Only faces of people with another photo count.
   `untouched` is the ceiling.
 * reid: same-box verification (distance < 0.6 to the original), beside dlib's impostor rate (different people
   within 0.6) per face-size band, measured on the same people's originals rescaled to each band: the chance level.
@@ -40,6 +41,11 @@ SELECTION_PEOPLE = ("alex_lacamoire", "amy_adams", "deepface_angelina", "deepfac
                     "paul_rudd", "steve_carell", "tom_cruise")
 COLUMNS = (*BINS, "average")
 GRID_FACES = 24
+
+
+def main_face(boxes: np.ndarray) -> int:
+    """The named person of a photo is its largest face; other faces are bystanders."""
+    return int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))
 
 
 def split_people(people: list[str]) -> tuple[list[str], list[str]]:
@@ -132,8 +138,8 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
             boxes, _ = detector(frame)
             if len(boxes):
                 photos.append((person, f"{person}/{path.name}", frame, boxes))
-    gallery = [(person, photo, d) for person, photo, frame, boxes in photos
-               for d in recognizer.descriptors(frame, boxes)]
+    gallery = [(person if i == main_face(boxes) else f"{photo}#{i}", photo, d) for person, photo, frame, boxes in photos
+               for i, d in enumerate(recognizer.descriptors(frame, boxes))]
     g_person = [g[0] for g in gallery]
     g_photo = [g[1] for g in gallery]
     g_desc = np.array([g[2] for g in gallery])
@@ -152,6 +158,7 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
                 boxes, _ = detector(frame)
                 if len(boxes):
                     scene_photos.append((None, path.name, frame, boxes))
+        scene_descriptors = {photo: recognizer.descriptors(frame, boxes) for _, photo, frame, boxes in scene_photos}
         log(f"scenes: {len(scene_photos)} photos, {sum(len(p[3]) for p in scene_photos)} faces (CenterFace boxes)")
     rows: dict[str, dict] = {}
     scene_rows: dict[str, dict] = {}
@@ -164,18 +171,19 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
                 area = float(((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).sum())
                 b = area_bin(area / (frame.shape[0] * frame.shape[1]))
                 desc = recognizer.descriptors(deid, boxes)
-                if person is not None:
-                    hits = M.identification(desc, [person] * len(boxes), [photo] * len(boxes), g_desc, g_person,
-                                            g_photo)
+                hits = [None] * len(boxes)
+                if person is not None:  # the photo's largest face is the named person; others are bystanders
+                    main = main_face(boxes)
+                    hits[main] = M.identification(desc[main][None], [person], [photo], g_desc, g_person, g_photo)[0]
                     orig = g_desc[[i for i, ph in enumerate(g_photo) if ph == photo]]
                 else:
-                    hits, orig = [None] * len(boxes), recognizer.descriptors(frame, boxes)
+                    orig = scene_descriptors[photo]
                 reid = M.reid_distances(orig, desc) < M.REID_THRESHOLD
                 found = M.match_boxes(boxes, detector(deid)[0])
                 scores = M.face_scores(frame, deid, boxes, 128)
                 sim_value = M.cosine(*sim.features([frame, deid]))
                 for i in range(len(boxes)):
-                    ident = bool(hits[i]) if person in named else None
+                    ident = bool(hits[i]) if person in named and hits[i] is not None else None
                     per_face.append((b, ident, bool(reid[i]), bool(found[i]), scores["ssim"][i],
                                      scores["psnr_db"][i], sim_value))
                 crops_all.append(extract_crops(deid, boxes, 128)[0])

@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="gt: label boxes through deid_<model>_boxes (default); detect: the full detection ensemble "
                         "deid_<model>, and detector recall against the labels")
     p.add_argument("--save", action="store_true", help="write de-identified frames under OUT/<bin>/")
+    p.add_argument("--identify", action="store_true",
+                   help="closed-set identification against the data set's own original faces: person = first "
+                        "folder of each image's path (see evaluation/identification.py)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT without recomputing")
     p.add_argument("--overwrite", action="store_true", help="discard results already in OUT and start again")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
@@ -303,6 +306,10 @@ class Evaluation:
             x.features = feat
             if len(x.gt_px):
                 x.descriptors = self.measure.rec.descriptors(x.image, x.gt_px)
+                if getattr(self.args, "identify", False):
+                    from .identification import ORIGINAL, save
+
+                    save(self.out, ORIGINAL, x.frame.key, x.descriptors, x.gt_px)
                 from ..metrics import match_boxes
 
                 x.orig_found = match_boxes(x.gt_px, self.measure.det(x.image)[0])
@@ -375,7 +382,12 @@ class Evaluation:
             row["ssim"] = float(np.mean(scores["ssim"]))
             row["psnr"] = float(np.mean(scores["psnr"]))
             row["psnr_db"] = float(np.mean(scores["psnr_db"]))
-            dist = reid_distances(x.descriptors, self.measure.rec.descriptors(deid, x.gt_px))
+            deid_descriptors = self.measure.rec.descriptors(deid, x.gt_px)
+            if getattr(self.args, "identify", False):
+                from .identification import save
+
+                save(self.out, model, x.frame.key, deid_descriptors, x.gt_px)
+            dist = reid_distances(x.descriptors, deid_descriptors)
             row["reid_matches"] = int((dist < REID_THRESHOLD).sum())
             row["reid_dist"] = float(dist.mean())
             row["det_found"] = int(match_boxes(x.gt_px, self.measure.det(deid)[0]).sum())
@@ -422,12 +434,21 @@ class Evaluation:
     # ---------------------------------------------------------------------------------------------- outputs
     def finish(self, frames: list[Frame], rows: list[dict], started: str) -> dict:
         summaries = {m: tables.aggregate([r for r in rows if r["model"] == m]) for m in self.models}
+        if getattr(self.args, "identify", False):
+            from .identification import by_bin
+
+            for m in self.models:
+                summaries[m]["identification"] = by_bin(self.out, rows, m)
         printed = []
         for m in self.models:
             s = summaries[m]
             source = "local, same boxes as deface" if m in BASELINES else ", ".join(self.urls)
             head = f"== {m} (boxes: {self.args.boxes}; {source}) =="
             block = [head, tables.format_table(s), tables.format_throughput(s)]
+            if "identification" in s:
+                from .identification import format_rows
+
+                block.insert(2, format_rows(s["identification"]))
             notes = tables.format_notes(s)
             if notes:
                 block.append(notes)
