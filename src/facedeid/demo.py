@@ -1,7 +1,8 @@
 """`make demo`: the main job end to end on a bundled sample, on any machine.
 
 Builds a DNA-format sample, exports the generators (if their ONNX files are missing or older than the
-checkpoints), starts the real Triton server on free ports, evaluates `mobileunet` and `blur` on the sample,
+checkpoints), starts the real Triton server on free ports, evaluates `ksame` (the default model, README "Faces
+that are faces") and `blur` on the sample,
 prints the tables and stops the server.
 """
 
@@ -47,9 +48,9 @@ def main() -> int:
     print("[3/4] starting tritonserver", flush=True)
     with local_server.running(DEFAULT_REPOSITORY, OUT / "tritonserver.log") as server:
         print(f"      ready on {server.grpc_url} (log: {OUT / 'tritonserver.log'})", flush=True)
-        print("[4/4] evaluating mobileunet and blur", flush=True)
+        print("[4/4] evaluating ksame and blur", flush=True)
         command = [sys.executable, str(REPO_ROOT / "eval" / "triton_eval.py"), "--dataset_dir", str(data),
-                   "--model", "mobileunet,blur", "--batch_size", "16", "--output_dir", str(OUT / "eval"),
+                   "--model", "ksame,blur", "--batch_size", "16", "--output_dir", str(OUT / "eval"),
                    "--url", server.grpc_url, "--save", "--overwrite"]
         code = subprocess.run(command).returncode
     print(f"server stopped; results in {OUT / 'eval'} (metrics.json, per_frame.csv, report.html)")
