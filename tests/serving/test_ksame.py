@@ -124,12 +124,14 @@ def test_build_command_writes_a_bank_and_its_record(tmp_path):
     subset.mkdir()
     for path in sorted(train.glob("*_0_0_*.jpg"))[:300]:  # 300 crops of one gender and race, ages mixed
         (subset / path.name).symlink_to(path)
-    record = ksame.build(subset, tmp_path / "bank.npz", k=10, max_per_group=1, log=lambda *_: None)
+    from facedeid.ksame.build import build
+
+    record = build(subset, tmp_path / "bank.npz", k=10, max_per_group=1, log=lambda *_: None)
     bank = ksame.Bank(tmp_path / "bank.npz")
     assert len(bank.faces) == record["entries"] >= 1 and int(bank.k.min()) >= 10
     assert json.loads((tmp_path / "bank.json").read_text())["bank"][0]["k"] == 10
     with pytest.raises(ValueError, match=">= 10"):
-        ksame.build(subset, tmp_path / "bad.npz", k=5)
+        build(subset, tmp_path / "bad.npz", k=5)
 
 
 # ----------------------------------------------------------------------------------------- through Triton
