@@ -32,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 "through a Triton server (audio of videos is dropped).")
     p.add_argument("input", type=Path, help="image file, folder of images, or video file")
     p.add_argument("output", type=Path, help="output file (image/video) or folder (for a folder input)")
-    p.add_argument("--model", default="mobileunet", help="mobileunet, resnet50unet, d2gan, or blur/mosaic (local)")
+    p.add_argument("--model", default="ksame",
+                   help="ksame (default: the best on the report-set frontier, README), mobileunet, resnet50unet, "
+                        "d2gan, or blur/mosaic (local)")
     p.add_argument("--url", action="append", default=None,
                    help=f"Triton gRPC address, repeatable (default {DEFAULT_URL})")
     p.add_argument("--concurrency", type=int, default=8, help="frames in flight over all servers (default 8)")
