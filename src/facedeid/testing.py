@@ -21,7 +21,8 @@ def exported_repository(target: Path, names: list[str] | None = None) -> tuple[P
     Uses the shipped checkpoints; a generator without one is exported untrained, with a warning, so the serving
     tests still exercise the pipeline while its weights are being trained.
     """
-    shutil.copytree(DEFAULT_REPOSITORY, target, ignore=shutil.ignore_patterns("*.onnx", "*.plan", "__pycache__"))
+    shutil.copytree(DEFAULT_REPOSITORY, target,
+                    ignore=shutil.ignore_patterns("*.onnx", "*.plan", "*.npz", "__pycache__"))
     names = names or list(SERVED_GENERATORS)  # with ksame: the shipped donor bank
     untrained = [n for n in names if n in GENERATORS and not GENERATORS[n].has_checkpoint()]
     if untrained:
