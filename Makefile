@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 export: setup
 	$(PY) export/to_trt.py --model all
 
-# Main job on a bundled sample: build a DNA-format set, export, start Triton, evaluate mobileunet and blur, stop.
+# Main job on a bundled sample: build a DNA-format set, export, start Triton, evaluate ksame and blur, stop.
 demo: setup
 	$(PY) -m facedeid.demo
 

@@ -1,7 +1,8 @@
 """`make demo`: the main job end to end on a bundled sample, on any machine.
 
 Builds a DNA-format sample, exports the generators (if their ONNX files are missing or older than the
-checkpoints), starts the real Triton server on free ports, evaluates `mobileunet` and `blur` on the sample,
+checkpoints), starts the real Triton server on free ports, evaluates `ksame` (the default model, README "Faces
+that are faces") and `blur` on the sample,
 prints the tables and stops the server.
 """
 
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 from .export import export, parity_table
+from .ksame import BANK_PATH
 from .models import GENERATORS
 from .paths import DEFAULT_REPOSITORY, REPO_ROOT
 from .serving import local_server
@@ -27,6 +29,10 @@ def needs_export(repository: Path) -> list[str]:
             stale.append(name)
     if not (repository / "face_detector" / "1" / "model.onnx").exists():
         stale = stale or list(GENERATORS)
+    ksame = repository / "ksame" / "1"  # the served ksame model loads these; without them the server cannot start
+    if not ((ksame / "bank.npz").exists() and (ksame / "centerface.onnx").exists()) or (
+            BANK_PATH.stat().st_mtime > (ksame / "bank.npz").stat().st_mtime):
+        stale.append("ksame")
     return stale
 
 
@@ -42,9 +48,9 @@ def main() -> int:
     print("[3/4] starting tritonserver", flush=True)
     with local_server.running(DEFAULT_REPOSITORY, OUT / "tritonserver.log") as server:
         print(f"      ready on {server.grpc_url} (log: {OUT / 'tritonserver.log'})", flush=True)
-        print("[4/4] evaluating mobileunet and blur", flush=True)
+        print("[4/4] evaluating ksame and blur", flush=True)
         command = [sys.executable, str(REPO_ROOT / "eval" / "triton_eval.py"), "--dataset_dir", str(data),
-                   "--model", "mobileunet,blur", "--batch_size", "16", "--output_dir", str(OUT / "eval"),
+                   "--model", "ksame,blur", "--batch_size", "16", "--output_dir", str(OUT / "eval"),
                    "--url", server.grpc_url, "--save", "--overwrite"]
         code = subprocess.run(command).returncode
     print(f"server stopped; results in {OUT / 'eval'} (metrics.json, per_frame.csv, report.html)")

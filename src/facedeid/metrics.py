@@ -193,3 +193,76 @@ def mean_or_nan(values) -> float:
 def percentile(values, q: float) -> float:
     values = [v for v in values if v is not None and not math.isnan(v)]
     return float(np.percentile(values, q)) if values else float("nan")
+
+
+# ------------------------------------------------------------------------------- identification (gallery)
+FACE_SIZE_BANDS = ((32, 64), (64, 128), (128, 100000))  # face box side in pixels, for dlib's chance level
+
+
+def identification(probes: np.ndarray, probe_person: list[str], probe_photo: list[str], gallery: np.ndarray,
+                   gallery_person: list[str], gallery_photo: list[str],
+                   threshold: float = REID_THRESHOLD) -> np.ndarray:
+    """Closed-set identification, bool [N]: is the nearest gallery face of the probe's person and within threshold?
+
+    The gallery holds faces of many people (original photos); a probe never meets a face of its own photo, so a
+    person is identified only through *other* photos of them. Probes of people with no other photo in the gallery
+    can only be wrong (nearest is someone else), so callers keep only probes whose person has one.
+    """
+    probes = np.asarray(probes, np.float64).reshape(-1, 128)
+    gallery = np.asarray(gallery, np.float64).reshape(-1, 128)
+    hits = np.zeros(len(probes), bool)
+    g_person, g_photo = np.asarray(gallery_person), np.asarray(gallery_photo)
+    for i, desc in enumerate(probes):
+        allowed = g_photo != probe_photo[i]
+        if not allowed.any():
+            continue
+        dist = np.linalg.norm(gallery[allowed] - desc, axis=1)
+        j = int(np.argmin(dist))
+        hits[i] = bool(g_person[allowed][j] == probe_person[i] and dist[j] < threshold)
+    return hits
+
+
+def impostor_rate(descriptors: np.ndarray, person: list[str], threshold: float = REID_THRESHOLD) -> tuple[float, int]:
+    """Share of pairs of faces of *different* people within `threshold` (dlib's false match rate), and the pairs."""
+    d = np.asarray(descriptors, np.float64).reshape(-1, 128)
+    p = np.asarray(person)
+    i, j = np.triu_indices(len(d), 1)
+    different = p[i] != p[j]
+    if not different.any():
+        return float("nan"), 0
+    dist = np.linalg.norm(d[i[different]] - d[j[different]], axis=1)
+    return float((dist < threshold).mean()), int(different.sum())
+
+
+# ----------------------------------------------------------------------------------------- realism (fid_eff)
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance of two feature sets [N,D], [M,D] (Gaussian fit; the FID formula, Heusel et al. 2017).
+
+    With EfficientNet-Lite0 features of face crops this is `fid_eff`. Its value depends on N (a small sample
+    inflates it), so compare methods only at the same sample sizes.
+    """
+    from scipy import linalg
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
+    if not np.isfinite(root).all():  # near-singular product (few samples): regularise as the reference code does
+        eps = np.eye(len(mu_a)) * 1e-6
+        root = linalg.sqrtm((cov_a + eps) @ (cov_b + eps))
+    root = np.real(root)
+    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(root))
+
+
+def face_features(sim: "ImageSimilarity", crops: np.ndarray) -> np.ndarray:
+    """fid_eff features of face crops [N,S,S,3] uint8: the image-sim network's pooled features, not normalised."""
+    import cv2
+
+    out = np.zeros((len(crops), 1280), np.float64)
+    for i, c in enumerate(crops):
+        x = (cv2.resize(c, (FEATURE_SIZE, FEATURE_SIZE), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+             - 127.0) / 128.0
+        with sim.torch.inference_mode():
+            feats = sim.model.extract_features(sim.torch.from_numpy(x.transpose(2, 0, 1)[None].copy()))
+            out[i] = feats.mean(dim=(2, 3))[0].numpy()
+    return out

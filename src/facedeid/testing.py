@@ -11,6 +11,7 @@ import numpy as np
 from .crops import expand_boxes
 from .export import export
 from .models import GENERATORS
+from .models.registry import SERVED_GENERATORS
 from .paths import DEFAULT_REPOSITORY, SHARED_FACES, shared_faces_dir  # noqa: F401 - re-exported for the tests
 
 
@@ -20,9 +21,10 @@ def exported_repository(target: Path, names: list[str] | None = None) -> tuple[P
     Uses the shipped checkpoints; a generator without one is exported untrained, with a warning, so the serving
     tests still exercise the pipeline while its weights are being trained.
     """
-    shutil.copytree(DEFAULT_REPOSITORY, target, ignore=shutil.ignore_patterns("*.onnx", "*.plan", "__pycache__"))
-    names = names or list(GENERATORS)
-    untrained = [n for n in names if not GENERATORS[n].has_checkpoint()]
+    shutil.copytree(DEFAULT_REPOSITORY, target,
+                    ignore=shutil.ignore_patterns("*.onnx", "*.plan", "*.npz", "__pycache__"))
+    names = names or list(SERVED_GENERATORS)  # with ksame: the shipped donor bank
+    untrained = [n for n in names if n in GENERATORS and not GENERATORS[n].has_checkpoint()]
     if untrained:
         warnings.warn(f"no trained checkpoint for {untrained}: serving tests use random weights for them",
                       stacklevel=2)

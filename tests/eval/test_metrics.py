@@ -167,3 +167,41 @@ def test_table_format_matches_the_original():
     assert tp.startswith("throughput: 10.00 frames/s, 15.00 faces/s, request latency p50 10.0 ms, p95 10.0 ms")
     comparison = T.format_comparison({"gen": T.aggregate(rows), "blur": T.aggregate(rows[:1])})
     assert comparison.splitlines()[2].startswith("gen") and "10.00" in comparison.splitlines()[2]
+
+
+# ------------------------------------------------------------------- identification, impostor rate, fid_eff
+def _unit(seed: int, n: int = 1) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=(n, 128))
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_identification_needs_another_photo_of_the_same_person_nearest_and_within_threshold():
+    alice, bob = _unit(1)[0], _unit(2)[0]
+    gallery = np.stack([alice, alice + 0.01, bob])  # alice photo 1, alice photo 2, bob photo 1
+    persons, photos = ["alice", "alice", "bob"], ["a1", "a2", "b1"]
+    probe = alice + 0.02
+    # from photo a1: a1 itself is not in the gallery for it, a2 (same person, close) is nearest -> identified
+    assert M.identification(probe[None], ["alice"], ["a1"], gallery, persons, photos).tolist() == [True]
+    # bob's probe near alice's faces: nearest is alice -> not identified (a wrong identity is no leak of bob)
+    assert M.identification(alice[None], ["bob"], ["b2"], gallery, persons, photos).tolist() == [False]
+    # the right person but farther than 0.6 -> not identified
+    far = alice + 0.7 * _unit(3)[0]
+    assert M.identification(far[None], ["alice"], ["a3"], gallery[:2], persons[:2], photos[:2]).tolist() == [False]
+
+
+def test_impostor_rate_counts_only_pairs_of_different_people():
+    a = _unit(4)[0]
+    desc = np.stack([a, a + 0.01, a + 0.02, _unit(5)[0]])
+    rate, pairs = M.impostor_rate(desc, ["p", "p", "q", "r"])
+    assert pairs == 5  # p-q twice, p-r twice, q-r
+    assert rate == pytest.approx(2 / 5)  # only the two p-q pairs are within 0.6
+    assert math.isnan(M.impostor_rate(desc[:2], ["p", "p"])[0])
+
+
+def test_frechet_distance_of_gaussians():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(4000, 3))
+    assert M.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    b = rng.normal(size=(4000, 3)) * 2 + np.array([1.0, 0, 0])
+    # closed form for N(0, I) vs N(m, 4I): |m|^2 + 3 * (1 + 4 - 2 * 2) = 1 + 3
+    assert M.frechet_distance(a, b) == pytest.approx(4.0, rel=0.05)

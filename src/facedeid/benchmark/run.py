@@ -43,11 +43,12 @@ def prepare_repository(target: Path, generator: str, allow_untrained: bool, over
     `overrides` (keys in OVERRIDES) become keyword arguments of the config renderers (facedeid.serving.configs).
     """
     from ..export import export
-    from ..models import GENERATORS
+    from ..models.registry import SERVED_GENERATORS
     from ..paths import DEFAULT_REPOSITORY
     from ..serving.repository import write_model_config
 
-    others = [n for n in GENERATORS if n != generator]
+    # every other served generator stays out (ksame too: its bank is only there after its own export)
+    others = [n for n in SERVED_GENERATORS if n != generator]
     skip = {*others, *(f"deid_{n}" for n in others), *(f"deid_{n}_boxes" for n in others)}
     shutil.copytree(DEFAULT_REPOSITORY, target,
                     ignore=lambda d, names: [n for n in names if n in skip or n.endswith((".onnx", ".plan"))

@@ -51,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", type=Path, help="image, video, or folder of images and videos")
     p.add_argument("output", type=Path, nargs="?", default=None,
                    help=f"output file or folder (default: IN{SUFFIX}.ext, or folder IN{SUFFIX}/, next to IN)")
-    p.add_argument("--model", default="mobileunet", help="mobileunet (default), resnet50unet, d2gan, or "
-                   "blur/mosaic (done locally, no server)")
+    p.add_argument("--model", default="ksame",
+                   help="ksame (default: the best on the report-set frontier, README), mobileunet, resnet50unet, "
+                        "d2gan, or blur/mosaic (done locally, no server)")
     p.add_argument("--url", action="append", default=None,
                    help=f"Triton gRPC address, repeatable (default {DEFAULT_URL}; when nothing answers there and no "
                         "--url is given, a local server is started for the run)")

@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="gt: label boxes through deid_<model>_boxes (default); detect: the full detection ensemble "
                         "deid_<model>, and detector recall against the labels")
     p.add_argument("--save", action="store_true", help="write de-identified frames under OUT/<bin>/")
+    p.add_argument("--identify", action="store_true",
+                   help="closed-set identification against the data set's own original faces: person = first "
+                        "folder of each image's path (see evaluation/identification.py)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT without recomputing")
     p.add_argument("--overwrite", action="store_true", help="discard results already in OUT and start again")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
@@ -94,14 +97,14 @@ def _shard_arg(text: str):
 
 
 def parse_models(text: str) -> list[str]:
-    from ..models.registry import GENERATORS
+    from ..models.registry import SERVED_GENERATORS
 
     models = [m.strip() for m in text.split(",") if m.strip()]
     if not models:
         raise SystemExit("--model: give at least one model")
     for m in models:
-        if m not in GENERATORS and m not in BASELINES:
-            raise SystemExit(f"--model: unknown model '{m}'; choose from {', '.join([*GENERATORS, *BASELINES])}")
+        if m not in SERVED_GENERATORS and m not in BASELINES:
+            raise SystemExit(f"--model: unknown model '{m}'; choose from {', '.join([*SERVED_GENERATORS, *BASELINES])}")
     if len(set(models)) != len(models):
         raise SystemExit("--model: a model is named twice")
     return models
@@ -110,8 +113,12 @@ def parse_models(text: str) -> list[str]:
 def crop_size(model: str) -> int:
     if model in BASELINES:
         return CROP_SIZE_BASELINE
-    from ..models.registry import get_spec
+    from ..models.registry import DONOR_GENERATORS, get_spec
 
+    if model in DONOR_GENERATORS:
+        from ..ksame import SIZE
+
+        return SIZE
     return get_spec(model).size
 
 
@@ -347,6 +354,10 @@ class Evaluation:
             x.features = feat
             if len(x.gt_px):
                 x.descriptors = self.measure.rec.descriptors(x.image, x.gt_px)
+                if getattr(self.args, "identify", False):
+                    from .identification import ORIGINAL, save
+
+                    save(self.out, ORIGINAL, x.frame.key, x.descriptors, x.gt_px)
                 from ..metrics import match_boxes
 
                 x.orig_found = match_boxes(x.gt_px, self.measure.det(x.image)[0])
@@ -420,7 +431,12 @@ class Evaluation:
             row["ssim"] = float(np.mean(scores["ssim"]))
             row["psnr"] = float(np.mean(scores["psnr"]))
             row["psnr_db"] = float(np.mean(scores["psnr_db"]))
-            dist = reid_distances(x.descriptors, self.measure.rec.descriptors(deid, x.gt_px))
+            deid_descriptors = self.measure.rec.descriptors(deid, x.gt_px)
+            if getattr(self.args, "identify", False):
+                from .identification import save
+
+                save(self.out, model, x.frame.key, deid_descriptors, x.gt_px)
+            dist = reid_distances(x.descriptors, deid_descriptors)
             row["reid_matches"] = int((dist < REID_THRESHOLD).sum())
             row["reid_dist"] = float(dist.mean())
             row["det_found"] = int(match_boxes(x.gt_px, self.measure.det(deid)[0]).sum())
@@ -469,12 +485,21 @@ class Evaluation:
     # ---------------------------------------------------------------------------------------------- outputs
     def finish(self, frames: list[Frame], rows: list[dict], started: str) -> dict:
         summaries = {m: tables.aggregate([r for r in rows if r["model"] == m]) for m in self.models}
+        if getattr(self.args, "identify", False):
+            from .identification import by_bin
+
+            for m in self.models:
+                summaries[m]["identification"] = by_bin(self.out, rows, m)
         printed = []
         for m in self.models:
             s = summaries[m]
             source = "local, same boxes as deface" if m in BASELINES else ", ".join(self.urls)
             head = f"== {m} (boxes: {self.args.boxes}; {source}) =="
             block = [head, tables.format_table(s), tables.format_throughput(s)]
+            if "identification" in s:
+                from .identification import format_rows
+
+                block.insert(2, format_rows(s["identification"]))
             notes = tables.format_notes(s)
             if notes:
                 block.append(notes)
@@ -501,6 +526,12 @@ class Evaluation:
             self.server_info = json.loads((self.out / "servers.json").read_text())
         generators = {}
         for m in self.server_models:
+            if m not in GENERATORS:  # ksame: its bank's record instead of a training record
+                from .. import ksame
+
+                record = json.loads(ksame.RECORD_PATH.read_text()) if ksame.RECORD_PATH.exists() else {}
+                generators[m] = {"crop_size": ksame.SIZE, "bank": {k: v for k, v in record.items() if k != "bank"}}
+                continue
             spec = GENERATORS[m]
             record = spec.training_record()
             generators[m] = {"crop_size": spec.size, "checkpoint_shipped": spec.has_checkpoint(),
@@ -564,6 +595,9 @@ def main(argv: list[str] | None = None) -> int:
     missing = [flag for flag, value in (("--dataset-dir", args.dataset_dir), ("--model", args.model)) if not value]
     if missing:
         parser.error(f"the following arguments are required: {', '.join(missing)}")
+    if getattr(args, "identify", False) and args.shard is not None:
+        # the gallery is every original face of the data set; a shard holds only its own frames
+        parser.error("--identify needs the whole data set as its gallery: run it without --shard")
     try:
         Evaluation(args).run()
     except ResumeError as exc:

@@ -69,6 +69,10 @@ GENERATORS: dict[str, GeneratorSpec] = {
     )
 }
 
+# Served generators without a trained network (facedeid.ksame: donor averages from a bank): no checkpoint, no ONNX.
+DONOR_GENERATORS = ("ksame",)
+SERVED_GENERATORS = (*GENERATORS, *DONOR_GENERATORS)
+
 
 def get_spec(name: str) -> GeneratorSpec:
     try:

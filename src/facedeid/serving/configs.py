@@ -110,6 +110,17 @@ def generator_config(name: str, backend: str = "python", threads: int = CPU_THRE
     return text
 
 
+def ksame_config() -> str:
+    """The donor-average generator: numpy + CenterFace landmarks in the Python backend on every host (no plan)."""
+    from ..ksame import NAME, SIZE
+
+    text = f'name: "{NAME}"\nbackend: "python"\nmax_batch_size: {MAX_FACES}\n'
+    text += _io("input", [_tensor("INPUT", "FP32", [3, SIZE, SIZE])])
+    text += _io("output", [_tensor("OUTPUT", "FP32", [3, SIZE, SIZE])])
+    text += f"dynamic_batching {{ max_queue_delay_microseconds: {QUEUE_DELAY_US} }}\n"
+    return text + _instances("python") + _params(threads=CPU_THREADS)
+
+
 def detector_config(backend: str = "python", threads: int = CPU_THREADS, spin: int = CPU_SPIN,
                     instances: int | None = None) -> str:
     if backend == "tensorrt":
@@ -205,6 +216,11 @@ def all_configs(backend: str = "python") -> dict[str, str]:
         configs[name] = generator_config(name, backend)
         configs[f"deid_{name}"] = ensemble_config(name, boxes_given=False)
         configs[f"deid_{name}_boxes"] = ensemble_config(name, boxes_given=True)
+    from ..ksame import NAME as KSAME
+
+    configs[KSAME] = ksame_config()
+    configs[f"deid_{KSAME}"] = ensemble_config(KSAME, boxes_given=False)
+    configs[f"deid_{KSAME}_boxes"] = ensemble_config(KSAME, boxes_given=True)
     return configs
 
 

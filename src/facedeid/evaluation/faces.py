@@ -1,0 +1,293 @@
+"""Identification, det retention and realism of de-identified faces, on a report set of people (issue 15).
+
+    python -m facedeid.evaluation.faces [--identities DIR] [--scenes DIR] [--json FILE] [--grids DIR]
+
+The people under `--identities` are split by person (`SELECTION_PEOPLE` vs the rest). Every setting of `ksame`
+was looked at on the selection people only; the numbers are reported on the others. For every method
+(untouched frames, deface's blur and mosaic, every shipped generator, ksame), on each photo of a report person,
+at CenterFace's boxes on the original photo, in process with the same code the server runs (crops, generators,
+compose; ksame's served output equals its in-process output, tested):
+
+* ident: closed-set identification (facedeid.metrics.identification): the de-identified face's dlib descriptor
+  against a gallery of every *other* original photo of all people (selection people too, as distractors); a hit
+  is the nearest gallery face being the same person and within 0.6. A photo's person is its largest face (other
+  faces are bystanders: distractors only). Only faces of people with another photo count.
+  `untouched` is the ceiling.
+* reid: same-box verification (distance < 0.6 to the original), beside dlib's impostor rate (different people
+  within 0.6) per face-size band, measured on the same people's originals rescaled to each band: the chance level.
+* det, det retention: CenterFace finds the de-identified face (IoU >= 0.5), and that share over the untouched one.
+* fid_eff: Fréchet distance of EfficientNet-Lite0 features (the image-sim network) of the de-identified face crops
+  (report people's faces, plus every scene face with `--scenes`) vs real face crops: UTKFace training crops held apart from the ksame bank (facedeid.ksame.held_apart), cropped
+  the same way. The seed generators were trained on all UTKFace crops, held-apart ones included.
+* ssim, psnr, image sim: as in the served evaluation (facedeid.metrics).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .. import metrics as M
+from ..data.dna import BINS, area_bin
+
+# The people ksame's settings (mask, colour transfer, matching weights, sharpening) were looked at on. Never reported.
+SELECTION_PEOPLE = ("alex_lacamoire", "amy_adams", "deepface_angelina", "deepface_person_02", "deepface_person_10",
+                    "paul_rudd", "steve_carell", "tom_cruise")
+COLUMNS = (*BINS, "average")
+GRID_FACES = 24
+
+
+def main_face(boxes: np.ndarray) -> int:
+    """The named person of a photo is its largest face; other faces are bystanders."""
+    return int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))
+
+
+def split_people(people: list[str]) -> tuple[list[str], list[str]]:
+    selection = [p for p in people if p in SELECTION_PEOPLE]
+    return selection, [p for p in people if p not in SELECTION_PEOPLE]
+
+
+def ksame_method():
+    """ksame in process: the served steps (box_prep -> ksame -> compose) of facedeid.pipeline, the served generator."""
+    from ..ksame import SIZE, KSame
+    from ..pipeline import Deidentifier
+
+    deidentify = Deidentifier(None, KSame(), SIZE)
+    return lambda frame, boxes: deidentify(frame, boxes)[0]
+
+
+def methods(generators: list[str]) -> dict:
+    from ..baselines import blur, mosaic
+    from ..train.privacy import generator_method
+
+    out = {"untouched": lambda f, b: f.copy(), "blur": blur, "mosaic": mosaic}
+    for name in generators:
+        out[name] = ksame_method() if name == "ksame" else generator_method(name)
+    return out
+
+
+def reference_crops(detector, n: int) -> np.ndarray:
+    """Real faces for fid_eff: held-apart UTKFace crops (never ksame donors), cropped like every face here."""
+    from ..crops import extract_crops
+    from ..data.dna import read_image
+    from ..ksame import held_apart
+    from ..paths import SHARED_FACES
+
+    paths = [p for p in sorted((SHARED_FACES / "train" / "utkface").glob("*.jpg")) if held_apart(p.name)]
+    step = max(1, len(paths) // (2 * n))
+    crops = []
+    for path in paths[::step]:
+        image = read_image(path)
+        boxes, _ = detector(image)
+        if len(boxes) == 1:
+            crops.append(extract_crops(image, boxes, 128)[0][0])
+        if len(crops) == n:
+            break
+    return np.stack(crops)
+
+
+def impostor_by_band(photos: list[tuple[str, np.ndarray, np.ndarray]], recognizer) -> dict:
+    """dlib's false match rate between different people with every face rescaled into each size band."""
+    out = {}
+    for lo, hi in M.FACE_SIZE_BANDS:
+        descs, people = [], []
+        for person, frame, boxes in photos:
+            for box in boxes:
+                side = max(box[2] - box[0], box[3] - box[1])
+                target = (lo + min(hi, 2 * lo)) / 2  # band middle (192 px for the open top band)
+                k = target / side
+                small = cv2.resize(frame, (max(1, round(frame.shape[1] * k)), max(1, round(frame.shape[0] * k))),
+                                   interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR)
+                descs.append(recognizer.descriptors(small, (box * k)[None])[0])
+                people.append(person)
+        rate, pairs = M.impostor_rate(np.array(descs), people)
+        out[f"{lo}-{hi if hi < 100000 else ''}px"] = {"impostor_rate": round(rate, 4), "pairs": pairs}
+    return out
+
+
+def evaluate(identities: Path, generators: list[str], n_reference: int = 300, grids: Path | None = None,
+             scenes: Path | None = None, log=print) -> dict:
+    from tqdm import tqdm
+
+    from ..crops import extract_crops
+    from ..detection import CenterFaceDetector
+    from ..train.data import list_images, read_rgb
+
+    detector, recognizer, sim = CenterFaceDetector(threads=1), M.FaceRecognizer(), M.ImageSimilarity(threads=1)
+    people = sorted(p.name for p in identities.iterdir() if p.is_dir())
+    selection, report = split_people(people)
+    photos = []  # (person, photo id, frame, boxes) of every person: the gallery
+    for person in people:
+        for path in list_images(identities / person):
+            frame = read_rgb(path)
+            if frame is None:
+                continue
+            boxes, _ = detector(frame)
+            if len(boxes):
+                photos.append((person, f"{person}/{path.name}", frame, boxes))
+    gallery = [(person if i == main_face(boxes) else f"{photo}#{i}", photo, d) for person, photo, frame, boxes in photos
+               for i, d in enumerate(recognizer.descriptors(frame, boxes))]
+    g_person = [g[0] for g in gallery]
+    g_photo = [g[1] for g in gallery]
+    g_desc = np.array([g[2] for g in gallery])
+    probes = [p for p in photos if p[0] in report]
+    named = {person for person, photo in zip(g_person, g_photo)
+             if sum(1 for q, ph in set(zip(g_person, g_photo)) if q == person) >= 2}
+    log(f"{len(people)} people: selection {len(selection)} ({', '.join(selection)}), report {len(report)}; "
+        f"{len(probes)} report photos, {sum(len(p[3]) for p in probes)} faces; gallery {len(gallery)} faces")
+    reference = M.face_features(sim, reference_crops(detector, n_reference))
+    chance = impostor_by_band([(p[0], p[2], p[3]) for p in photos if p[0] in report], recognizer)
+    scene_photos = []
+    if scenes is not None:
+        for path in list_images(scenes):
+            frame = read_rgb(path)
+            if frame is not None:
+                boxes, _ = detector(frame)
+                if len(boxes):
+                    scene_photos.append((None, path.name, frame, boxes))
+        scene_descriptors = {photo: recognizer.descriptors(frame, boxes) for _, photo, frame, boxes in scene_photos}
+        log(f"scenes: {len(scene_photos)} photos, {sum(len(p[3]) for p in scene_photos)} faces (CenterFace boxes)")
+    rows: dict[str, dict] = {}
+    scene_rows: dict[str, dict] = {}
+    for name, method in methods(generators).items():
+        crops_all = []
+        for subset, out in ((probes, rows), (scene_photos, scene_rows)):
+            per_face = []  # (bin, ident or None, reid, det, ssim, psnr_db, image_sim)
+            for person, photo, frame, boxes in tqdm(subset, desc=name, unit="photo", file=sys.stderr):
+                deid = method(frame, boxes)
+                area = float(((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).sum())
+                b = area_bin(area / (frame.shape[0] * frame.shape[1]))
+                desc = recognizer.descriptors(deid, boxes)
+                hits = [None] * len(boxes)
+                if person is not None:  # the photo's largest face is the named person; others are bystanders
+                    main = main_face(boxes)
+                    hits[main] = M.identification(desc[main][None], [person], [photo], g_desc, g_person, g_photo)[0]
+                    orig = g_desc[[i for i, ph in enumerate(g_photo) if ph == photo]]
+                else:
+                    orig = scene_descriptors[photo]
+                reid = M.reid_distances(orig, desc) < M.REID_THRESHOLD
+                found = M.match_boxes(boxes, detector(deid)[0])
+                scores = M.face_scores(frame, deid, boxes, 128)
+                sim_value = M.cosine(*sim.features([frame, deid]))
+                for i in range(len(boxes)):
+                    ident = bool(hits[i]) if person in named and hits[i] is not None else None
+                    per_face.append((b, ident, bool(reid[i]), bool(found[i]), scores["ssim"][i],
+                                     scores["psnr_db"][i], sim_value))
+                crops_all.append(extract_crops(deid, boxes, 128)[0])
+            if subset:
+                out[name] = summarise(per_face)
+        crops_all = np.concatenate(crops_all)
+        rows[name]["fid_eff"] = round(M.frechet_distance(M.face_features(sim, crops_all), reference), 2)
+        rows[name]["fid_faces"] = len(crops_all)
+        if grids is not None and name != "untouched":
+            write_grid(grids / f"faces_{name}.jpg", crops_all[:GRID_FACES])
+    for table in (rows, scene_rows):
+        for name, row in table.items():
+            row["det_retention"] = {c: (None if row["det"][c] is None or not table["untouched"]["det"][c]
+                                        else round(row["det"][c] / table["untouched"]["det"][c], 4))
+                                    for c in COLUMNS}
+    return {"identities": str(identities), "selection_people": selection, "report_people": report,
+            "named_report_people": sorted(named & set(report)), "gallery_faces": len(gallery),
+            "fid_reference": f"{len(reference)} held-apart UTKFace crops (facedeid.ksame.held_apart)",
+            "impostor_rate_by_face_size": chance, "results": rows,
+            "scenes": None if scenes is None else str(scenes), "scene_results": scene_rows}
+
+
+def summarise(per_face: list[tuple]) -> dict:
+    out: dict[str, dict] = {k: {} for k in ("ident", "ident_faces", "reid", "det", "ssim", "psnr_db", "psnr",
+                                             "image_sim", "faces")}
+    for col in COLUMNS:
+        faces = [f for f in per_face if col == "average" or f[0] == col]
+        named = [f[1] for f in faces if f[1] is not None]
+        out["faces"][col] = len(faces)
+        out["ident_faces"][col] = len(named)
+        out["ident"][col] = round(float(np.mean(named)), 4) if named else None
+        for key, i in (("reid", 2), ("det", 3), ("ssim", 4), ("psnr_db", 5), ("image_sim", 6)):
+            out[key][col] = round(float(np.mean([f[i] for f in faces])), 4) if faces else None
+        out["psnr"][col] = None if out["psnr_db"][col] is None else round(M.psnr_norm(out["psnr_db"][col]), 4)
+    return out
+
+
+def write_grid(path: Path, crops: np.ndarray, cols: int = 6, cell: int = 96) -> None:
+    cells = [cv2.resize(c, (cell, cell), interpolation=cv2.INTER_AREA) for c in crops]
+    cells += [np.full((cell, cell, 3), 255, np.uint8)] * (-len(cells) % cols)
+    rows = [np.concatenate(cells[i : i + cols], 1) for i in range(0, len(cells), cols)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+
+
+def markdown(result: dict, key: str = "results") -> str:
+    lines = ["| method | ident | reid | det | det retention | fid_eff | ssim | psnr | image sim |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    pct = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
+    num = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    for name, r in result[key].items():
+        a = "average"
+        fid = result["results"][name]["fid_eff"]
+        lines.append(f"| {name} | {pct(r['ident'][a])} | {pct(r['reid'][a])} | {pct(r['det'][a])} | "
+                     f"{num(r['det_retention'][a])} | {fid:.1f} | {num(r['ssim'][a])} | {num(r['psnr'][a])} "
+                     f"| {num(r['image_sim'][a])} |")
+    return "\n".join(lines)
+
+
+def per_bin(result: dict, key: str, table: str = "results") -> str:
+    head = "| method | " + " | ".join(COLUMNS) + " |"
+    lines = [head, "| --- |" + " ---: |" * len(COLUMNS)]
+    for name, r in result[table].items():
+        lines.append(f"| {name} | " + " | ".join("-" if r[key][c] is None else f"{r[key][c]:.3f}" for c in COLUMNS)
+                     + " |")
+    faces = result[table]["untouched"]["faces"]
+    lines.append("| faces | " + " | ".join(str(faces[c]) for c in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..models.registry import GENERATORS
+    from ..paths import SHARED_FACES
+
+    p = argparse.ArgumentParser(prog="python -m facedeid.evaluation.faces", description=__doc__.splitlines()[0])
+    p.add_argument("--identities", type=Path, default=SHARED_FACES / "identities")
+    p.add_argument("--models", default=",".join([*GENERATORS, "ksame"]), help="generators to measure (comma list)")
+    p.add_argument("--scenes", type=Path, default=None,
+                   help="also de-identify these multi-face photos (CenterFace boxes): det retention, image sim, "
+                        "ssim, psnr per bin, and their faces join the fid_eff sample (no identities there)")
+    p.add_argument("--n-reference", type=int, default=600, help="real crops for fid_eff (default 600)")
+    p.add_argument("--json", type=Path, default=None, help="write the result here")
+    p.add_argument("--grids", type=Path, default=None, help=f"write {GRID_FACES}-face grids faces_<method>.jpg here")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if not args.identities.is_dir():
+        p.error(f"{args.identities} is not a folder")
+    start = time.time()
+    result = evaluate(args.identities, [m for m in args.models.split(",") if m], args.n_reference, args.grids,
+                      args.scenes, log=lambda m: print(m, file=sys.stderr))
+    result["command"] = "python -m facedeid.evaluation.faces " + " ".join(argv if argv is not None else sys.argv[1:])
+    result["wall_s"] = round(time.time() - start, 1)
+    print(markdown(result))
+    for key in ("ident", "det_retention", "image_sim"):
+        print(f"\n{key} per bin (identities, report set):\n" + per_bin(result, key))
+    if result["scene_results"]:
+        print("\nscenes (CenterFace boxes; ident: no names there; fid_eff: both sets together):\n"
+              + markdown(result, "scene_results"))
+        for key in ("det_retention", "image_sim"):
+            print(f"\n{key} per bin (scenes):\n" + per_bin(result, key, "scene_results"))
+    print("\ndlib impostor rate (different people within 0.6) by face size: "
+          + ", ".join(f"{band} {v['impostor_rate']:.1%} ({v['pairs']} pairs)"
+                      for band, v in result["impostor_rate_by_face_size"].items()))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

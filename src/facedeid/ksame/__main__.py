@@ -1,0 +1,7 @@
+"""`python -m facedeid.ksame build ...` (see facedeid/ksame/build.py)."""
+
+import sys
+
+from .build import main
+
+sys.exit(main())

@@ -1,0 +1,42 @@
+"""The `ksame` model in Triton's Python backend: donor averages (facedeid.ksame) over the crops of a dynamic batch.
+
+Its version folder holds what export wrote there: `bank.npz` (the donor averages) and `centerface.onnx` (the
+detector network, run on each crop for its five landmarks). Like the ONNX generators it fails closed: if a batch
+cannot be generated, every crop comes back NaN and compose masks those faces.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .python_backend import parameters
+
+BANK_FILE = "bank.npz"
+LANDMARK_MODEL_FILE = "centerface.onnx"
+
+
+class KSameModel:
+    def setup(self, pb_utils, args: dict) -> None:
+        from ..ksame import Bank, KSame, Landmarks
+
+        self.pb_utils = pb_utils
+        folder = Path(args["model_repository"]) / args["model_version"]
+        for name in (BANK_FILE, LANDMARK_MODEL_FILE):
+            if not (folder / name).exists():
+                raise FileNotFoundError(f"{folder / name} is missing: run `python export/to_onnx.py --model ksame`")
+        threads = int(parameters(args).get("threads", "1"))
+        self.generator = KSame(Bank(folder / BANK_FILE), Landmarks(folder / LANDMARK_MODEL_FILE, threads))
+
+    def execute(self, requests):
+        pb_utils = self.pb_utils
+        batches = [pb_utils.get_input_tensor_by_name(r, "INPUT").as_numpy() for r in requests]
+        counts = [len(b) for b in batches]
+        try:
+            out = self.generator(np.concatenate(batches, axis=0))
+        except Exception as error:  # noqa: BLE001 - any failure must mask, never pass original pixels on
+            pb_utils.Logger.log_error(f"ksame failed, faces will be masked: {type(error).__name__}: {error}")
+            out = np.full((sum(counts),) + batches[0].shape[1:], np.nan, np.float32)
+        return [pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("OUTPUT", np.ascontiguousarray(part))])
+                for part in np.split(out, np.cumsum(counts)[:-1])]

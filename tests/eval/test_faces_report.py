@@ -1,0 +1,32 @@
+"""The report-set evaluation (facedeid.evaluation.faces) on a few real people, in process."""
+
+from __future__ import annotations
+
+import pytest
+
+from facedeid.evaluation import faces
+from facedeid.testing import shared_faces_dir
+
+
+def test_people_are_split_by_person():
+    selection, report = faces.split_people(["amy_adams", "kate_siegel", "tom_cruise", "deepface_person_04"])
+    assert selection == ["amy_adams", "tom_cruise"] and report == ["kate_siegel", "deepface_person_04"]
+
+
+@pytest.mark.skipif(shared_faces_dir() is None, reason="../shared/data/faces is not present on this machine")
+def test_untouched_is_identified_and_ksame_is_not(tmp_path):
+    identities = tmp_path / "identities"
+    identities.mkdir()
+    for person in ("deepface_person_04", "deepface_person_05", "amy_adams"):  # two report people, one selection
+        (identities / person).symlink_to(shared_faces_dir() / "identities" / person)
+    result = faces.evaluate(identities, ["ksame"], n_reference=40, grids=tmp_path, log=lambda *_: None)
+    assert result["report_people"] == ["deepface_person_04", "deepface_person_05"]
+    untouched, ksame = result["results"]["untouched"], result["results"]["ksame"]
+    assert untouched["ident_faces"]["average"] == 10 < untouched["faces"]["average"]  # main faces of 10 photos
+    assert untouched["ident"]["average"] >= 0.8  # the ceiling: other photos of the same person are found
+    assert ksame["ident"]["average"] <= 0.2
+    assert ksame["det_retention"]["average"] >= 0.8 and untouched["det_retention"]["average"] == 1.0
+    assert ksame["image_sim"]["average"] > result["results"]["blur"]["image_sim"]["average"]
+    assert ksame["fid_eff"] < result["results"]["blur"]["fid_eff"]
+    assert (tmp_path / "faces_ksame.jpg").exists() and not (tmp_path / "faces_untouched.jpg").exists()
+    assert "ksame" in faces.markdown(result)
