@@ -40,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .detection import DEFAULT_THRESHOLD
+
 MODES = ("eager", "onnxruntime", "triton", "blur", "blur640")
 DEFAULT_MODES = MODES
 DEFAULT_CONCURRENCY = (1, 4, 16)
@@ -161,7 +163,7 @@ def _detector(setup: dict):
 
 
 def work_onnxruntime(setup: dict, frames: list[np.ndarray]) -> list[dict]:
-    """The served stage functions in-process: detector_input -> detector -> prep_detected -> generator -> compose."""
+    """The served stage functions in-process: detector_inputs -> detector (both scales) -> prep_detected -> generator -> compose."""
     from .serving import stages
     from .serving.onnx_runner import BatchedGenerator, cpu_session
 
@@ -174,15 +176,17 @@ def work_onnxruntime(setup: dict, frames: list[np.ndarray]) -> list[dict]:
 
     def one(frame):
         marks = [time.perf_counter()]
-        image = stages.detector_input(frame)
+        image, small = stages.detector_inputs(frame)
         marks.append(time.perf_counter())
-        heat, scale, offset = detector.run(["HEATMAP", "SCALE", "OFFSET"], {"IMAGE": image})
+        names = ["HEATMAP", "SCALE", "OFFSET", "LANDMARKS"]
+        full_maps, small_maps = detector.run(names, {"IMAGE": image}), detector.run(names, {"IMAGE": small})
         marks.append(time.perf_counter())
-        crops, boxes = stages.prep_detected(frame, heat, scale, offset, size, threshold)
+        crops, boxes, blur_boxes, _ = stages.prep_detected(frame, full_maps, small_maps, size, threshold)
         marks.append(time.perf_counter())
         generated = generator([crops])[0]
         marks.append(time.perf_counter())
-        out = stages.compose_frame(frame, generated, boxes)
+        out = stages.compose_frame(frame, generated, boxes, blur_boxes=blur_boxes)
+        boxes = np.concatenate([boxes, blur_boxes])
         marks.append(time.perf_counter())
         for name, t0, t1 in zip(step_ms, marks, marks[1:]):
             step_ms[name] += (t1 - t0) * 1e3
@@ -211,7 +215,6 @@ def work_eager(setup: dict, frames: list[np.ndarray]) -> list[dict]:
     from . import compose as composer
     from . import crops as crop_ops
     from .models import get_spec
-    from .serving.stages import MAX_FACES
 
     torch.set_num_threads(setup["torch_threads"])
     spec = get_spec(setup["generator"])
@@ -226,7 +229,7 @@ def work_eager(setup: dict, frames: list[np.ndarray]) -> list[dict]:
             boxes, _ = detector(frame)
             boxes = crop_ops.clean_boxes(boxes, frame.shape[1], frame.shape[0])
             windows = crop_ops.expand_boxes(boxes)
-            for window in windows[:MAX_FACES]:  # one face at a time, as the research scripts did
+            for window in windows:  # one face at a time, as the research scripts did
                 pixels = torch.from_numpy(np.ascontiguousarray(crop_ops.crop_window(frame, window)))
                 face = pixels.permute(2, 0, 1).float().div(127.5).sub(1.0).unsqueeze(0)
                 inputs.append(F.interpolate(face, size=(size, size), mode="bilinear", antialias=True,
@@ -239,7 +242,7 @@ def work_eager(setup: dict, frames: list[np.ndarray]) -> list[dict]:
         results, k = [], 0
         for frame, windows in per_frame:
             faces = []
-            for _ in windows[:MAX_FACES]:
+            for _ in windows:
                 faces.append(outputs[k].add(1.0).mul(127.5).add(0.5).clamp(0, 255).byte().permute(1, 2, 0).numpy())
                 k += 1
             faces = np.stack(faces) if faces else np.zeros((0, size, size, 3), np.uint8)
@@ -568,7 +571,7 @@ def run(generator: str = "mobileunet", modes=DEFAULT_MODES, repeats: int = 3, fr
         repository = prepare_repository(workdir / "model_repository", generator, allow_untrained, overrides)
     setup = {
         "generator": generator, "size": spec.size, "allow_untrained": allow_untrained,
-        "repository": str(repository), "frames": paths, "frame_limit": frames, "threshold": 0.5,
+        "repository": str(repository), "frames": paths, "frame_limit": frames, "threshold": DEFAULT_THRESHOLD,
         "gen_threads": int(config_param(Path(repository), generator, "threads", str(CPU_THREADS))),
         "det_threads": int(config_param(Path(repository), "face_detector", "threads", str(CPU_THREADS))),
         "spin": spin_enabled(config_param(Path(repository), generator, "spin", "0")),
