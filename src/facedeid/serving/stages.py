@@ -99,7 +99,10 @@ def _check_maps(maps: tuple[np.ndarray, ...], images: int | None, suffix: str = 
             raise ValueError(f"{name}{suffix} must have shape [{images or 'T'}, {channels}, h, w], "
                              f"got {list(tensor.shape)}")
     if len({tuple(m.shape[2:]) for m in maps}) != 1 or len({m.shape[0] for m in maps}) != 1:
-        raise ValueError(f"detector maps{suffix} must agree in T, h and w, got {[list(m.shape) for m in maps]}")
+        raise ValueError(f"detector maps{suffix} must have the same T and the same h, w, "
+                         f"got {[list(m.shape) for m in maps]}")
+    if not all(np.isfinite(m).all() for m in maps):
+        raise ValueError(f"detector maps{suffix} contain NaN or infinite values")
 
 
 def prep_detected(frame: np.ndarray, full_maps: tuple[np.ndarray, ...], small_maps: tuple[np.ndarray, ...],
