@@ -22,7 +22,8 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..data.dna import IMAGE_EXTS, ImageError, read_image, write_image
-from .triton import DeidClient, DeidError, ensemble_name
+from .triton import (DeidClient, DeidError, add_detection_arguments, detection_settings_from,
+                     ensemble_name)
 
 VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 BASELINES = ("blur", "mosaic")
@@ -41,24 +42,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retries", type=int, default=8, help="retries while a server is unavailable (about 40 s)")
     p.add_argument("--ready_timeout", type=float, default=60.0, help="seconds to wait for the server(s) to be ready")
     p.add_argument("--fps", type=float, default=None, help="output video frame rate (default: the input's)")
+    add_detection_arguments(p)
     return p
 
 
 class LocalBaseline:
     """blur / mosaic on CenterFace boxes, with the client's `map` interface."""
 
-    def __init__(self, method: str):
-        from ..detection import CenterFaceDetector
+    def __init__(self, method: str, threshold: float | None = None, det_size: int | None = None, **_):
+        from ..detection import DEFAULT_MAX_SIDE, DEFAULT_THRESHOLD, CenterFaceDetector
 
         self.method = method
-        self.detector = CenterFaceDetector()
+        self.detector = CenterFaceDetector(threshold if threshold is not None else DEFAULT_THRESHOLD,
+                                           det_size or DEFAULT_MAX_SIDE)
 
     def map(self, _model, items, to_request, window=None):
         from ..baselines import anonymize
 
         for item in items:
             frame, _ = to_request(item)
-            yield item, _Result(anonymize(self.method, frame, self.detector(frame)[0]))
+            boxes = self.detector(frame)[0]
+            yield item, _Result(anonymize(self.method, frame, boxes), boxes)
 
     def wait_ready(self, *_a, **_k):
         pass
@@ -68,14 +72,34 @@ class LocalBaseline:
 
 
 class _Result:
-    def __init__(self, frame):
+    def __init__(self, frame, boxes):
         self.frame = frame
+        self.boxes = boxes
+        self.blurred = np.zeros((0, 4), np.float32)
 
 
-def _deid_stream(engine, model: str, frames: Iterable[tuple[str, np.ndarray]]) -> Iterator[tuple[str, np.ndarray]]:
+class FaceCounts:
+    """How many faces went each way: a generated face, or a blur (low-confidence detections)."""
+
+    def __init__(self):
+        self.generated = self.blurred = self.frames = 0
+
+    def add(self, result) -> None:
+        self.frames += 1
+        self.generated += len(result.boxes)
+        self.blurred += len(getattr(result, "blurred", ()))
+
+    def __str__(self) -> str:
+        return f"{self.generated} face(s) generated, {self.blurred} low-confidence face(s) blurred"
+
+
+def _deid_stream(engine, model: str, frames: Iterable[tuple[str, np.ndarray]],
+                 counts: FaceCounts | None = None) -> Iterator[tuple[str, np.ndarray]]:
     for (name, frame), result in engine.map(model, frames, lambda it: (it[1], None)):
         if isinstance(result, BaseException):
             raise DeidError(f"{name}: {result}")
+        if counts is not None:
+            counts.add(result)
         yield name, result.frame
 
 
@@ -96,11 +120,12 @@ def run_images(engine, model: str, pairs: list[tuple[Path, Path]]) -> int:
                 errors += 1
 
     out_of = {str(s): d for s, d in pairs}
-    done = 0
-    for name, deid in _deid_stream(engine, model, frames()):
+    done, counts = 0, FaceCounts()
+    for name, deid in _deid_stream(engine, model, frames(), counts):
         write_image(out_of[name], deid)
         done += 1
-    print(f"deid: wrote {done} image(s)" + (f", skipped {errors} unreadable" if errors else ""), file=sys.stderr)
+    print(f"deid: wrote {done} image(s)" + (f", skipped {errors} unreadable" if errors else "") + f"; {counts}",
+          file=sys.stderr)
     return 0 if done or not errors else 1
 
 
@@ -143,15 +168,20 @@ def run_video(engine, model: str, src: Path, dst: Path, fps: float | None) -> in
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     src, dst = args.input, args.output
+    try:
+        settings = detection_settings_from(args)
+    except ValueError as exc:
+        print(f"deid: {exc}", file=sys.stderr)
+        return 2
     if not src.exists():
         print(f"deid: {src} does not exist", file=sys.stderr)
         return 2
     if args.model in BASELINES:
-        engine = LocalBaseline(args.model)
+        engine = LocalBaseline(args.model, **settings)
         model = args.model
     else:
         engine = DeidClient(args.url or ["localhost:8001"], concurrency=args.concurrency, timeout_s=args.timeout,
-                            retries=args.retries)
+                            retries=args.retries, settings=settings)
         model = ensemble_name(args.model, with_boxes=False)
     try:
         engine.wait_ready([model], timeout_s=args.ready_timeout)

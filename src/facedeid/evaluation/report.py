@@ -12,10 +12,11 @@ import numpy as np
 
 from ..data.dna import BINS, atomic_write_bytes
 
-METRICS = ("ssim", "psnr", "image sim", "reid", "det")
+METRICS = ("ssim", "psnr", "image sim", "reid", "det", "recall", "untouched")  # recall/untouched: --boxes detect
 GOOD = {"ssim": "lower = face changed more", "psnr": "lower = face changed more",
         "image sim": "higher = rest of the frame kept", "reid": "lower = better privacy",
-        "det": "higher = still looks like a face"}
+        "det": "higher = still looks like a face", "recall": "higher = fewer faces missed by the detector",
+        "untouched": "lower = fewer faces returned unchanged (0 = no leak)"}
 
 
 def _png(fig) -> str:
@@ -37,6 +38,8 @@ def metric_charts(metrics: dict) -> list[tuple[str, str]]:
     cols = list(BINS) + ["average"]
     charts = []
     for metric in METRICS:
+        if not all(metric in metrics["results"][m]["table"] for m in models):
+            continue
         fig, ax = plt.subplots(figsize=(6.4, 2.8))
         width = 0.8 / max(1, len(models))
         x = np.arange(len(cols))

@@ -53,6 +53,10 @@ def aggregate(rows: list[dict]) -> dict:
     for label, key in FACE_SHARES:
         table[label] = {b: _share(sum(_i(r, key) for r in g), sum(_i(r, "faces") for r in g))
                         for b, g in groups.items()}
+    if any(r.get("gt_recalled") not in ("", None) for r in ok):  # --boxes detect: what the detector let through
+        for label, key in (("recall", "gt_recalled"), ("untouched", "untouched")):
+            table[label] = {b: _share(sum(_i(r, key) for r in g), sum(_i(r, "faces") for r in g))
+                            for b, g in groups.items()}
     table["faces"] = {b: sum(_i(r, "faces") for r in g) for b, g in groups.items()}
     table["frames"] = {b: len(g) for b, g in groups.items()}
     n_faces = sum(_i(r, "faces") for r in with_faces)
@@ -71,6 +75,11 @@ def aggregate(rows: list[dict]) -> dict:
         "reid_mean_distance": _none(reid_dist),
         "det_on_originals": _share(sum(_i(r, "orig_det_found") for r in with_faces), n_faces),
         "detector_recall": _share(recalled, gt) if has_recall else None,
+        "untouched_faces": sum(_i(r, "untouched") for r in ok) if has_recall else None,
+        "false_positives": sum(_i(r, "false_pos") for r in ok) if has_recall else None,
+        "faces_blurred": sum(_i(r, "server_blurred") for r in ok) if has_recall else None,
+        "faces_anonymised": sum(_i(r, "server_faces") + _i(r, "server_blurred") for r in ok) if has_recall else None,
+        "labelled_faces": gt,
         "no_face_frames": len(no_faces),
         "no_face_image_sim": _none(mean_or_nan(_f(r, "image_sim") for r in no_faces)),
         "frames_total": len(rows),
@@ -106,7 +115,9 @@ def format_table(summary: dict) -> str:
     keys = list(BINS) + ["average"]
     lines = ["\t        " + " \t".join(COLUMNS[:4]) + " \t" + COLUMNS[4] + "\t" + COLUMNS[5],
              "-" * 59]
-    for label in ("ssim", "psnr", "image sim", "reid", "det"):
+    for label in ("ssim", "psnr", "image sim", "reid", "det", "recall", "untouched"):
+        if label not in t:
+            continue
         name = f"{label:<8}" if len(label) < 8 else label
         lines.append(name + "\t" + "\t".join(_cell(t[label][k]) for k in keys))
     for label in ("faces", "frames"):
@@ -134,6 +145,11 @@ def format_notes(summary: dict) -> str:
     if summary.get("detector_recall") is not None:
         lines.append(f"detector recall against the labels (served detector, IoU >= 0.5): "
                      f"{summary['detector_recall']:.4f}")
+    if summary.get("untouched_faces") is not None:
+        lines.append(f"labelled faces returned unchanged (SSIM >= 0.9): {summary['untouched_faces']} of "
+                     f"{summary.get('labelled_faces')}; anonymised boxes: {summary.get('faces_anonymised')} "
+                     f"({summary.get('faces_blurred')} blurred as low-confidence), false positives: "
+                     f"{summary['false_positives']}")
     if summary.get("no_face_frames"):
         sim = summary.get("no_face_image_sim")
         lines.append(f"frames without faces: {summary['no_face_frames']} (image sim "
