@@ -332,6 +332,8 @@ def parse_args_with_config(parser: argparse.ArgumentParser, argv: list[str] | No
     fixed = _fixed_values()
     for dest, value in result.values.items():
         where = result.sources.get(dest, dest)
+        if dest == "det_threshold" and "threshold" in actions:  # commands with --threshold apply it per request
+            dest = "threshold"
         action = actions.get(dest)
         if action is None:
             if dest in fixed and math.isclose(float(value), fixed[dest][0]):

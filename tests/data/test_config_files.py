@@ -60,6 +60,7 @@ def eval_like_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--url", action="append", default=None)
     p.add_argument("--save", action="store_true")
+    p.add_argument("--threshold", type=float, default=None)
     return p
 
 
@@ -118,7 +119,8 @@ def test_config_values_are_defaults_flags_win(tmp_path):
     assert args.model == "resnet50unet" and args.batch_size == 4 and args.save is True
     assert args.dataset_dir == Path("/dataset/dna_frame/") and args.url is None
     assert "colour: unknown field" in err.getvalue() and "train.lr: ignored" in err.getvalue()
-    assert not any("threshold" in n for n in notes)  # 0.6 / 0.5 are the evaluation's own values
+    assert not any("threshold" in n for n in notes)  # 0.6: the evaluation's own; 0.5: applied as --threshold
+    assert args.threshold == 0.5
 
     other = write(tmp_path, "model: d2gan\nreid_threshold: 0.5\nurl: [a:8001, b:8001]\n", "o.yml")
     args, notes = parse_args_with_config(eval_like_parser(), [f"--config={other}", "--dataset_dir", "d",
