@@ -453,7 +453,8 @@ class Evaluation:
         printed = []
         for m in self.models:
             s = summaries[m]
-            source = "local, same boxes as deface" if m in BASELINES else ", ".join(self.urls)
+            source = ("deface CLI, its defaults" if m == "deface" else "local, same boxes as deface"
+                      if m in BASELINES else ", ".join(self.urls))
             head = f"== {m} (boxes: {self.args.boxes}; {source}) =="
             block = [head, tables.format_table(s), tables.format_throughput(s)]
             notes = tables.format_notes(s)

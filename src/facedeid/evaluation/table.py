@@ -161,11 +161,15 @@ def format_notes(summary: dict) -> str:
 
 def format_comparison(summaries: dict[str, dict]) -> str:
     """One line per model: the `average` column of each metric, and frames/s."""
-    head = f"{'model':<14}\t{'ssim':>7}\t{'psnr':>7}\t{'img sim':>7}\t{'reid':>7}\t{'det':>7}\t{'frames/s':>8}"
-    lines = [head, "-" * 70]
+    keys = ["ssim", "psnr", "image sim", "reid", "det"]
+    if all("recall" in s["table"] for s in summaries.values()):  # --boxes detect: the leak, side by side
+        keys += ["recall", "untouched"]
+    head = f"{'model':<14}\t" + "\t".join(f"{'img sim' if k == 'image sim' else k[:7]:>7}" for k in keys)
+    head += f"\t{'frames/s':>8}"
+    lines = [head, "-" * (70 + 16 * (len(keys) - 5))]
     for name, s in summaries.items():
         t = s["table"]
-        cells = [_cell(t[k]["average"]) for k in ("ssim", "psnr", "image sim", "reid", "det")]
+        cells = [_cell(t[k]["average"]) for k in keys]
         fps = s["throughput"]["frames_per_s"]
         fps_text = EMPTY if fps is None else f"{fps:.2f}"
         lines.append(f"{name:<14}\t" + "\t".join(f"{c:>7}" for c in cells) + f"\t{fps_text:>8}")
