@@ -73,6 +73,17 @@ def test_triton_eval_detect_mode_reports_recall(server, small_dir, tmp_path):
         assert res["table"]["untouched"]["average"] == 0.0 and res["untouched_faces"] == 0
         assert res["false_positives"] is not None
     assert "recall" in metrics["definitions"] and "untouched" in metrics["definitions"]
+    rows = list(csv.DictReader(open(out / "per_frame.csv", newline="")))
+    assert all(r["untouched"] == "0" for r in rows if r["status"] == "ok" and r["gt_faces"] != "0")
+
+    # the same metric code sees a leak: with a threshold nothing reaches, every labelled face comes back unchanged
+    leak = tmp_path / "leak"
+    proc = _cli("eval/triton_eval.py", *eval_argv(small_dir, leak, "mobileunet", "--boxes", "detect",
+                                                   "--url", server.grpc_url, "--threshold", "1.0", "--no_report"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((leak / "metrics.json").read_text())["results"]["mobileunet"]
+    assert res["detector_recall"] == 0.0 and res["table"]["recall"]["average"] == 0.0
+    assert res["untouched_faces"] == res["labelled_faces"] > 0 and res["table"]["untouched"]["average"] == 1.0
     html = (out / "report.html").read_text()
     assert "<img alt='recall'" in html and "<img alt='untouched'" in html and "\nuntouched\t" in html
 
