@@ -120,6 +120,10 @@ def prep_detected(frame: np.ndarray, full_maps: tuple[np.ndarray, ...], small_ma
         raise ValueError(f"detector maps must be {list(expected)} for this frame and DET_SIZE, "
                          f"got {list(full_maps[0].shape[2:])}")
     _check_maps(small_maps, 1, "_SMALL")
+    small_expected = (p.small.height // 4, p.small.width // 4) if p.small is not None else (8, 8)
+    if small_maps[0].shape[2:] != small_expected:
+        raise ValueError(f"detector maps_SMALL must be {list(small_expected)} for this frame and DET_SIZE, "
+                         f"got {list(small_maps[0].shape[2:])}")
     found = detection.decode_multiscale(p, full_maps, small_maps, threshold)
     sure, unsure = found.split(generate_threshold)
     return crop_batch(frame, sure.boxes, size), sure.boxes, unsure.boxes, sure.landmarks
