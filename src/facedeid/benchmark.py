@@ -332,7 +332,8 @@ async def _triton_level(url: str, model: str, frames: list[np.ndarray], concurre
     from tritonclient.grpc import InferInput, InferRequestedOutput
 
     client = aioclient.InferenceServerClient(url)
-    outputs = [InferRequestedOutput("DEID_FRAME"), InferRequestedOutput("BOXES")]
+    # faces = every anonymised face: generated (BOXES) and blurred (BLUR_BOXES), as in the other modes
+    outputs = [InferRequestedOutput("DEID_FRAME"), InferRequestedOutput("BOXES"), InferRequestedOutput("BLUR_BOXES")]
     latencies: list[float] = []
     faces = 0
     next_index = 0
@@ -348,7 +349,7 @@ async def _triton_level(url: str, model: str, frames: list[np.ndarray], concurre
             result = await client.infer(model, [inp], outputs=outputs)
             result.as_numpy("DEID_FRAME")
             latencies.append((time.perf_counter() - t0) * 1e3)
-            faces += len(result.as_numpy("BOXES"))
+            faces += len(result.as_numpy("BOXES")) + len(result.as_numpy("BLUR_BOXES"))
 
     try:
         start = time.perf_counter()
@@ -531,6 +532,14 @@ def patch_configs(repo: Path, generator: str, overrides: dict) -> None:
             edit(model, set_param("spin", int(bool(overrides["spin"]))))
     if overrides.get("gen_max_batch") is not None:
         edit(generator, lambda t: re.sub(r"max_batch_size: \d+", f"max_batch_size: {overrides['gen_max_batch']}", t))
+    if overrides.get("min_generate_side") is not None:
+        edit("face_prep", set_param("min_generate_side", overrides["min_generate_side"]))
+    if overrides.get("full_size") is not None:
+        for stage in ("detect_prep", "face_prep"):
+            edit(stage, set_param("full_size", overrides["full_size"]))
+    if overrides.get("det_size") is not None:
+        for stage in ("detect_prep", "face_prep"):
+            edit(stage, set_param("det_size", overrides["det_size"]))
     if overrides.get("stage_instances") is not None:
         for stage in ("detect_prep", "face_prep", "compose"):
             edit(stage, instances(overrides["stage_instances"]))
@@ -840,6 +849,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="in-process ORT thread spinning")
     parser.add_argument("--gen-max-batch", type=int, help="override the generator's max_batch_size")
     parser.add_argument("--stage-instances", type=int, help="override detect_prep/face_prep/compose instances")
+    parser.add_argument("--full-size", type=int,
+                        help="override detect_prep/face_prep full_size (cap of the full-resolution pass; 0 native)")
+    parser.add_argument("--det-size", type=int, help="override detect_prep/face_prep det_size (downscaled pass)")
+    parser.add_argument("--min-generate-side", type=float,
+                        help="override face_prep's min_generate_side (0: generate every confident face, as before)")
     parser.add_argument("--json", type=Path, default=Path("benchmark_results.json"), help="where to write results")
     parser.add_argument("--markdown", type=Path, help="also write the tables as markdown here")
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a new temporary folder)")
@@ -859,7 +873,8 @@ def main(argv: list[str] | None = None) -> int:
     named = {"all": list(GENERATORS), "none": []}
     flops = named[args.flops_models] if args.flops_models in named else args.flops_models.split(",")
     overrides = {k: getattr(args, k) for k in ("gen_threads", "det_threads", "queue_delay_us", "gen_instances",
-                                               "det_instances", "stage_instances", "spin", "gen_max_batch")
+                                               "det_instances", "stage_instances", "spin", "gen_max_batch",
+                                               "min_generate_side", "full_size", "det_size")
                  if getattr(args, k) is not None}
     result = run(args.model, modes, args.repeats, args.frames, [int(c) for c in args.concurrency.split(",")],
                  args.url, args.repository, args.server_pid, overrides, flops, args.workdir,

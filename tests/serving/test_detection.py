@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
@@ -127,3 +128,47 @@ def _iou(a, b):
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = ix * iy
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def test_split_sends_small_and_unsure_faces_to_the_blur_tier():
+    boxes = np.float32([[0, 0, 100, 120], [0, 0, 20, 40], [0, 0, 60, 31.5], [0, 0, 80, 80]])
+    found = detection.Detections(boxes, np.float32([0.9, 0.9, 0.9, 0.3]), np.zeros((4, 10), np.float32))
+    generate, blur = found.split(0.5)  # MIN_GENERATE_SIDE = 32: the 20 px and 31.5 px faces are blurred
+    assert detection.MIN_GENERATE_SIDE == 32
+    np.testing.assert_array_equal(generate.boxes, boxes[:1])
+    np.testing.assert_array_equal(blur.boxes, boxes[1:])
+    generate, blur = found.split(0.5, min_side=0)  # 0: every confident face is generated
+    assert len(generate) == 3 and len(blur) == 1
+    with pytest.raises(ValueError, match="min_generate_side"):
+        stages.min_generate_side({"min_generate_side": "-1"})
+
+
+def test_a_face_too_small_to_generate_is_blurred_and_counted(client, astronaut):
+    small = cv2.resize(astronaut, (128, 128), interpolation=cv2.INTER_AREA)  # face about 28x35 px
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    frame[200:328, 300:428] = small
+    result, boxes, blurred = infer(client, frame)
+    assert len(boxes) == 0 and len(blurred) == 1, (boxes, blurred)
+    assert min(blurred[0][2] - blurred[0][0], blurred[0][3] - blurred[0][1]) < detection.MIN_GENERATE_SIDE
+    assert np.abs(box_region(result, blurred[0]) - box_region(frame, blurred[0])).mean() > 5
+    untouched = outside_windows(frame.shape, boxes, blurred)
+    assert np.array_equal(result[untouched], frame[untouched])
+
+
+def test_full_size_caps_the_full_resolution_pass_and_boxes_stay_in_frame_pixels(astronaut):
+    frame, truth = big_canvas(astronaut)  # 2600x3400: tiled at native resolution
+    image, small = stages.detector_inputs(frame, 384, full_size=768)
+    assert image.shape == (1, 3, 608, 768) and small.shape == (1, 3, 320, 384)
+    detector = detection.CenterFaceDetector(threads=2)
+    maps = tuple(detector.run(image)), tuple(detector.run(small))
+    _, boxes, blurred, _ = stages.prep_detected(frame, *maps, 128, det_size=384, full_size=768)
+    found = np.concatenate([boxes, blurred])
+    assert len(found) == len(truth)
+    for box in truth:
+        assert max(_iou(box, b) for b in found) > 0.6
+    with pytest.raises(ValueError, match="HEATMAP|maps"):  # face_prep and detect_prep must agree on full_size
+        stages.prep_detected(frame, *maps, 128, det_size=384, full_size=0)
+    for bad in (100, 4096, 512.5):
+        with pytest.raises(ValueError, match="full_size"):
+            detection.check_full_size(bad)
+    assert stages.full_size({}) == 0 and stages.full_size({"full_size": "768"}) == 768

@@ -4,7 +4,7 @@ BLUR_BOXES that compose blurs, and the LANDMARKS of BOXES."""
 import triton_python_backend_utils as pb_utils
 
 from facedeid.serving.python_backend import parameters, serve_each
-from facedeid.serving.stages import detection_settings, frame_limit, prep_detected
+from facedeid.serving.stages import detection_settings, frame_limit, full_size, min_generate_side, prep_detected
 
 MAPS = ["HEATMAP", "SCALE", "OFFSET", "LANDMARKS"]
 SETTINGS = ["THRESHOLD", "DET_SIZE", "GENERATE_THRESHOLD"]
@@ -17,13 +17,16 @@ class TritonPythonModel:
         self.defaults = detection_settings(
             defaults=(float(params["threshold"]), int(params["det_size"]), float(params["generate_threshold"])))
         self.max_pixels = frame_limit(params)
+        self.min_side = min_generate_side(params)
+        self.full_size = full_size(params)
 
     def execute(self, requests):
         def run(frame, *tensors):
             full, small, settings = tensors[:4], tensors[4:8], tensors[8:]
             threshold, det_size, generate = detection_settings(*settings, defaults=self.defaults)
             return prep_detected(frame, full, small, self.size, threshold, det_size, generate,
-                                 max_pixels=self.max_pixels)
+                                 max_pixels=self.max_pixels, min_generate_side=self.min_side,
+                                 full_size=self.full_size)
 
         return serve_each(pb_utils, requests, ["FRAME", *MAPS, *[m + "_SMALL" for m in MAPS], *SETTINGS],
                           ["CROPS", "BOXES", "BLUR_BOXES", "LANDMARKS"], run, optional=tuple(SETTINGS))

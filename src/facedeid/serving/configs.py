@@ -120,12 +120,13 @@ def stage_configs(crop_size: int) -> dict[str, str]:
         "detect_prep": _python_stage(
             "detect_prep", [FRAME, SETTINGS["DET_SIZE"]],
             [_tensor("IMAGE", "FP32", [-1, 3, -1, -1]), _tensor("IMAGE_SMALL", "FP32", [1, 3, -1, -1])],
-            det_size=detection.DEFAULT_MAX_SIDE),
+            det_size=detection.CPU_DET_SIZE, full_size=detection.CPU_FULL_SIZE),
         "face_prep": _python_stage(
             "face_prep", [FRAME, *_maps(), *_maps("_SMALL"), *SETTINGS.values()],
             [crops_t, BOXES, BLUR_BOXES, _tensor("LANDMARKS", "FP32", [-1, 10])], crop_size=crop_size,
-            threshold=detection.DEFAULT_THRESHOLD, det_size=detection.DEFAULT_MAX_SIDE,
-            generate_threshold=detection.DEFAULT_GENERATE_THRESHOLD),
+            threshold=detection.DEFAULT_THRESHOLD, det_size=detection.CPU_DET_SIZE,
+            generate_threshold=detection.DEFAULT_GENERATE_THRESHOLD, min_generate_side=detection.MIN_GENERATE_SIDE,
+            full_size=detection.CPU_FULL_SIZE),
         "box_prep": _python_stage("box_prep", [FRAME, _tensor("BOXES_IN", "FP32", [-1, 4])], [crops_t, BOXES],
                                   crop_size=crop_size),
         "compose": _python_stage(

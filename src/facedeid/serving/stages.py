@@ -19,6 +19,14 @@ MAX_DETECTOR_SIDE = detection.FULL_MAX_SIDE  # face_detector IMAGE sides; bounds
 MAX_DETECTOR_IMAGES = 128  # face_detector IMAGE batch: full-resolution tiles of an 8192x8192 frame (121) fit
 
 
+def min_generate_side(params: dict[str, str]) -> float:
+    """face_prep's config parameter `min_generate_side` (pixels; 0 generates every confident face)."""
+    value = float(params.get("min_generate_side", detection.MIN_GENERATE_SIDE))
+    if not (np.isfinite(value) and 0 <= value <= detection.FULL_MAX_SIDE):
+        raise ValueError(f"min_generate_side must be in 0..{detection.FULL_MAX_SIDE} pixels, got {value}")
+    return value
+
+
 def frame_limit(params: dict[str, str]) -> int:
     """The frame size limit of a stage: config parameter `max_frame_pixels` if set, else MAX_FRAME_PIXELS."""
     value = int(params.get("max_frame_pixels", MAX_FRAME_PIXELS))
@@ -75,9 +83,14 @@ def detection_settings(threshold: np.ndarray | None = None, det_size: np.ndarray
 
 
 def detector_inputs(frame: np.ndarray, det_size: int = detection.DEFAULT_MAX_SIDE,
-                    max_pixels: int = MAX_FRAME_PIXELS) -> tuple[np.ndarray, np.ndarray]:
+                    max_pixels: int = MAX_FRAME_PIXELS, full_size: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """FRAME [H,W,3] uint8 -> (IMAGE [T,3,h,w] full resolution / tiles, IMAGE_SMALL [1,3,h',w'] downscaled)."""
-    return detection.preprocess_multiscale(check_frame(frame, max_pixels), det_size)
+    return detection.preprocess_multiscale(check_frame(frame, max_pixels), det_size, full_size)
+
+
+def full_size(params: dict[str, str]) -> int:
+    """The `full_size` config parameter of detect_prep and face_prep (0 or absent: native resolution)."""
+    return detection.check_full_size(float(params.get("full_size", 0)))
 
 
 def crop_batch(frame: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
@@ -109,15 +122,17 @@ def prep_detected(frame: np.ndarray, full_maps: tuple[np.ndarray, ...], small_ma
                   size: int, threshold: float = detection.DEFAULT_THRESHOLD,
                   det_size: int = detection.DEFAULT_MAX_SIDE,
                   generate_threshold: float = detection.DEFAULT_GENERATE_THRESHOLD,
-                  max_pixels: int = MAX_FRAME_PIXELS) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                  max_pixels: int = MAX_FRAME_PIXELS, min_generate_side: float = detection.MIN_GENERATE_SIDE,
+                  full_size: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Decode the CenterFace outputs of both scales for FRAME ->
-    (CROPS [M,3,S,S], BOXES [N,4] generated faces, BLUR_BOXES [K,4] low-confidence faces, LANDMARKS [N,10])."""
+    (CROPS [M,3,S,S], BOXES [N,4] generated faces, BLUR_BOXES [K,4] low-confidence faces and faces whose shorter
+    side is under `min_generate_side` pixels, LANDMARKS [N,10])."""
     check_frame(frame, max_pixels)
-    p = detection.plan(frame.shape[0], frame.shape[1], det_size)
+    p = detection.plan(frame.shape[0], frame.shape[1], det_size, full_size)
     _check_maps(full_maps, len(p.origins))
     expected = (p.tile_h // 4, p.tile_w // 4)
     if full_maps[0].shape[2:] != expected:
-        raise ValueError(f"detector maps must be {list(expected)} for this frame and DET_SIZE, "
+        raise ValueError(f"detector maps must be {list(expected)} for this frame, DET_SIZE and full_size, "
                          f"got {list(full_maps[0].shape[2:])}")
     _check_maps(small_maps, 1, "_SMALL")
     small_expected = (p.small.height // 4, p.small.width // 4) if p.small is not None else (8, 8)
@@ -125,7 +140,7 @@ def prep_detected(frame: np.ndarray, full_maps: tuple[np.ndarray, ...], small_ma
         raise ValueError(f"detector maps_SMALL must be {list(small_expected)} for this frame and DET_SIZE, "
                          f"got {list(small_maps[0].shape[2:])}")
     found = detection.decode_multiscale(p, full_maps, small_maps, threshold)
-    sure, unsure = found.split(generate_threshold)
+    sure, unsure = found.split(generate_threshold, min_generate_side)
     return crop_batch(frame, sure.boxes, size), sure.boxes, unsure.boxes, sure.landmarks
 
 
