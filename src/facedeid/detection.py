@@ -229,7 +229,8 @@ class Detections:
     scores: np.ndarray  # [N] float32
     landmarks: np.ndarray  # [N,10] float32 frame pixels: (x, y) of eyes, nose, mouth corners
 
-    def split(self, generate_threshold: float, min_side: float = MIN_GENERATE_SIDE) -> tuple["Detections", "Detections"]:
+    def split(self, generate_threshold: float,
+              min_side: float = MIN_GENERATE_SIDE) -> tuple["Detections", "Detections"]:
         """(to generate: score >= generate_threshold and shorter side >= min_side, to blur: the rest)."""
         sides = np.minimum(self.boxes[:, 2] - self.boxes[:, 0], self.boxes[:, 3] - self.boxes[:, 1])
         sure = (self.scores >= generate_threshold) & (sides >= min_side)

@@ -148,7 +148,7 @@ def format_notes(summary: dict) -> str:
     if summary.get("untouched_faces") is not None:
         lines.append(f"labelled faces returned unchanged (SSIM >= 0.9): {summary['untouched_faces']} of "
                      f"{summary.get('labelled_faces')}; anonymised boxes: {summary.get('faces_anonymised')} "
-                     f"({summary.get('faces_blurred')} blurred as low-confidence), false positives: "
+                     f"({summary.get('faces_blurred')} blurred: low score or small), false positives: "
                      f"{summary['false_positives']}")
     if summary.get("no_face_frames"):
         sim = summary.get("no_face_image_sim")
