@@ -26,7 +26,7 @@ FIELDS = {
     "output_dir": ("str", "--output_dir"),
     "save": ("bool", "--save"),
     "url": ("urls", "--url: one address or a list"),
-    "det_threshold": ("prob", "CenterFace score threshold (fixed by the product)"),
+    "det_threshold": ("prob", "CenterFace score threshold (applied as --threshold where a command has it)"),
     "reid_threshold": ("float+", "face recognizer distance threshold (fixed by the product)"),
 }
 
@@ -183,6 +183,8 @@ def parse_args_with_config(parser: argparse.ArgumentParser, argv: list[str] | No
     defaults, after = {}, {}
     fixed = _fixed_values()
     for dest, value in result.values.items():
+        if dest == "det_threshold" and "threshold" in actions:  # commands with --threshold apply it per request
+            dest = "threshold"
         action = actions.get(dest)
         if action is None:
             if dest in fixed and math.isclose(float(value), fixed[dest][0]):

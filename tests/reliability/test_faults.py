@@ -34,7 +34,8 @@ from facedeid.serving import local_server
 from facedeid.testing import ASTRONAUT_FACE, assert_deidentified, deid, failing_generator
 
 ROOT = Path(__file__).resolve().parents[2]
-KEEP = ("box_prep", "compose", "mobileunet", "deid_mobileunet_boxes", "d2gan", "deid_d2gan_boxes")
+KEEP = ("box_prep", "compose", "mobileunet", "generate_mobileunet", "deid_mobileunet_boxes", "d2gan", "generate_d2gan",
+        "deid_d2gan_boxes")
 FRAME_LIMIT = 500_000  # max_frame_pixels given to box_prep here (sample frames are 480x360 and 320x400)
 TIMING = ("latency_ms", "server_s", "url")  # per-frame fields that legitimately differ between runs
 

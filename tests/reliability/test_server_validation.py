@@ -36,8 +36,14 @@ def tensor_spec(array, dtype):
     return (array, dtype)
 
 
-def face_prep_inputs(frame=F, heat=MAP, scale=MAP2, offset=MAP2, heat_type="FP32"):
-    return {"FRAME": u8(frame), "HEATMAP": (heat, heat_type), "SCALE": f32(scale), "OFFSET": f32(offset)}
+MAP10 = np.zeros((1, 10, 16, 16), np.float32)
+SMALL = {f"{n}_SMALL": f32(np.zeros((1, c, 8, 8), np.float32)) for n, c in
+         (("HEATMAP", 1), ("SCALE", 2), ("OFFSET", 2), ("LANDMARKS", 10))}  # placeholder: 64x64 needs no 2nd pass
+
+
+def face_prep_inputs(frame=F, heat=MAP, scale=MAP2, offset=MAP2, heat_type="FP32", **extra):
+    return {"FRAME": u8(frame), "HEATMAP": (heat, heat_type), "SCALE": f32(scale), "OFFSET": f32(offset),
+            "LANDMARKS": f32(MAP10), **SMALL, **extra}
 
 
 BAD = [  # (model, inputs {name: (array, Triton type)}, error message pattern)
@@ -52,9 +58,13 @@ BAD = [  # (model, inputs {name: (array, Triton type)}, error message pattern)
     ("face_detector", {"IMAGE": f32(np.zeros((1, 3, 30, 50), np.float32))}, "multiples of 32"),
     ("face_detector", {"IMAGE": f32(np.zeros((1, 3, 32, 2080), np.float32))}, "32..2048"),
     ("face_detector", {"IMAGE": f32(np.full((1, 3, 64, 64), np.nan, np.float32))}, "NaN"),
+    ("face_detector", {"IMAGE": f32(np.zeros((200, 3, 32, 32), np.float32))}, "T in 1..128"),
     ("face_prep", face_prep_inputs(heat=MAP.astype(np.uint8), heat_type="UINT8"), TRITON_TYPE),
     ("face_prep", face_prep_inputs(heat=MAP[0]), TRITON_SHAPE),
     ("face_prep", face_prep_inputs(scale=np.zeros((1, 2, 8, 8), np.float32)), "same h, w"),
+    ("face_prep", face_prep_inputs(THRESHOLD=f32(np.float32([0.0]))), "threshold must be in"),
+    ("face_prep", face_prep_inputs(DET_SIZE=(np.int32([100000]), "INT32")), "det_size must be"),
+    ("detect_prep", {"FRAME": u8(F), "DET_SIZE": (np.int32([7]), "INT32")}, "det_size must be"),
     ("face_prep", face_prep_inputs(frame=np.zeros((0, 0, 3), np.uint8)), "empty"),
     ("face_prep", face_prep_inputs(heat=np.ones((1, 1, 16, 16), np.float32),
                                    scale=np.full((1, 2, 16, 16), np.nan, np.float32)), "NaN"),
@@ -79,6 +89,8 @@ BAD = [  # (model, inputs {name: (array, Triton type)}, error message pattern)
         (name, {"INPUT": f32(np.zeros((1, 3, 64, 64), np.float32))}, TRITON_SHAPE),
         (name, {"INPUT": f32(np.zeros((0, 3, S, S), np.float32))}, "(?i)batch|empty|shape|byte size"),
         (name, {"INPUT": f32(np.zeros((33, 3, S, S), np.float32))}, "(?i)batch"),
+        (f"generate_{name}", {"CROPS": f32(np.zeros((0, 3, S, S), np.float32))}, "N >= 1"),
+        (f"generate_{name}", {"CROPS": f32(np.zeros((1, 3, 64, 64), np.float32))}, TRITON_SHAPE),
     )
 ]
 
@@ -107,12 +119,17 @@ def test_bad_request_to_each_model_gets_an_error_and_the_server_keeps_serving(
 
 def test_good_direct_requests_to_the_stages_work(client):
     """The bad requests above differ from these only in the one thing that is wrong."""
-    image = client.infer("detect_prep", [tensor("FRAME", F, "UINT8")]).as_numpy("IMAGE")
-    assert image.shape == (1, 3, 64, 64)
-    maps = client.infer("face_detector", [tensor("IMAGE", image, "FP32")])
+    images = client.infer("detect_prep", [tensor("FRAME", F, "UINT8")])
+    assert images.as_numpy("IMAGE").shape == (1, 3, 64, 64)
+    names = ("HEATMAP", "SCALE", "OFFSET", "LANDMARKS")
+    maps = client.infer("face_detector", [tensor("IMAGE", images.as_numpy("IMAGE"), "FP32")])
+    small = client.infer("face_detector", [tensor("IMAGE", images.as_numpy("IMAGE_SMALL"), "FP32")])
     crops = client.infer("face_prep", [tensor("FRAME", F, "UINT8")] + [
-        tensor(n, maps.as_numpy(n), "FP32") for n in ("HEATMAP", "SCALE", "OFFSET")]).as_numpy("CROPS")
+        tensor(n, maps.as_numpy(n), "FP32") for n in names] + [
+        tensor(f"{n}_SMALL", small.as_numpy(n), "FP32") for n in names]).as_numpy("CROPS")
     assert crops.shape == (1, 3, S, S)
+    generated = client.infer("generate_mobileunet", [tensor("CROPS", np.zeros((40, 3, S, S), np.float32), "FP32")])
+    assert generated.as_numpy("GENERATED").shape == (40, 3, S, S)  # more crops than one generator batch
     out = client.infer("compose", [tensor("FRAME", F, "UINT8"), tensor("GENERATED", crops, "FP32"),
                                    tensor("BOXES", GOOD_BOX, "FP32")]).as_numpy("DEID_FRAME")
     assert out.shape == F.shape

@@ -17,6 +17,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from facedeid.models import GENERATORS
+from facedeid.detection import CPU_DET_SIZE, CPU_FULL_SIZE, DEFAULT_MAX_SIDE
 from facedeid.serving import configs
 from facedeid.serving import tritonserver_cli as server
 from facedeid.serving.repository import DEFAULT_REPOSITORY, check_model_config_name, write_custom_configs
@@ -70,7 +71,14 @@ def test_both_variants_parse_and_keep_the_interface(generator_backend):
     for stage in ("detect_prep", "face_prep", "box_prep", "compose"):
         assert gpu[stage].backend == "python" and gpu[stage].instance_group[0].kind == KIND.Value("KIND_CPU")
         assert gpu[stage].instance_group[0].count == configs.GPU_STAGE_INSTANCES
-        assert gpu[stage].parameters == cpu[stage].parameters
+        detection = {"det_size", "full_size"}  # GPU hosts detect natively, the CPU configs cap both passes
+        assert ({k: v for k, v in gpu[stage].parameters.items() if k not in detection}
+                == {k: v for k, v in cpu[stage].parameters.items() if k not in detection})
+        if stage in ("detect_prep", "face_prep"):
+            assert gpu[stage].parameters["full_size"].string_value == "0"
+            assert gpu[stage].parameters["det_size"].string_value == str(DEFAULT_MAX_SIDE)
+            assert cpu[stage].parameters["full_size"].string_value == str(CPU_FULL_SIZE)
+            assert cpu[stage].parameters["det_size"].string_value == str(CPU_DET_SIZE)
 
 
 def test_cpu_default_instances_and_warmup():
@@ -147,20 +155,20 @@ def test_export_and_gpu_configs_leave_a_checkout_clean(tmp_path):
 def test_the_server_serves_the_named_configuration(exported_repo, tmp_path, astronaut):
     """tritonserver 2.51 with --model-config-name=gpu loads configs/gpu.pbtxt where a model has one and falls back to
     config.pbtxt elsewhere. On this CPU-only server that is checked with the models whose GPU variant runs on CPUs
-    (the Python stages: more instances); the generator is copied without its configs/ (its GPU variant needs
-    TensorRT), and the ensemble has none."""
+    (the Python stages, generate_<gen> among them: more instances); the generator is copied without its configs/
+    (its GPU variant needs TensorRT), and the ensemble has none."""
     import tritonclient.grpc as grpcclient
 
     from facedeid.serving import local_server
     from facedeid.testing import ASTRONAUT_FACE, deid
 
     repo = tmp_path / "repo"
-    for model in ("box_prep", "compose", "deid_mobileunet_boxes"):
+    for model in ("box_prep", "compose", "generate_mobileunet", "deid_mobileunet_boxes"):
         shutil.copytree(exported_repo[0] / model, repo / model)
     shutil.copytree(exported_repo[0] / "mobileunet", repo / "mobileunet", ignore=shutil.ignore_patterns("configs"))
     with local_server.running(repo, tmp_path / "server.log", extra_args=["--model-config-name=gpu"]) as server:
         client = grpcclient.InferenceServerClient(server.grpc_url)
-        for stage in ("box_prep", "compose"):
+        for stage in ("box_prep", "compose", "generate_mobileunet"):
             (group,) = client.get_model_config(stage, headers=server.admin_headers).config.instance_group
             assert (group.kind, group.count) == (KIND.Value("KIND_CPU"), configs.GPU_STAGE_INSTANCES), stage
         (group,) = client.get_model_config("mobileunet", headers=server.admin_headers).config.instance_group

@@ -1,8 +1,8 @@
 """facedeid.pipeline (in process) and the served ensembles return the same frame for the same input.
 
 Both run the same stage functions and the same exported ONNX files with the same thread settings; the test goes
-through the real server over gRPC on real photos, so a step that drifts in either (box cleaning, crops, the face
-cap, compose) shows up as a pixel difference.
+through the real server over gRPC on real photos, so a step that drifts in either (box cleaning, crops, crowds,
+compose) shows up as a pixel difference.
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
 
 from facedeid import pipeline
 from facedeid.compose import MASK_RGB
 from facedeid.pipeline import Deidentifier
-from facedeid.serving.stages import MAX_FACES
+from facedeid.serving.stages import GENERATOR_MAX_BATCH
 from facedeid.testing import box_region, deid, face_grid, read_rgb, shared_faces_dir
 
 
@@ -45,17 +46,23 @@ def test_detect_ensemble_and_pipeline_return_the_same_frame(client, inprocess, a
         np.testing.assert_array_equal(local, served)
 
 
-def test_boxes_ensemble_and_pipeline_agree_on_cleaning_and_the_face_cap(client, inprocess, astronaut):
-    # boxes partly outside the frame, one with no area inside it, and more faces than the generator batch holds
+def test_boxes_ensemble_and_pipeline_agree_on_cleaning_and_crowds(client, inprocess, astronaut):
+    # a box partly outside the frame, and more faces than one generator batch holds (no cap: all generated)
     frame, boxes = face_grid(astronaut[40:200, 160:290], rows=6, cols=6, cell=64, gap=24)
-    boxes = np.concatenate([boxes, [[-30, -30, 20, 25], [5000, 5000, 5100, 5100]]]).astype(np.float32)
+    boxes = np.concatenate([boxes, [[-30, -30, 20, 25]]]).astype(np.float32)
     served, served_boxes = deid(client, "deid_mobileunet_boxes", frame, boxes)
     local, local_boxes = inprocess(frame, boxes)
-    assert len(served_boxes) == 37 > MAX_FACES  # the box outside the frame is dropped, the one across the edge clipped
+    assert len(served_boxes) == 37 > GENERATOR_MAX_BATCH  # the box across the edge is clipped
     np.testing.assert_array_equal(local_boxes, served_boxes)
     np.testing.assert_array_equal(local, served)
-    for box in served_boxes[MAX_FACES:]:
-        assert np.array_equal(np.unique(box_region(local, box).reshape(-1, 3), axis=0), [MASK_RGB])
+    for box in served_boxes:
+        assert not (box_region(local, box).reshape(-1, 3) == MASK_RGB).all(axis=1).mean() > 0.5, "face greyed out"
+    # a box with no area inside the frame is refused by both, never dropped (crops.check_boxes)
+    outside = np.concatenate([boxes, [[5000, 5000, 5100, 5100]]]).astype(np.float32)
+    with pytest.raises(InferenceServerException, match="outside"):
+        deid(client, "deid_mobileunet_boxes", frame, outside)
+    with pytest.raises(ValueError, match="outside"):
+        inprocess(frame, outside)
 
 
 def test_a_frame_without_faces_comes_back_unchanged_from_both(client, inprocess):

@@ -12,8 +12,8 @@ from tritonclient.utils import InferenceServerException
 from facedeid.compose import MASK_RGB
 from facedeid.crops import expand_boxes
 from facedeid.models import GENERATORS
-from facedeid.serving.stages import MAX_FACES
-from facedeid.testing import (ASTRONAUT_FACE, assert_deidentified, box_region, deid, face_grid, read_rgb,
+from facedeid.serving.stages import GENERATOR_MAX_BATCH
+from facedeid.testing import (ASTRONAUT_FACE, assert_deidentified, box_region, deid, deid_detect, face_grid, read_rgb,
                               shared_faces_dir, tensor)
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,8 @@ def client(triton):
 
 
 EXPECTED_MODELS = {"face_detector", "detect_prep", "face_prep", "box_prep", "compose"} | {
-    f"{prefix}{name}{suffix}" for name in GENERATORS for prefix, suffix in (("", ""), ("deid_", ""), ("deid_", "_boxes"))
+    f"{prefix}{name}{suffix}" for name in GENERATORS
+    for prefix, suffix in (("", ""), ("deid_", ""), ("deid_", "_boxes"), ("generate_", ""))
 }
 
 
@@ -70,21 +71,24 @@ def test_many_faces_in_one_frame(client, astronaut):
     assert_deidentified(frame, result, boxes)
 
 
-def test_faces_beyond_the_batch_limit_are_masked_not_leaked(client, astronaut):
-    frame, boxes = face_grid(astronaut[40:200, 160:290], rows=6, cols=6, cell=64, gap=24)  # 36 faces
+def test_a_70_face_frame_gets_70_generated_faces_and_no_grey(client, astronaut, triton):
+    frame, boxes = face_grid(astronaut[40:200, 160:290], rows=7, cols=10, cell=64, gap=24)  # 70 faces
+    before = _generator_counts(client, "mobileunet", triton.admin_headers)[0]
     result, used = deid(client, "deid_mobileunet_boxes", frame, boxes)
-    assert len(used) == 36 > MAX_FACES
+    assert len(used) == 70 > GENERATOR_MAX_BATCH
     assert_deidentified(frame, result, boxes)
-    for box in boxes[MAX_FACES:]:
-        assert np.array_equal(np.unique(box_region(result, box).reshape(-1, 3), axis=0), [MASK_RGB])
+    for box in boxes:
+        assert not (box_region(result, box).reshape(-1, 3) == MASK_RGB).all(axis=1).mean() > 0.5, "face greyed out"
+    after = _generator_counts(client, "mobileunet", triton.admin_headers)[0]
+    assert after - before == 70, "every face must go through the generator"
 
 
 @pytest.mark.skipif(shared_faces_dir() is None, reason="../shared/data/faces is not present on this machine")
 def test_shared_multi_face_scene_detect(client):
     frame = read_rgb(shared_faces_dir() / "scenes" / "dlib_bald_guys.jpg")
-    result, boxes = deid(client, "deid_mobileunet", frame)
+    result, boxes, blurred = deid_detect(client, "deid_mobileunet", frame)
     assert len(boxes) >= 16
-    assert_deidentified(frame, result, boxes, min_change=8.0)
+    assert_deidentified(frame, result, boxes, min_change=8.0, blurred=blurred)
 
 
 def test_face_is_blended_not_pasted(client, astronaut):
@@ -130,7 +134,7 @@ def test_bad_boxes_get_clear_errors(client, astronaut, boxes, message):
 
 def _generator_counts(client, name, headers):
     stats = client.get_inference_statistics(name, as_json=True, headers=headers)["model_stats"][0]
-    return int(stats["inference_count"]), int(stats["execution_count"])
+    return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))  # JSON omits zeros
 
 
 def test_concurrent_requests_are_batched_at_the_generator(client, astronaut, triton):

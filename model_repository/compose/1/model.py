@@ -1,4 +1,5 @@
-"""FRAME + GENERATED crops + BOXES -> DEID_FRAME (feathered blend; unusable crops are masked)."""
+"""FRAME + GENERATED crops + BOXES (+ BLUR_BOXES) -> DEID_FRAME (feathered blend; unusable crops are masked;
+low-confidence faces blurred)."""
 
 import triton_python_backend_utils as pb_utils
 
@@ -11,5 +12,7 @@ class TritonPythonModel:
         self.max_pixels = frame_limit(parameters(args))
 
     def execute(self, requests):
-        return serve_each(pb_utils, requests, ["FRAME", "GENERATED", "BOXES"], ["DEID_FRAME"],
-                          lambda frame, generated, boxes: compose_frame(frame, generated, boxes, self.max_pixels))
+        return serve_each(pb_utils, requests, ["FRAME", "GENERATED", "BOXES", "BLUR_BOXES"], ["DEID_FRAME"],
+                          lambda frame, generated, boxes, blur: compose_frame(frame, generated, boxes,
+                                                                              self.max_pixels, blur),
+                          optional=("BLUR_BOXES",))

@@ -1,15 +1,22 @@
-"""FRAME (RGB uint8) -> IMAGE: the frame resized for CenterFace."""
+"""FRAME (RGB uint8) -> IMAGE (full resolution, tiled when large) and IMAGE_SMALL (downscaled) for CenterFace."""
 
 import triton_python_backend_utils as pb_utils
 
 from facedeid.serving.python_backend import parameters, serve_each
-from facedeid.serving.stages import detector_input, frame_limit
+from facedeid.serving.stages import detection_settings, detector_inputs, frame_limit, full_size
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        self.max_pixels = frame_limit(parameters(args))
+        params = parameters(args)
+        self.max_pixels = frame_limit(params)
+        self.full_size = full_size(params)
+        self.det_size = detection_settings(det_size=float(params["det_size"]))[1]
 
     def execute(self, requests):
-        return serve_each(pb_utils, requests, ["FRAME"], ["IMAGE"],
-                          lambda frame: detector_input(frame, max_pixels=self.max_pixels))
+        def run(frame, det_size):
+            size = self.det_size if det_size is None else detection_settings(det_size=det_size)[1]
+            return detector_inputs(frame, size, max_pixels=self.max_pixels, full_size=self.full_size)
+
+        return serve_each(pb_utils, requests, ["FRAME", "DET_SIZE"], ["IMAGE", "IMAGE_SMALL"], run,
+                          optional=("DET_SIZE",))

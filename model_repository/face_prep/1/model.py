@@ -1,20 +1,32 @@
-"""FRAME + CenterFace maps -> CROPS for the generator and the BOXES they came from."""
+"""FRAME + CenterFace maps of both scales -> CROPS for the generator, the BOXES they came from, the low-confidence
+BLUR_BOXES that compose blurs, and the LANDMARKS of BOXES."""
 
 import triton_python_backend_utils as pb_utils
 
 from facedeid.serving.python_backend import parameters, serve_each
-from facedeid.serving.stages import frame_limit, prep_detected
+from facedeid.serving.stages import detection_settings, frame_limit, full_size, min_generate_side, prep_detected
+
+MAPS = ["HEATMAP", "SCALE", "OFFSET", "LANDMARKS"]
+SETTINGS = ["THRESHOLD", "DET_SIZE", "GENERATE_THRESHOLD"]
 
 
 class TritonPythonModel:
     def initialize(self, args):
         params = parameters(args)
         self.size = int(params["crop_size"])
-        self.threshold = float(params["threshold"])
+        self.defaults = detection_settings(
+            defaults=(float(params["threshold"]), int(params["det_size"]), float(params["generate_threshold"])))
         self.max_pixels = frame_limit(params)
+        self.min_side = min_generate_side(params)
+        self.full_size = full_size(params)
 
     def execute(self, requests):
-        def run(frame, heatmap, scale, offset):
-            return prep_detected(frame, heatmap, scale, offset, self.size, self.threshold, max_pixels=self.max_pixels)
+        def run(frame, *tensors):
+            full, small, settings = tensors[:4], tensors[4:8], tensors[8:]
+            threshold, det_size, generate = detection_settings(*settings, defaults=self.defaults)
+            return prep_detected(frame, full, small, self.size, threshold, det_size, generate,
+                                 max_pixels=self.max_pixels, min_generate_side=self.min_side,
+                                 full_size=self.full_size)
 
-        return serve_each(pb_utils, requests, ["FRAME", "HEATMAP", "SCALE", "OFFSET"], ["CROPS", "BOXES"], run)
+        return serve_each(pb_utils, requests, ["FRAME", *MAPS, *[m + "_SMALL" for m in MAPS], *SETTINGS],
+                          ["CROPS", "BOXES", "BLUR_BOXES", "LANDMARKS"], run, optional=tuple(SETTINGS))

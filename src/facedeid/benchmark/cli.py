@@ -40,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="in-process ORT thread spinning")
     parser.add_argument("--gen-max-batch", type=int, help="override the generator's max_batch_size")
     parser.add_argument("--stage-instances", type=int, help="override detect_prep/face_prep/compose instances")
+    parser.add_argument("--full-size", type=int,
+                        help="override detect_prep/face_prep full_size (cap of the full-resolution pass; 0 native)")
+    parser.add_argument("--det-size", type=int, help="override detect_prep/face_prep det_size (downscaled pass)")
+    parser.add_argument("--min-generate-side", type=float,
+                        help="override face_prep's min_generate_side (0: generate every confident face)")
     parser.add_argument("--json", type=Path, default=Path("benchmark_results.json"), help="where to write results")
     parser.add_argument("--markdown", type=Path, help="also write the tables as markdown here")
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a new temporary folder)")

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..detection import DEFAULT_THRESHOLD
 from .summary import summarize
 from .workers import DEFAULT_CONCURRENCY, DEFAULT_MODES, INPROC_SPIN, INPROC_THREADS, MATMUL_N, frame_paths
 
 OVERRIDES = ("gen_threads", "det_threads", "queue_delay_us", "gen_instances", "det_instances", "stage_instances",
-             "spin", "gen_max_batch")
+             "spin", "gen_max_batch", "min_generate_side", "full_size", "det_size")
 
 
 def run_worker(mode: str, setup_path: Path, workdir: Path, timeout: float = 1800,
@@ -79,8 +80,10 @@ def override_configs(generator: str, overrides: dict) -> dict[str, str]:
     det = given(threads="det_threads", spin="spin", instances="det_instances")
     if det:
         out[DETECTOR] = detector_config("python", **det)
-    if overrides.get("stage_instances") is not None:
-        stages = stage_configs(GENERATORS[generator].size, instances=overrides["stage_instances"])
+    stage = given(instances="stage_instances", min_generate_side="min_generate_side", full_size="full_size",
+                  det_size="det_size")
+    if stage:
+        stages = stage_configs(GENERATORS[generator].size, **stage)
         out.update({name: stages[name] for name in ("detect_prep", "face_prep", "compose")})
     return out
 
@@ -113,7 +116,7 @@ def run(generator: str = "mobileunet", modes=DEFAULT_MODES, repeats: int = 3, fr
     det_params = read_parameters(Path(repository) / "face_detector" / "config.pbtxt")
     setup = {
         "generator": generator, "size": spec.size, "allow_untrained": allow_untrained,
-        "repository": str(repository), "frames": paths, "frame_limit": frames, "threshold": 0.5,
+        "repository": str(repository), "frames": paths, "frame_limit": frames, "threshold": DEFAULT_THRESHOLD,
         "gen_threads": int(gen_params.get("threads", CPU_THREADS)),
         "det_threads": int(det_params.get("threads", CPU_THREADS)),
         "spin": spin_enabled(gen_params.get("spin")),

@@ -87,9 +87,9 @@ def work_onnxruntime(setup: dict, frames: list[np.ndarray]) -> list[dict]:
     start = time.perf_counter()
     for frame in frames:
         t0 = time.perf_counter()
-        _, boxes = deidentify(frame)
+        _, boxes, blurred = deidentify.deidentify(frame)
         latencies.append((time.perf_counter() - t0) * 1e3)
-        faces += len(boxes)
+        faces += len(boxes) + len(blurred)  # every anonymised face: generated and blurred, as in the other modes
     wall = time.perf_counter() - start
     # steps named as the served models, so the in-process rows line up with Triton's statistics
     steps = {(setup["generator"] if step == "generator" else step): ms / len(frames)
@@ -105,7 +105,6 @@ def work_eager(setup: dict, frames: list[np.ndarray]) -> list[dict]:
     from .. import compose as composer
     from .. import crops as crop_ops
     from ..models import get_spec
-    from ..serving.stages import MAX_FACES
 
     torch.set_num_threads(setup["torch_threads"])
     spec = get_spec(setup["generator"])
@@ -120,7 +119,7 @@ def work_eager(setup: dict, frames: list[np.ndarray]) -> list[dict]:
             boxes, _ = detector(frame)
             boxes = crop_ops.clean_boxes(boxes, frame.shape[1], frame.shape[0])
             windows = crop_ops.expand_boxes(boxes)
-            for window in windows[:MAX_FACES]:  # one face at a time, as the research scripts did
+            for window in windows:  # one face at a time, as the research scripts did
                 pixels = torch.from_numpy(np.ascontiguousarray(crop_ops.crop_window(frame, window)))
                 face = pixels.permute(2, 0, 1).float().div(127.5).sub(1.0).unsqueeze(0)
                 inputs.append(F.interpolate(face, size=(size, size), mode="bilinear", antialias=True,
@@ -133,7 +132,7 @@ def work_eager(setup: dict, frames: list[np.ndarray]) -> list[dict]:
         results, k = [], 0
         for frame, windows in per_frame:
             faces = []
-            for _ in windows[:MAX_FACES]:
+            for _ in windows:
                 faces.append(outputs[k].add(1.0).mul(127.5).add(0.5).clamp(0, 255).byte().permute(1, 2, 0).numpy())
                 k += 1
             faces = np.stack(faces) if faces else np.zeros((0, size, size, 3), np.uint8)
@@ -204,7 +203,7 @@ def work_triton(setup: dict, frames: list[np.ndarray]) -> list[dict]:
 
     url, generator = setup["url"], setup["generator"]
     model = f"deid_{generator}"
-    stage_models = [model, "detect_prep", "face_detector", "face_prep", generator, "compose"]
+    stage_models = [model, "detect_prep", "face_detector", "face_prep", f"generate_{generator}", generator, "compose"]
     server = TritonModels(url)
     _triton_level(url, model, frames[:WARMUP_FRAMES], 1)
     runs = []
@@ -230,7 +229,8 @@ def _triton_level(url: str, model: str, frames: list[np.ndarray], concurrency: i
         start = time.perf_counter()
         results = [future.result() for future in [client.submit(model, frame) for frame in frames]]
         wall = time.perf_counter() - start
-    return wall, [r.latency_s * 1e3 for r in results], sum(len(r.boxes) for r in results)
+    # faces = every anonymised face: generated (BOXES) and blurred (BLUR_BOXES), as in the other modes
+    return wall, [r.latency_s * 1e3 for r in results], sum(len(r.boxes) + len(r.blurred) for r in results)
 
 
 def _stats_delta(after: dict, before: dict) -> dict:

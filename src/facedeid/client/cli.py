@@ -7,6 +7,9 @@
   sub-paths. A folder run reports each file it cannot do (not media, unreadable, ...) in one line and goes on.
 * Generators go through the server's detection ensemble `deid_<model>`; `--model blur|mosaic` anonymises locally
   the way `deface` does (CenterFace boxes), for comparison.
+* Video: a face found in one frame stays anonymised for up to `--track-memory` frames where the detector loses it
+  (IoU tracking in the client, `facedeid.client.tracking`): such a frame is sent again to `deid_<model>_boxes`
+  with the held boxes added.
 * No --url and nothing answering on the default address: the missing exports are made, a local server is started
   for this run and stopped after (said in one line). Several `--url`s spread frames over several servers.
 * A frame that cannot be de-identified is never written with original pixels: that file fails with an error naming
@@ -35,7 +38,9 @@ from .. import cli_args  # noqa: E402
 from ..baselines import METHODS as BASELINES  # noqa: E402
 from ..data.dna import IMAGE_EXTS, ImageError, atomic_temp_file, read_image, write_image  # noqa: E402
 from ..data.extract import VIDEO_EXTS  # noqa: E402
-from .triton import DEFAULT_URL, DeidClient, DeidError, ensemble_name  # noqa: E402
+from .tracking import DEFAULT_MEMORY, FaceTracker  # noqa: E402
+from .triton import (DEFAULT_URL, DeidClient, DeidError, add_detection_arguments,  # noqa: E402
+                     detection_settings_from, ensemble_name)
 
 SUFFIX = "_anonymized"
 
@@ -70,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=None, help="output video frame rate (default: the input's)")
     p.add_argument("--repository", type=Path, default=None,
                    help="model repository for a server started for the run (default: model_repository/)")
+    add_detection_arguments(p)
+    p.add_argument("--track-memory", type=int, default=DEFAULT_MEMORY,
+                   help=f"video: frames a face stays anonymised after the detector loses it (default {DEFAULT_MEMORY}; "
+                        "0 = off)")
     return cli_args.finish(p)
 
 
@@ -85,11 +94,12 @@ def media_kind(path: Path) -> str | None:
 class LocalBaseline:
     """blur / mosaic on CenterFace boxes, with the client's `map` interface."""
 
-    def __init__(self, method: str):
-        from ..detection import CenterFaceDetector
+    def __init__(self, method: str, threshold: float | None = None, det_size: int | None = None, **_):
+        from ..detection import DEFAULT_MAX_SIDE, DEFAULT_THRESHOLD, CenterFaceDetector
 
         self.method = method
-        self.detector = CenterFaceDetector()
+        self.detector = CenterFaceDetector(threshold if threshold is not None else DEFAULT_THRESHOLD,
+                                           det_size or DEFAULT_MAX_SIDE)
 
     def map(self, _model, items, to_request, window=None):
         from ..baselines import anonymize
@@ -110,6 +120,22 @@ class _Result:
     def __init__(self, frame, boxes):
         self.frame = frame
         self.boxes = boxes
+        self.blurred = np.zeros((0, 4), np.float32)
+
+
+class FaceCounts:
+    """How many faces went each way: a generated face, or a blur (low-confidence or small detections)."""
+
+    def __init__(self):
+        self.generated = self.blurred = self.frames = 0
+
+    def add(self, result) -> None:
+        self.frames += 1
+        self.generated += len(result.boxes)
+        self.blurred += len(getattr(result, "blurred", ()))
+
+    def __str__(self) -> str:
+        return f"{self.generated} face(s) generated, {self.blurred} low-confidence or small face(s) blurred"
 
 
 def draw_boxes(frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -122,14 +148,44 @@ def draw_boxes(frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return out
 
 
-def _deid_stream(engine, model: str, frames: Iterable[tuple[str, np.ndarray]],
-                 boxes: bool = False) -> Iterator[tuple[str, np.ndarray | BaseException]]:
+def _output(result, boxes: bool) -> np.ndarray:
+    if not boxes:
+        return result.frame
+    return draw_boxes(result.frame, np.concatenate([result.boxes, getattr(result, "blurred", np.zeros((0, 4)))]))
+
+
+def _deid_stream(engine, model: str, frames: Iterable[tuple[str, np.ndarray]], boxes: bool = False,
+                 counts: FaceCounts | None = None) -> Iterator[tuple[str, np.ndarray | BaseException]]:
     """(name, de-identified frame or the exception that frame met), in input order."""
     for (name, frame), result in engine.map(model, frames, lambda it: (it[1], None)):
         if isinstance(result, BaseException):
             yield name, DeidError(f"{name}: {result}")
-        else:
-            yield name, draw_boxes(result.frame, result.boxes) if boxes else result.frame
+            continue
+        if counts is not None:
+            counts.add(result)
+        yield name, _output(result, boxes)
+
+
+def deid_tracked(engine, model: str, frames: Iterable[tuple[str, np.ndarray]], tracker: FaceTracker,
+                 counts: FaceCounts | None = None,
+                 boxes: bool = False) -> Iterator[tuple[str, np.ndarray | BaseException]]:
+    """Frames of one video, in order, through the detect ensemble; faces the tracker holds (seen in the last frames,
+    missed in this one) are added and the frame is sent again with all boxes to `<model>_boxes`."""
+    for (name, frame), result in engine.map(model, frames, lambda it: (it[1], None)):
+        if isinstance(result, BaseException):
+            yield name, DeidError(f"{name}: {result}")
+            continue
+        found = np.concatenate([result.boxes, getattr(result, "blurred", np.zeros((0, 4), np.float32))])
+        held, _ = tracker.update(found)
+        if len(held):
+            try:
+                result = engine.infer(f"{model}_boxes", frame, np.concatenate([found, held]))
+            except DeidError as exc:
+                yield name, DeidError(f"{name}: {exc}")
+                continue
+        if counts is not None:
+            counts.add(result)
+        yield name, _output(result, boxes)
 
 
 def _progress(total: int | None, unit: str, desc: str, off: bool, leave: bool = True):
@@ -158,8 +214,8 @@ def run_images(engine, model: str, pairs: list[tuple[Path, Path]], opts, bar=Non
                     bar.update(1)
 
     out_of = {str(s): d for s, d in pairs}
-    done = 0
-    for name, deid in _deid_stream(engine, model, frames(), opts.draw_boxes):
+    done, counts = 0, FaceCounts()
+    for name, deid in _deid_stream(engine, model, frames(), opts.draw_boxes, counts):
         if isinstance(deid, BaseException):
             _say(f"failed {deid}", bar)
             failed += 1
@@ -168,6 +224,8 @@ def run_images(engine, model: str, pairs: list[tuple[Path, Path]], opts, bar=Non
             done += 1
         if bar is not None:
             bar.update(1)
+    if done:
+        _say(f"{done} image(s): {counts}", bar)
     return done, failed
 
 
@@ -236,10 +294,15 @@ def run_video(engine, model: str, src: Path, dst: Path, opts, bar=None) -> int:
     total = int(round(duration * fps)) if duration and duration != float("inf") else None
     frame_bar = _progress(total, "frame", src.name, opts.no_progress, leave=bar is None)
     n = 0
+    track_memory = getattr(opts, "track_memory", DEFAULT_MEMORY)
+    tracker, counts = FaceTracker(memory=track_memory), FaceCounts()
     try:
         frames = ((f"{src}#frame{i}", np.ascontiguousarray(f[:, :, :3]))
                   for i, f in enumerate(reader.iter_data()))
-        for _, deid in _deid_stream(engine, model, frames, opts.draw_boxes):
+        stream = (deid_tracked(engine, model, frames, tracker, counts, opts.draw_boxes)
+                  if track_memory > 0 and model not in BASELINES
+                  else _deid_stream(engine, model, frames, opts.draw_boxes, counts))
+        for _, deid in stream:
             if isinstance(deid, BaseException):
                 raise deid
             writer.send(np.ascontiguousarray(deid))
@@ -266,7 +329,8 @@ def run_video(engine, model: str, src: Path, dst: Path, opts, bar=None) -> int:
         reader.close()
     size = "x".join(map(str, meta["size"]))
     _say(f"wrote {dst}: {n} frames, {size} at {fps:g} fps, " + ("with the source's audio" if keep_audio else
-                                                                 "no audio"), bar)
+                                                                 "no audio") +
+         f"; {counts}; {tracker.held_total} face(s) held by tracking where the detector lost them", bar)
     return n
 
 
@@ -338,6 +402,14 @@ def server_for_run(args, model: str):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        settings = detection_settings_from(args)
+    except ValueError as exc:
+        _say(str(exc))
+        return 2
+    if args.track_memory < 0:
+        _say(f"--track-memory must be >= 0, got {args.track_memory}")
+        return 2
     src = args.input
     dst = args.output or default_output(src)
     jobs, problems = plan(src, dst, args.overwrite)
@@ -351,8 +423,9 @@ def main(argv: list[str] | None = None) -> int:
     written = 0
     try:
         with server_for_run(args, model) as urls:
-            engine = (LocalBaseline(args.model) if args.model in BASELINES else
-                      DeidClient(urls, concurrency=args.concurrency, timeout_s=args.timeout, retries=args.retries))
+            engine = (LocalBaseline(args.model, **settings) if args.model in BASELINES else
+                      DeidClient(urls, concurrency=args.concurrency, timeout_s=args.timeout, retries=args.retries,
+                                 settings=settings))
             try:
                 engine.wait_ready([model], timeout_s=args.ready_timeout)
                 bar = None if single else _progress(len(jobs), "file", src.name, args.no_progress)

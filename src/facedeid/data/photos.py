@@ -1,7 +1,8 @@
 """A folder of photos as a DNA-format set: `python -m facedeid.data.photos PHOTO_DIR OUT [--local]`.
 
 Each photo is copied byte for byte to OUT/images/<same sub-path> and labelled with the product's face detector
-(through Triton by default, in process with `--local`), or with hand labels from a CSV
+(through Triton by default, in process with `--local`), with an independent one (`--labeler dlib`: dlib's CNN
+face detector, for grading the product's detector), or with hand labels from a CSV
 (`file,left,top,width,height`, file relative to PHOTO_DIR's parent, as in shared/data/faces/scenes/face_boxes.csv):
 a photo with hand labels uses only those.
 """
@@ -20,7 +21,7 @@ from tqdm import tqdm
 from .. import cli_args
 from ..client.triton import DEFAULT_URL
 from .dna import IMAGE_EXTS, ImageError, read_image, write_labels
-from .extract import LocalDetector, TritonDetector
+from .labelers import LABELERS, make_labeler
 
 
 def hand_labels(csv_path: Path, root: Path) -> dict[Path, np.ndarray]:
@@ -62,10 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--local", action="store_true", help="detect in process (ONNX Runtime), no server")
     parser.add_argument("--url", default=DEFAULT_URL, help=f"Triton gRPC address (default {DEFAULT_URL})")
     parser.add_argument("--labels-csv", type=Path, help="hand labels: file,left,top,width,height (pixels)")
+    parser.add_argument("--labeler", choices=LABELERS, default="centerface",
+                        help="who labels the faces: centerface (the product's detector, default) or dlib (dlib's "
+                             "CNN detector, independent of the product: use it to grade the detector)")
     args = cli_args.finish(parser).parse_args(argv)
     if not args.photo_dir.is_dir():
         parser.error(f"{args.photo_dir} is not a folder")
-    detector = LocalDetector() if args.local else TritonDetector(args.url)
+    detector = make_labeler(args.labeler, local=args.local, url=args.url)
     labels = hand_labels(args.labels_csv, args.photo_dir.parent) if args.labels_csv else None
     written, faces = convert(args.photo_dir, args.out, detector, labels)
     print(f"{written} photos, {faces} faces -> {args.out} (DNA format)")

@@ -13,12 +13,14 @@ import numpy as np
 
 from ..data.dna import BINS, atomic_write_bytes
 
-METRICS = ("ssim", "psnr", "image sim", "reid", "det")
+METRICS = ("ssim", "psnr", "image sim", "reid", "det", "recall", "untouched")  # recall/untouched: --boxes detect
 # table key each chart plots: psnr in dB, as printed
-PLOTTED = {"ssim": "ssim", "psnr": "psnr_db", "image sim": "image sim", "reid": "reid", "det": "det"}
+PLOTTED = {"ssim": "ssim", "psnr": "psnr_db", "image sim": "image sim", "reid": "reid", "det": "det",
+           "recall": "recall", "untouched": "untouched"}
 GOOD = {"ssim": "lower = face changed more", "psnr": "dB, lower = face changed more",
         "image sim": "higher = rest of the frame kept", "reid": "lower = better privacy",
-        "det": "higher = still looks like a face"}
+        "det": "higher = still looks like a face", "recall": "higher = fewer faces missed by the detector",
+        "untouched": "lower = fewer faces returned unchanged (0 = no leak)"}
 # The project's targets (README "Training" / "Evaluation"): at most 10 % of faces re-identified, at least 80 % of
 # de-identified faces still found by the detector.
 TARGETS = {"reid": (0.10, "target: at most 0.10"), "det": (0.80, "target: at least 0.80")}
@@ -41,7 +43,10 @@ def _jpeg_uri(path: Path) -> str:
 
 
 def metric_charts(metrics: dict) -> list[tuple[str, str]]:
-    return [(metric, _png(metric_figure(metrics, metric))) for metric in METRICS]
+    """One chart per metric every model's table has (recall/untouched only in --boxes detect runs)."""
+    tables = [r["table"] for r in metrics["results"].values()]
+    return [(metric, _png(metric_figure(metrics, metric))) for metric in METRICS
+            if all(PLOTTED[metric] in t for t in tables)]
 
 
 def metric_figure(metrics: dict, metric: str):

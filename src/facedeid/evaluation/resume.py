@@ -20,6 +20,7 @@ from pathlib import Path
 COLUMNS = (
     "model", "key", "status", "bin", "area_share", "faces", "ssim", "psnr", "psnr_db", "image_sim",
     "reid_matches", "reid_dist", "det_found", "orig_det_found", "gt_faces", "gt_recalled", "server_faces",
+    "server_blurred", "untouched", "false_pos",
     "latency_ms", "server_s", "width", "height", "url",
 )
 CONFIG_KEYS = ("dataset_dir", "boxes", "shard")

@@ -27,13 +27,16 @@ from typing import Callable
 import numpy as np
 
 from .. import __version__, cli_args, pipeline
-from ..baselines import METHODS as BASELINES
+from ..baselines import METHODS
 from ..client.triton import DEFAULT_URL
 from ..crops import check_boxes
 from ..data.dna import BINS, Frame, ImageError, boxes_to_pixels, read_image, scan_dataset, write_image
 from . import table as tables
 from .resume import ResultsLog, ResumeError
 
+BASELINES = (*METHODS, "deface")  # computed here, not served; `deface` runs deface's own CLI
+UNTOUCHED_SSIM = 0.9  # a labelled face whose crop keeps this SSIM came back structurally unchanged: a leak
+FALSE_POSITIVE_IOU = 0.3  # an anonymised box overlapping no label this much is counted as a false positive
 CROP_SIZE_BASELINE = 128
 EXAMPLE_SIDE = 600  # report thumbnails: large enough to see a face in the 10% bin
 FACE_SIDE = 192  # report's enlarged face crops
@@ -60,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--boxes", choices=("gt", "detect"), default="gt",
                    help="gt: label boxes through deid_<model>_boxes (default); detect: the full detection ensemble "
                         "deid_<model>, and detector recall against the labels")
+    from ..client.triton import add_detection_arguments
+
+    add_detection_arguments(p)
     p.add_argument("--save", action="store_true", help="write de-identified frames under OUT/<bin>/")
     p.add_argument("--identify", action="store_true",
                    help="closed-set identification against the data set's own original faces: person = first "
@@ -147,8 +153,20 @@ def _face_recognizer():
     return FaceRecognizer()
 
 
+# `det` asks "is the replacement still clearly a face?": the confident tier's score (0.5), not the anonymisation
+# threshold, so det numbers stay comparable with earlier runs.
+DET_METRIC_THRESHOLD = 0.5
+
+
 @lru_cache(maxsize=1)
 def _detector():
+    from ..detection import CenterFaceDetector
+
+    return CenterFaceDetector(threshold=DET_METRIC_THRESHOLD)
+
+
+@lru_cache(maxsize=1)
+def _product_detector():
     from ..detection import CenterFaceDetector
 
     return CenterFaceDetector()
@@ -167,7 +185,13 @@ class Measurers:
 
     @property
     def det(self):
+        """The detector of the `det` metric."""
         return _detector()
+
+    @property
+    def product_det(self):
+        """The product's detector with its defaults: the boxes blur/mosaic use in --boxes detect."""
+        return _product_detector()
 
 
 def _small(img: np.ndarray, side: int = EXAMPLE_SIDE) -> np.ndarray:
@@ -287,10 +311,13 @@ class Evaluation:
 
     def _connect(self) -> None:
         from ..client import DeidClient, ensemble_name
+        from ..client.triton import detection_settings_from
 
         factory = self.client_factory or DeidClient
+        settings = {k: v for k, v in detection_settings_from(self.args).items() if v is not None}
+        extra = {"settings": settings} if settings else {}
         self.client = factory(self.urls, concurrency=self.concurrency, timeout_s=self.args.timeout,
-                              retries=self.args.retries)
+                              retries=self.args.retries, **extra)
         names = [ensemble_name(m, self.args.boxes == "gt") for m in self.server_models]
         if hasattr(self.client, "on_retry"):  # a server restart shows as retries on stderr, not as silence
             self.client.on_retry = lambda message: self.log(f"server unavailable: {message}")
@@ -368,7 +395,7 @@ class Evaluation:
             outputs = self._deidentify(model, todo)
             deid_feats = self.measure.sim.features([o[0] for o in outputs if o[0] is not None])
             it = iter(deid_feats)
-            for x, (deid, boxes, latency, share_s, url, error) in zip(todo, outputs):
+            for x, (deid, boxes, latency, share_s, url, error, blurred) in zip(todo, outputs):
                 if deid is None:
                     self.log(f"{model}: {x.frame.image_path}: {error}")
                     if self.args.save and len(x.gt_px):  # fail closed: masked faces, never original pixels
@@ -376,7 +403,7 @@ class Evaluation:
                     self._emit(self._row(model, x.frame, status="skipped:server_error", width=x.image.shape[1],
                                          height=x.image.shape[0], url=url))
                     continue
-                row = self._measure(model, x, deid, boxes, next(it), latency, share_s, url)
+                row = self._measure(model, x, deid, boxes, next(it), latency, share_s, url, blurred)
                 if self.args.save:  # before the row: a row in per_frame.csv means "done", --resume skips it
                     self._save(model, x, deid)
                 self._example(model, x, deid)
@@ -388,12 +415,14 @@ class Evaluation:
         if model in BASELINES:
             from ..baselines import anonymize
 
+            if model == "deface":
+                return self._deface_cli(todo)
             for x in todo:
                 t0 = time.perf_counter()
-                boxes = x.gt_px if self.args.boxes == "gt" else self.measure.det(x.image)[0]
+                boxes = x.gt_px if self.args.boxes == "gt" else self.measure.product_det(x.image)[0]
                 deid = anonymize(model, x.image, boxes)
                 dt = time.perf_counter() - t0
-                out.append((deid, boxes, dt, dt, "local", None))
+                out.append((deid, boxes, dt, dt, "local", None, None))
             return out
         from ..client import ensemble_name
 
@@ -410,13 +439,27 @@ class Evaluation:
         for r in results:
             if isinstance(r, Exception):
                 message = str(r).splitlines()[0] if str(r) else type(r).__name__
-                out.append((None, None, None, busy, getattr(r, "url", None), message))
+                out.append((None, None, None, busy, getattr(r, "url", None), message, None))
             else:
-                out.append((r.frame, r.boxes, r.latency_s, busy, r.url, None))
+                out.append((r.frame, r.boxes, r.latency_s, busy, r.url, None, r.blurred))
         return out
 
-    def _measure(self, model, x: Loaded, deid, boxes_used, deid_feat, latency, busy, url) -> dict:
-        from ..metrics import REID_THRESHOLD, cosine, face_scores, match_boxes, reid_distances
+    def _deface_cli(self, todo: list[Loaded]):
+        """deface's CLI with its defaults on the frames; its boxes (for recall / false positives) from the same
+        CenterFace call the CLI makes. With --boxes gt the CLI still detects on its own: it takes no boxes."""
+        from .. import deface_cli
+
+        t0 = time.perf_counter()
+        try:
+            frames = deface_cli.anonymize([x.image for x in todo])
+        except Exception as exc:  # noqa: BLE001 - recorded per frame
+            busy = (time.perf_counter() - t0) / len(todo)
+            return [(None, None, None, busy, "local", str(exc).splitlines()[0], None) for _ in todo]
+        busy = (time.perf_counter() - t0) / len(todo)
+        return [(deid, deface_cli.detect(x.image), busy, busy, "local", None, None) for x, deid in zip(todo, frames)]
+
+    def _measure(self, model, x: Loaded, deid, boxes_used, deid_feat, latency, busy, url, blurred=None) -> dict:
+        from ..metrics import REID_THRESHOLD, cosine, face_scores, iou_matrix, match_boxes, reid_distances
 
         h, w = x.image.shape[:2]
         row = self._row(model, x.frame, status="ok", width=w, height=h, url=url)
@@ -425,9 +468,16 @@ class Evaluation:
         row["latency_ms"] = None if latency is None else latency * 1000.0
         row["server_s"] = busy
         if self.args.boxes == "detect":
-            row["gt_recalled"] = int(match_boxes(x.gt_px, boxes_used).sum())
+            blurred = np.zeros((0, 4), np.float32) if blurred is None else np.asarray(blurred, np.float32)
+            anonymised = np.concatenate([np.asarray(boxes_used, np.float32).reshape(-1, 4), blurred])
+            row["server_blurred"] = int(len(blurred))
+            row["gt_recalled"] = int(match_boxes(x.gt_px, anonymised).sum())
+            overlap = iou_matrix(anonymised, x.gt_px)
+            row["false_pos"] = int((overlap.max(axis=1, initial=0.0) < FALSE_POSITIVE_IOU).sum())
         if len(x.gt_px):
             scores = face_scores(x.image, deid, x.gt_px, crop_size(model))
+            if self.args.boxes == "detect":
+                row["untouched"] = int((np.asarray(scores["ssim"]) >= UNTOUCHED_SSIM).sum())
             row["ssim"] = float(np.mean(scores["ssim"]))
             row["psnr"] = float(np.mean(scores["psnr"]))
             row["psnr_db"] = float(np.mean(scores["psnr_db"]))
@@ -493,7 +543,8 @@ class Evaluation:
         printed = []
         for m in self.models:
             s = summaries[m]
-            source = "local, same boxes as deface" if m in BASELINES else ", ".join(self.urls)
+            source = ("deface CLI, its defaults" if m == "deface" else "local, same boxes as deface"
+                      if m in BASELINES else ", ".join(self.urls))
             head = f"== {m} (boxes: {self.args.boxes}; {source}) =="
             block = [head, tables.format_table(s), tables.format_throughput(s)]
             if "identification" in s:
@@ -565,6 +616,14 @@ class Evaluation:
                 "image_sim": f"cosine of L2-normalised average-pooled features, {M.FEATURE_NETWORK}",
                 "reid": f"share of faces with dlib descriptor distance < {M.REID_THRESHOLD} at the same box",
                 "det": f"share of faces the CenterFace detector finds on the de-identified frame (IoU >= {M.DET_IOU})",
+                "recall": f"--boxes detect: share of labelled faces matched one-to-one (IoU >= {M.DET_IOU}) by a box "
+                          "the pipeline anonymised (generated or blurred)",
+                "untouched": f"--boxes detect: share of labelled faces whose crop came back with SSIM >= "
+                             f"{UNTOUCHED_SSIM} (structurally unchanged: a leak)",
+                "false_positives": f"--boxes detect: anonymised boxes overlapping no label with IoU >= "
+                                   f"{FALSE_POSITIVE_IOU}",
+                "deface": "the `deface` CLI with its defaults (threshold 0.2, full resolution, ellipse blur) on "
+                          "lossless PNG copies of the frames; its boxes from the same CenterFace call",
             },
             "results": {m: _clean(s) for m, s in summaries.items()},
             **self.extra_metrics,

@@ -19,7 +19,8 @@ from ..metrics import mean_or_nan, percentile
 COLUMNS = ("10%", "30%", "50%", "70%", "70above", "average")
 # The printed psnr row is in dB, as the original prints it (its inverter: 7.42 on average); the [0, 1] value
 # stays in metrics.json under table.psnr.
-PRINTED = {"ssim": "ssim", "psnr": "psnr_db", "image sim": "image sim", "reid": "reid", "det": "det"}
+PRINTED = {"ssim": "ssim", "psnr": "psnr_db", "image sim": "image sim", "reid": "reid", "det": "det",
+           "recall": "recall", "untouched": "untouched"}
 FRAME_METRICS = (("ssim", "ssim"), ("psnr", "psnr"), ("image sim", "image_sim"))
 FACE_SHARES = (("reid", "reid_matches"), ("det", "det_found"))
 EMPTY = "#"
@@ -56,6 +57,10 @@ def aggregate(rows: list[dict]) -> dict:
     for label, key in FACE_SHARES:
         table[label] = {b: _share(sum(_i(r, key) for r in g), sum(_i(r, "faces") for r in g))
                         for b, g in groups.items()}
+    if any(r.get("gt_recalled") not in ("", None) for r in ok):  # --boxes detect: what the detector let through
+        for label, key in (("recall", "gt_recalled"), ("untouched", "untouched")):
+            table[label] = {b: _share(sum(_i(r, key) for r in g), sum(_i(r, "faces") for r in g))
+                            for b, g in groups.items()}
     table["faces"] = {b: sum(_i(r, "faces") for r in g) for b, g in groups.items()}
     table["frames"] = {b: len(g) for b, g in groups.items()}
     n_faces = sum(_i(r, "faces") for r in with_faces)
@@ -74,6 +79,11 @@ def aggregate(rows: list[dict]) -> dict:
         "reid_mean_distance": _none(reid_dist),
         "det_on_originals": _share(sum(_i(r, "orig_det_found") for r in with_faces), n_faces),
         "detector_recall": _share(recalled, gt) if has_recall else None,
+        "untouched_faces": sum(_i(r, "untouched") for r in ok) if has_recall else None,
+        "false_positives": sum(_i(r, "false_pos") for r in ok) if has_recall else None,
+        "faces_blurred": sum(_i(r, "server_blurred") for r in ok) if has_recall else None,
+        "faces_anonymised": sum(_i(r, "server_faces") + _i(r, "server_blurred") for r in ok) if has_recall else None,
+        "labelled_faces": gt,
         "no_face_frames": len(no_faces),
         "no_face_image_sim": _none(mean_or_nan(_f(r, "image_sim") for r in no_faces)),
         "frames_total": len(rows),
@@ -109,7 +119,9 @@ def format_table(summary: dict) -> str:
     keys = list(BINS) + ["average"]
     lines = ["\t        " + " \t".join(COLUMNS[:4]) + " \t" + COLUMNS[4] + "\t" + COLUMNS[5],
              "-" * 59]
-    for label in ("ssim", "psnr", "image sim", "reid", "det"):
+    for label in ("ssim", "psnr", "image sim", "reid", "det", "recall", "untouched"):
+        if label not in t:
+            continue
         name = f"{label:<8}" if len(label) < 8 else label
         lines.append(name + "\t" + "\t".join(_cell(t[PRINTED[label]][k]) for k in keys))
     for label in ("faces", "frames"):
@@ -137,6 +149,11 @@ def format_notes(summary: dict) -> str:
     if summary.get("detector_recall") is not None:
         lines.append(f"detector recall against the labels (served detector, IoU >= 0.5): "
                      f"{summary['detector_recall']:.4f}")
+    if summary.get("untouched_faces") is not None:
+        lines.append(f"labelled faces returned unchanged (SSIM >= 0.9): {summary['untouched_faces']} of "
+                     f"{summary.get('labelled_faces')}; anonymised boxes: {summary.get('faces_anonymised')} "
+                     f"({summary.get('faces_blurred')} blurred: low score or small), false positives: "
+                     f"{summary['false_positives']}")
     if summary.get("no_face_frames"):
         sim = summary.get("no_face_image_sim")
         lines.append(f"frames without faces: {summary['no_face_frames']} (image sim "
@@ -148,11 +165,15 @@ def format_notes(summary: dict) -> str:
 
 def format_comparison(summaries: dict[str, dict]) -> str:
     """One line per model: the `average` column of each metric, and frames/s."""
-    head = f"{'model':<14}\t{'ssim':>7}\t{'psnr dB':>7}\t{'img sim':>7}\t{'reid':>7}\t{'det':>7}\t{'frames/s':>8}"
-    lines = [head, "-" * 70]
+    keys = ["ssim", "psnr", "image sim", "reid", "det"]
+    if all("recall" in s["table"] for s in summaries.values()):  # --boxes detect: the leak, side by side
+        keys += ["recall", "untouched"]
+    short = {"psnr": "psnr dB", "image sim": "img sim"}
+    head = f"{'model':<14}\t" + "\t".join(f"{short.get(k, k)[:9]:>7}" for k in keys) + f"\t{'frames/s':>8}"
+    lines = [head, "-" * (70 + 16 * (len(keys) - 5))]
     for name, s in summaries.items():
         t = s["table"]
-        cells = [_cell(t[PRINTED[k]]["average"]) for k in ("ssim", "psnr", "image sim", "reid", "det")]
+        cells = [_cell(t[PRINTED[k]]["average"]) for k in keys]
         fps = s["throughput"]["frames_per_s"]
         fps_text = EMPTY if fps is None else f"{fps:.2f}"
         lines.append(f"{name:<14}\t" + "\t".join(f"{c:>7}" for c in cells) + f"\t{fps_text:>8}")

@@ -15,8 +15,9 @@ defaults are the committed configs.
 from __future__ import annotations
 
 from ..models import GENERATORS
+from .. import detection
 from .model_config import parse_config
-from .stages import MAX_FACES
+from .stages import GENERATOR_MAX_BATCH
 
 BACKENDS = ("python", "onnxruntime", "tensorrt")
 DETECTOR = "face_detector"
@@ -32,7 +33,11 @@ QUEUE_DELAY_US = 4000  # generator dynamic batching: how long a crop may wait fo
 # executions); two instances of every stage in front of it let frames arrive in bursts that dynamic batching
 # merges (tests/serving/test_batching.py measures it through the real server). Each instance is one stub process.
 CPU_STAGE_INSTANCES = 2
-CPU_DETECTOR_INSTANCES = 2
+# Every frame makes two detector calls (full-resolution and downscaled pass) that the ensemble runs at once: with two
+# detector instances one frame held both and frames left the detector evenly spaced again (96 single-face frames,
+# 96 generator executions); four keep two frames in flight, as two did with one pass (90 executions for 96).
+CPU_DETECTOR_INSTANCES = 4
+GENERATE_INSTANCES = 4  # generate_<gen> instances: frames whose crops can wait at the generator together
 # A GPU host has many cores: the Python stages (numpy/OpenCV on CPU) get more instances so they keep the GPU busy.
 GPU_STAGE_INSTANCES = 4
 GPU_DETECTOR_INSTANCES = 2
@@ -95,7 +100,8 @@ def _params(**values) -> str:
 
 
 def generator_config(name: str, backend: str = "python", threads: int = CPU_THREADS, spin: int = CPU_SPIN,
-                     instances: int = 1, queue_delay_us: int = QUEUE_DELAY_US, max_batch_size: int = MAX_FACES) -> str:
+                     instances: int = 1, queue_delay_us: int = QUEUE_DELAY_US,
+                     max_batch_size: int = GENERATOR_MAX_BATCH) -> str:
     size = GENERATORS[name].size
     text = f'name: "{name}"\n' + _backend_lines(backend) + f"max_batch_size: {max_batch_size}\n"
     text += _io("input", [_tensor("INPUT", "FP32", [3, size, size])])
@@ -114,7 +120,7 @@ def ksame_config() -> str:
     """The donor-average generator: numpy + CenterFace landmarks in the Python backend on every host (no plan)."""
     from ..ksame import NAME, SIZE
 
-    text = f'name: "{NAME}"\nbackend: "python"\nmax_batch_size: {MAX_FACES}\n'
+    text = f'name: "{NAME}"\nbackend: "python"\nmax_batch_size: {GENERATOR_MAX_BATCH}\n'
     text += _io("input", [_tensor("INPUT", "FP32", [3, SIZE, SIZE])])
     text += _io("output", [_tensor("OUTPUT", "FP32", [3, SIZE, SIZE])])
     text += f"dynamic_batching {{ max_queue_delay_microseconds: {QUEUE_DELAY_US} }}\n"
@@ -126,12 +132,13 @@ def detector_config(backend: str = "python", threads: int = CPU_THREADS, spin: i
     if backend == "tensorrt":
         backend = "onnxruntime"  # dynamic frame sizes: served by ONNX Runtime (CUDA) on GPUs
     text = f'name: "{DETECTOR}"\n' + _backend_lines(backend) + "max_batch_size: 0\n"
-    text += _io("input", [_tensor("IMAGE", "FP32", [1, 3, -1, -1])])
+    # IMAGE is a stack of same-sized images: full-resolution tiles of one frame, or its downscaled copy.
+    text += _io("input", [_tensor("IMAGE", "FP32", [-1, 3, -1, -1])])
     text += _io("output", [
-        _tensor("HEATMAP", "FP32", [1, 1, -1, -1]),
-        _tensor("SCALE", "FP32", [1, 2, -1, -1]),
-        _tensor("OFFSET", "FP32", [1, 2, -1, -1]),
-        _tensor("LANDMARKS", "FP32", [1, 10, -1, -1]),
+        _tensor("HEATMAP", "FP32", [-1, 1, -1, -1]),
+        _tensor("SCALE", "FP32", [-1, 2, -1, -1]),
+        _tensor("OFFSET", "FP32", [-1, 2, -1, -1]),
+        _tensor("LANDMARKS", "FP32", [-1, 10, -1, -1]),
     ])
     if instances is None:
         instances = CPU_DETECTOR_INSTANCES if backend == "python" else GPU_DETECTOR_INSTANCES
@@ -152,24 +159,55 @@ def _python_stage(name: str, inputs: list[str], outputs: list[str], instances: i
     return text + _params(**params)
 
 
+def generate_config(generator: str, crop_size: int, instances: int = GENERATE_INSTANCES) -> str:
+    """`generate_<gen>`: every crop of a frame through the generator, in batches of at most GENERATOR_MAX_BATCH.
+
+    Each instance waits on its frame's generator requests; several instances keep several frames' crops in the
+    generator's queue at once, so its dynamic batcher can still merge them (one instance: one frame at a time)."""
+    crops_t = [_tensor("CROPS", "FP32", [-1, 3, crop_size, crop_size])]
+    return _python_stage(f"generate_{generator}", crops_t,
+                         [_tensor("GENERATED", "FP32", [-1, 3, crop_size, crop_size])], instances,
+                         generator=generator, max_batch=GENERATOR_MAX_BATCH)
+
+
 FRAME = _tensor("FRAME", "UINT8", [-1, -1, 3])
 BOXES = _tensor("BOXES", "FP32", [-1, 4])
+BLUR_BOXES = _tensor("BLUR_BOXES", "FP32", [-1, 4])
+# Optional per-request detection settings (ensemble inputs; absent = the face_prep/detect_prep defaults).
+SETTINGS = {
+    "THRESHOLD": _tensor("THRESHOLD", "FP32", [1], optional=True),
+    "DET_SIZE": _tensor("DET_SIZE", "INT32", [1], optional=True),
+    "GENERATE_THRESHOLD": _tensor("GENERATE_THRESHOLD", "FP32", [1], optional=True),
+}
+MAP_NAMES = ("HEATMAP", "SCALE", "OFFSET", "LANDMARKS")
 
 
-def stage_configs(crop_size: int, instances: int = CPU_STAGE_INSTANCES) -> dict[str, str]:
+def _maps(suffix: str = "") -> list[str]:
+    return [_tensor(f"{n}{suffix}", "FP32", [-1, c, -1, -1]) for n, c in zip(MAP_NAMES, (1, 2, 2, 10))]
+
+
+def stage_configs(crop_size: int, instances: int = CPU_STAGE_INSTANCES, det_size: int = detection.CPU_DET_SIZE,
+                  full_size: int = detection.CPU_FULL_SIZE,
+                  min_generate_side: float = detection.MIN_GENERATE_SIDE) -> dict[str, str]:
+    """The Python stages. `det_size`/`full_size` are the detection defaults of detect_prep and face_prep: the CPU
+    cap by default; GPU hosts detect natively (`full_size` 0, `det_size` 640: gpu_configs)."""
     crops_t = _tensor("CROPS", "FP32", [-1, 3, crop_size, crop_size])
     return {
-        "detect_prep": _python_stage("detect_prep", [FRAME], [_tensor("IMAGE", "FP32", [1, 3, -1, -1])],
-                                     instances),
+        "detect_prep": _python_stage(
+            "detect_prep", [FRAME, SETTINGS["DET_SIZE"]],
+            [_tensor("IMAGE", "FP32", [-1, 3, -1, -1]), _tensor("IMAGE_SMALL", "FP32", [1, 3, -1, -1])],
+            instances, det_size=det_size, full_size=full_size),
         "face_prep": _python_stage(
-            "face_prep",
-            [FRAME, _tensor("HEATMAP", "FP32", [1, 1, -1, -1]), _tensor("SCALE", "FP32", [1, 2, -1, -1]),
-             _tensor("OFFSET", "FP32", [1, 2, -1, -1])],
-            [crops_t, BOXES], instances, crop_size=crop_size, threshold=0.5),
+            "face_prep", [FRAME, *_maps(), *_maps("_SMALL"), *SETTINGS.values()],
+            [crops_t, BOXES, BLUR_BOXES, _tensor("LANDMARKS", "FP32", [-1, 10])], instances, crop_size=crop_size,
+            threshold=detection.DEFAULT_THRESHOLD, det_size=det_size,
+            generate_threshold=detection.DEFAULT_GENERATE_THRESHOLD, min_generate_side=min_generate_side,
+            full_size=full_size),
         "box_prep": _python_stage("box_prep", [FRAME, _tensor("BOXES_IN", "FP32", [-1, 4])], [crops_t, BOXES],
                                   instances, crop_size=crop_size),
         "compose": _python_stage(
-            "compose", [FRAME, _tensor("GENERATED", "FP32", [-1, 3, crop_size, crop_size]), BOXES],
+            "compose", [FRAME, _tensor("GENERATED", "FP32", [-1, 3, crop_size, crop_size]), BOXES,
+                        _tensor("BLUR_BOXES", "FP32", [-1, 4], optional=True)],
             [_tensor("DEID_FRAME", "UINT8", [-1, -1, 3])], instances),
     }
 
@@ -182,43 +220,55 @@ def _step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> str:
 
 def ensemble_config(generator: str, boxes_given: bool) -> str:
     name = f"deid_{generator}" + ("_boxes" if boxes_given else "")
+    outputs = [_tensor("DEID_FRAME", "UINT8", [-1, -1, 3]), BOXES]
+    compose_inputs = {"FRAME": "FRAME", "GENERATED": "generated", "BOXES": "BOXES"}
     if boxes_given:
         inputs = [FRAME, _tensor("BOXES_IN", "FP32", [-1, 4])]
         steps = [_step("box_prep", {"FRAME": "FRAME", "BOXES_IN": "BOXES_IN"}, {"CROPS": "crops", "BOXES": "BOXES"})]
     else:
-        inputs = [FRAME]
+        inputs = [FRAME, *SETTINGS.values()]
+        outputs += [BLUR_BOXES, _tensor("LANDMARKS", "FP32", [-1, 10])]
+        compose_inputs["BLUR_BOXES"] = "BLUR_BOXES"
+        full = {n: f"det_{n.lower()}" for n in MAP_NAMES}
+        small = {n: f"det_{n.lower()}_small" for n in MAP_NAMES}
         steps = [
-            _step("detect_prep", {"FRAME": "FRAME"}, {"IMAGE": "det_image"}),
-            _step(DETECTOR, {"IMAGE": "det_image"},
-                  {"HEATMAP": "det_heatmap", "SCALE": "det_scale", "OFFSET": "det_offset"}),
-            _step("face_prep", {"FRAME": "FRAME", "HEATMAP": "det_heatmap", "SCALE": "det_scale",
-                                "OFFSET": "det_offset"}, {"CROPS": "crops", "BOXES": "BOXES"}),
+            _step("detect_prep", {"FRAME": "FRAME", "DET_SIZE": "DET_SIZE"},
+                  {"IMAGE": "det_image", "IMAGE_SMALL": "det_image_small"}),
+            _step(DETECTOR, {"IMAGE": "det_image"}, full),
+            _step(DETECTOR, {"IMAGE": "det_image_small"}, small),
+            _step("face_prep", {"FRAME": "FRAME", **{n: v for n, v in full.items()},
+                                **{f"{n}_SMALL": v for n, v in small.items()}, **{k: k for k in SETTINGS}},
+                  {"CROPS": "crops", "BOXES": "BOXES", "BLUR_BOXES": "BLUR_BOXES", "LANDMARKS": "LANDMARKS"}),
         ]
     steps += [
-        _step(generator, {"INPUT": "crops"}, {"OUTPUT": "generated"}),
-        _step("compose", {"FRAME": "FRAME", "GENERATED": "generated", "BOXES": "BOXES"},
-              {"DEID_FRAME": "DEID_FRAME"}),
+        _step(f"generate_{generator}", {"CROPS": "crops"}, {"GENERATED": "generated"}),
+        _step("compose", compose_inputs, {"DEID_FRAME": "DEID_FRAME"}),
     ]
     text = f'name: "{name}"\nplatform: "ensemble"\nmax_batch_size: 0\n'
     text += _io("input", inputs)
-    text += _io("output", [_tensor("DEID_FRAME", "UINT8", [-1, -1, 3]), BOXES])
+    text += _io("output", outputs)
     text += "ensemble_scheduling {\n  step [\n" + ",\n".join(steps) + "\n  ]\n}\n"
     return text
 
 
-def all_configs(backend: str = "python") -> dict[str, str]:
-    """Every model directory name -> its config.pbtxt text."""
+def all_configs(backend: str = "python", det_size: int = detection.CPU_DET_SIZE,
+                full_size: int = detection.CPU_FULL_SIZE) -> dict[str, str]:
+    """Every model directory name -> its config.pbtxt text (`det_size`/`full_size`: detection defaults of the
+    prep stages, the CPU cap unless given)."""
     sizes = {spec.size for spec in GENERATORS.values()}
     if len(sizes) != 1:
         raise ValueError(f"all generators must share one crop size for the shared prep models, got {sizes}")
-    configs = {DETECTOR: detector_config(backend), **stage_configs(sizes.pop())}
+    configs = {DETECTOR: detector_config(backend),
+               **stage_configs(sizes.pop(), det_size=det_size, full_size=full_size)}
     for name in GENERATORS:
         configs[name] = generator_config(name, backend)
+        configs[f"generate_{name}"] = generate_config(name, GENERATORS[name].size)
         configs[f"deid_{name}"] = ensemble_config(name, boxes_given=False)
         configs[f"deid_{name}_boxes"] = ensemble_config(name, boxes_given=True)
-    from ..ksame import NAME as KSAME
+    from ..ksame import NAME as KSAME, SIZE as KSAME_SIZE
 
     configs[KSAME] = ksame_config()
+    configs[f"generate_{KSAME}"] = generate_config(KSAME, KSAME_SIZE)
     configs[f"deid_{KSAME}"] = ensemble_config(KSAME, boxes_given=False)
     configs[f"deid_{KSAME}_boxes"] = ensemble_config(KSAME, boxes_given=True)
     return configs
@@ -246,14 +296,17 @@ def gpu_configs(generator_backend: str = "tensorrt") -> dict[str, str]:
 
     Generators: `generator_backend` ("tensorrt": the FP16 plans export builds on the GPU host; "onnxruntime": the
     ONNX files on ONNX Runtime's CUDA provider), KIND_GPU, warmup at batch 1 and 8. Detector: ONNX Runtime on the
-    GPU (dynamic frame sizes). Python stages: more CPU instances. Ensembles are the same on every platform, so they
+    GPU (dynamic frame sizes). Python stages: more CPU instances; detect_prep and face_prep detect at native
+    resolution (full_size 0, det_size 640), not the CPU cap. Ensembles are the same on every platform, so they
     have no GPU file and Triton falls back to their config.pbtxt.
     """
     if generator_backend not in GPU_GENERATOR_BACKENDS:
         raise ValueError(f"GPU generator backend must be one of {GPU_GENERATOR_BACKENDS}, got {generator_backend!r}")
     native = all_configs(generator_backend)
+    # GPU hosts detect at native resolution (full frame or tiles + the 640 pass): the CPU cap is a CPU trade-off.
+    native_detection = dict(det_size=detection.DEFAULT_MAX_SIDE, full_size=0)
     out = {}
-    for name, text in all_configs("python").items():
+    for name, text in all_configs("python", **native_detection).items():
         config = parse_config(text)
         if config.platform == "ensemble":
             continue

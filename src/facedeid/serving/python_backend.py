@@ -24,17 +24,19 @@ def invalid_argument(pb_utils, message: str):
 
 
 def serve_each(pb_utils, requests, inputs: list[str], outputs: list[str],
-               fn: Callable[..., tuple[np.ndarray, ...] | np.ndarray]):
-    """Run `fn` once per request; a bad request gets its own error response and never disturbs the others."""
+               fn: Callable[..., tuple[np.ndarray, ...] | np.ndarray], optional: tuple[str, ...] = ()):
+    """Run `fn` once per request; a bad request gets its own error response and never disturbs the others.
+
+    Inputs named in `optional` (declared `optional: true` in the config) are passed as None when absent."""
     responses = []
     for request in requests:
         try:
             arrays = []
             for name in inputs:
                 tensor = pb_utils.get_input_tensor_by_name(request, name)
-                if tensor is None:
+                if tensor is None and name not in optional:
                     raise ValueError(f"missing input tensor {name}")
-                arrays.append(tensor.as_numpy())
+                arrays.append(None if tensor is None else tensor.as_numpy())
             result = fn(*arrays)
             result = result if isinstance(result, tuple) else (result,)
             tensors = [pb_utils.Tensor(name, np.ascontiguousarray(value)) for name, value in zip(outputs, result)]

@@ -9,11 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 from .. import compose as composer
-from .. import crops, detection
+from .. import baselines, crops, detection
 
-MAX_FACES = 32  # generator batch limit (TensorRT profile max); faces beyond it in one frame are masked
+# Crops per generator execution (the generators' max_batch_size and TensorRT profile max). A frame with more faces is
+# not capped: `generate_<gen>` sends its crops to the generator in as many batches as needed.
+GENERATOR_MAX_BATCH = 32
 MAX_FRAME_PIXELS = 8192 * 8192  # refuse larger frames instead of exhausting server memory
-MAX_DETECTOR_SIDE = 2048  # face_detector IMAGE sides (detect_prep sends <= 640); bounds a direct request's cost
 # Limits on what one request may cost (docs/reliability.md "Limits", measured by eval/limits_benchmark.py):
 MAX_FRAME_SIDE = 8192  # a side, not only the pixel count: a 1x10000 frame is refused (8K video is 7680x4320)
 MAX_BOXES_PER_REQUEST = crops.MAX_BOXES_PER_FRAME  # boxes in one frame, given or sent to compose
@@ -21,6 +22,16 @@ MAX_BOXES_PER_REQUEST = crops.MAX_BOXES_PER_FRAME  # boxes in one frame, given o
 # core); their sum may reach this many times the frame's own pixels. Real frames stay near 1: at most 1.11 on the 26
 # shared scene photos (CenterFace boxes; a portrait 1.0). 8 still allows 8 full-frame boxes.
 MAX_PAINT_FRAMES = 8
+MAX_DETECTOR_SIDE = detection.FULL_MAX_SIDE  # face_detector IMAGE sides; bounds a direct request's cost
+MAX_DETECTOR_IMAGES = 128  # face_detector IMAGE batch: full-resolution tiles of an 8192x8192 frame (121) fit
+
+
+def min_generate_side(params: dict[str, str]) -> float:
+    """face_prep's config parameter `min_generate_side` (pixels; 0 generates every confident face)."""
+    value = float(params.get("min_generate_side", detection.MIN_GENERATE_SIDE))
+    if not (np.isfinite(value) and 0 <= value <= detection.FULL_MAX_SIDE):
+        raise ValueError(f"min_generate_side must be in 0..{detection.FULL_MAX_SIDE} pixels, got {value}")
+    return value
 
 
 def frame_limit(params: dict[str, str]) -> int:
@@ -60,9 +71,12 @@ def check_paint_cost(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def check_detector_image(image: np.ndarray) -> np.ndarray:
-    """face_detector IMAGE: float32 [1,3,h,w], h and w multiples of 32 in 32..MAX_DETECTOR_SIDE, all finite."""
-    if image.dtype != np.float32 or image.ndim != 4 or image.shape[:2] != (1, 3):
-        raise ValueError(f"IMAGE must be float32 [1, 3, h, w], got {image.dtype} {list(image.shape)}")
+    """face_detector IMAGE: float32 [T,3,h,w], T in 1..MAX_DETECTOR_IMAGES, h and w multiples of 32 in
+    32..MAX_DETECTOR_SIDE, all finite."""
+    if (image.dtype != np.float32 or image.ndim != 4 or image.shape[1] != 3
+            or not 1 <= image.shape[0] <= MAX_DETECTOR_IMAGES):
+        raise ValueError(f"IMAGE must be float32 [T, 3, h, w] with T in 1..{MAX_DETECTOR_IMAGES}, "
+                         f"got {image.dtype} {list(image.shape)}")
     h, w = image.shape[2:]
     if not (32 <= h <= MAX_DETECTOR_SIDE and 32 <= w <= MAX_DETECTOR_SIDE and h % 32 == 0 and w % 32 == 0):
         raise ValueError(f"IMAGE height and width must be multiples of 32 in 32..{MAX_DETECTOR_SIDE}, got {h}x{w}")
@@ -71,40 +85,89 @@ def check_detector_image(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def detector_input(frame: np.ndarray, max_side: int = detection.DEFAULT_MAX_SIDE,
-                   max_pixels: int = MAX_FRAME_PIXELS) -> np.ndarray:
-    """FRAME [H,W,3] uint8 -> detector IMAGE [1,3,h,w] float32."""
-    return detection.preprocess(check_frame(frame, max_pixels), max_side)[0]
+def detection_settings(threshold: np.ndarray | None = None, det_size: np.ndarray | None = None,
+                       generate_threshold: np.ndarray | None = None,
+                       defaults: tuple[float, int, float] = (detection.DEFAULT_THRESHOLD, detection.DEFAULT_MAX_SIDE,
+                                                             detection.DEFAULT_GENERATE_THRESHOLD),
+                       ) -> tuple[float, int, float]:
+    """The optional per-request inputs THRESHOLD, DET_SIZE, GENERATE_THRESHOLD (one value each) over the defaults;
+    out-of-range values are refused."""
+    values = []
+    for name, tensor, default in (("THRESHOLD", threshold, defaults[0]), ("DET_SIZE", det_size, defaults[1]),
+                                  ("GENERATE_THRESHOLD", generate_threshold, defaults[2])):
+        if tensor is None:
+            values.append(default)
+            continue
+        if np.asarray(tensor).size != 1:
+            raise ValueError(f"{name} must hold exactly one value, got shape {list(np.shape(tensor))}")
+        values.append(np.asarray(tensor).reshape(-1)[0].item())
+    thr, size, gen = float(values[0]), values[1], float(values[2])
+    if not float(size).is_integer():
+        raise ValueError(f"DET_SIZE must be an integer, got {size}")
+    detection.check_settings(thr, int(size), gen)
+    return thr, int(size), gen
+
+
+def detector_inputs(frame: np.ndarray, det_size: int = detection.DEFAULT_MAX_SIDE,
+                    max_pixels: int = MAX_FRAME_PIXELS, full_size: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """FRAME [H,W,3] uint8 -> (IMAGE [T,3,h,w] full resolution / tiles, IMAGE_SMALL [1,3,h',w'] downscaled)."""
+    return detection.preprocess_multiscale(check_frame(frame, max_pixels), det_size, full_size)
+
+
+def full_size(params: dict[str, str]) -> int:
+    """The `full_size` config parameter of detect_prep and face_prep (0 or absent: native resolution)."""
+    return detection.check_full_size(float(params.get("full_size", 0)))
 
 
 def crop_batch(frame: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
-    """Generator input for one frame: [M,3,S,S] float32, M = min(N, MAX_FACES) but at least 1.
+    """Generator input for one frame: [M,3,S,S] float32, one crop per box (no cap), M at least 1.
 
     Triton rejects an empty batch at the generator, so a frame without faces sends one blank crop that compose
     ignores (compose only uses as many crops as there are boxes).
     """
     if len(boxes) == 0:
         return np.zeros((1, 3, size, size), np.float32)
-    faces, _ = crops.extract_crops(frame, boxes[:MAX_FACES], size)
+    faces, _ = crops.extract_crops(frame, boxes, size)
     return crops.to_tensor(faces)
 
 
-def prep_detected(frame: np.ndarray, heatmap: np.ndarray, scale: np.ndarray, offset: np.ndarray, size: int,
-                  threshold: float = detection.DEFAULT_THRESHOLD,
-                  max_side: int = detection.DEFAULT_MAX_SIDE,
-                  max_pixels: int = MAX_FRAME_PIXELS) -> tuple[np.ndarray, np.ndarray]:
-    """Decode CenterFace outputs for FRAME -> (CROPS [M,3,S,S], BOXES [N,4] pixels)."""
+def _check_maps(maps: tuple[np.ndarray, ...], images: int | None, suffix: str = "") -> None:
+    names = ("HEATMAP", "SCALE", "OFFSET", "LANDMARKS")
+    for name, tensor, channels in zip(names, maps, (1, 2, 2, 10)):
+        if tensor.ndim != 4 or tensor.shape[1] != channels or (images is not None and tensor.shape[0] != images):
+            raise ValueError(f"{name}{suffix} must have shape [{images or 'T'}, {channels}, h, w], "
+                             f"got {list(tensor.shape)}")
+    if len({tuple(m.shape[2:]) for m in maps}) != 1 or len({m.shape[0] for m in maps}) != 1:
+        raise ValueError(f"detector maps{suffix} must have the same T and the same h, w, "
+                         f"got {[list(m.shape) for m in maps]}")
+    if not all(np.isfinite(m).all() for m in maps):
+        raise ValueError(f"detector maps{suffix} contain NaN or infinite values")
+
+
+def prep_detected(frame: np.ndarray, full_maps: tuple[np.ndarray, ...], small_maps: tuple[np.ndarray, ...],
+                  size: int, threshold: float = detection.DEFAULT_THRESHOLD,
+                  det_size: int = detection.DEFAULT_MAX_SIDE,
+                  generate_threshold: float = detection.DEFAULT_GENERATE_THRESHOLD,
+                  max_pixels: int = MAX_FRAME_PIXELS, min_generate_side: float = detection.MIN_GENERATE_SIDE,
+                  full_size: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Decode the CenterFace outputs of both scales for FRAME ->
+    (CROPS [M,3,S,S], BOXES [N,4] generated faces, BLUR_BOXES [K,4] low-confidence faces and faces whose shorter
+    side is under `min_generate_side` pixels, LANDMARKS [N,10])."""
     check_frame(frame, max_pixels)
-    for name, tensor, channels in (("HEATMAP", heatmap, 1), ("SCALE", scale, 2), ("OFFSET", offset, 2)):
-        if tensor.ndim != 4 or tensor.shape[:2] != (1, channels):
-            raise ValueError(f"{name} must have shape [1, {channels}, h, w], got {list(tensor.shape)}")
-    if not heatmap.shape[2:] == scale.shape[2:] == offset.shape[2:]:
-        raise ValueError(f"HEATMAP, SCALE and OFFSET must have the same h, w, got {list(heatmap.shape)}, "
-                         f"{list(scale.shape)}, {list(offset.shape)}")
-    letterbox = detection.plan_input(frame.shape[0], frame.shape[1], max_side)
-    boxes, _ = detection.decode(heatmap, scale, offset, letterbox, threshold)
-    boxes = crops.clean_boxes(boxes, frame.shape[1], frame.shape[0])
-    return crop_batch(frame, boxes, size), boxes
+    p = detection.plan(frame.shape[0], frame.shape[1], det_size, full_size)
+    _check_maps(full_maps, len(p.origins))
+    expected = (p.tile_h // 4, p.tile_w // 4)
+    if full_maps[0].shape[2:] != expected:
+        raise ValueError(f"detector maps must be {list(expected)} for this frame, DET_SIZE and full_size, "
+                         f"got {list(full_maps[0].shape[2:])}")
+    _check_maps(small_maps, 1, "_SMALL")
+    small_expected = (p.small.height // 4, p.small.width // 4) if p.small is not None else (8, 8)
+    if small_maps[0].shape[2:] != small_expected:
+        raise ValueError(f"detector maps_SMALL must be {list(small_expected)} for this frame and DET_SIZE, "
+                         f"got {list(small_maps[0].shape[2:])}")
+    found = detection.decode_multiscale(p, full_maps, small_maps, threshold)
+    sure, unsure = found.split(generate_threshold, min_generate_side)
+    return crop_batch(frame, sure.boxes, size), sure.boxes, unsure.boxes, sure.landmarks
 
 
 def prep_given(frame: np.ndarray, boxes: np.ndarray, size: int,
@@ -120,9 +183,24 @@ def prep_given(frame: np.ndarray, boxes: np.ndarray, size: int,
     return crop_batch(frame, boxes, size), boxes
 
 
+def _check_boxes_inside(name: str, boxes: np.ndarray, w: int, h: int) -> None:
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"{name} must have shape [N, 4], got {list(boxes.shape)}")
+    if not np.isfinite(boxes).all():
+        raise ValueError(f"{name} contain NaN or infinite values")
+    if len(boxes) and not ((boxes[:, 0] >= 0).all() and (boxes[:, 1] >= 0).all() and (boxes[:, 2] <= w).all()
+                           and (boxes[:, 3] <= h).all() and (boxes[:, 2] > boxes[:, 0]).all()
+                           and (boxes[:, 3] > boxes[:, 1]).all()):
+        raise ValueError(f"{name} must be x1 < x2, y1 < y2 inside the {w}x{h} frame")
+
+
 def compose_frame(frame: np.ndarray, generated: np.ndarray, boxes: np.ndarray,
-                  max_pixels: int = MAX_FRAME_PIXELS) -> np.ndarray:
-    """FRAME + GENERATED [M,3,S,S] + BOXES [N,4] -> DEID_FRAME. Non-finite or missing crops are masked."""
+                  max_pixels: int = MAX_FRAME_PIXELS, blur_boxes: np.ndarray | None = None) -> np.ndarray:
+    """FRAME + GENERATED [M,3,S,S] + BOXES [N,4] (+ BLUR_BOXES [K,4]) -> DEID_FRAME.
+
+    Non-finite or missing crops are masked. BLUR_BOXES (low-confidence detections) are blurred the way deface
+    blurs, after the generated faces are painted: privacy first, and no generated face on something that may not
+    be a face."""
     check_frame(frame, max_pixels)
     if generated.ndim != 4 or generated.shape[1] != 3:
         raise ValueError(f"GENERATED must have shape [M, 3, S, S], got {list(generated.shape)}")
@@ -137,13 +215,20 @@ def compose_frame(frame: np.ndarray, generated: np.ndarray, boxes: np.ndarray,
                            and (boxes[:, 3] <= h).all() and (boxes[:, 2] > boxes[:, 0]).all()
                            and (boxes[:, 3] > boxes[:, 1]).all()):
         raise ValueError(f"BOXES must be x1 < x2, y1 < y2 inside the {w}x{h} frame")
-    if len(boxes) == 0:
-        return frame
-    if len(generated) == 0:  # the prep stages always send at least one crop per frame
-        raise ValueError(f"GENERATED has 0 crops for {len(boxes)} BOXES; compose needs the generator's crops "
-                         f"for the boxes (a face without its crop is masked, but none at all is a broken request)")
-    check_paint_cost(boxes, w, h)
-    generated = generated[: len(boxes)]
-    valid = composer.finite_faces(generated)
-    faces = crops.from_tensor(np.nan_to_num(generated))
-    return composer.compose(frame, faces, crops.expand_boxes(boxes), valid)
+    if blur_boxes is not None:
+        _check_boxes_inside("BLUR_BOXES", blur_boxes, w, h)
+        if len(blur_boxes) > MAX_BOXES_PER_REQUEST:
+            raise ValueError(f"{len(blur_boxes)} BLUR_BOXES in one frame; the limit is {MAX_BOXES_PER_REQUEST}")
+    if len(boxes):
+        if len(generated) == 0:  # the prep stages always send at least one crop per frame
+            raise ValueError(f"GENERATED has 0 crops for {len(boxes)} BOXES; compose needs the generator's crops "
+                             f"for the boxes (a face without its crop is masked, but none at all is a broken "
+                             f"request)")
+        check_paint_cost(boxes, w, h)
+        generated = generated[: len(boxes)]
+        valid = composer.finite_faces(generated)
+        faces = crops.from_tensor(np.nan_to_num(generated))
+        frame = composer.compose(frame, faces, crops.expand_boxes(boxes), valid)
+    if blur_boxes is not None and len(blur_boxes):
+        frame = baselines.blur(frame, blur_boxes)
+    return frame
