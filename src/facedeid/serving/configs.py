@@ -35,7 +35,7 @@ QUEUE_DELAY_US = 4000  # generator dynamic batching: how long a crop may wait fo
 CPU_STAGE_INSTANCES = 2
 # Every frame makes two detector calls (full-resolution and downscaled pass) that the ensemble runs at once: with two
 # detector instances one frame held both and frames left the detector evenly spaced again (96 single-face frames,
-# 96 generator executions); four keep two frames in flight, as two did with one pass (90 executions for 96).
+# 96 generator executions); four keep two frames in flight, as two did with one pass (88-90 executions for 96).
 CPU_DETECTOR_INSTANCES = 4
 GENERATE_INSTANCES = 4  # generate_<gen> instances: frames whose crops can wait at the generator together
 # A GPU host has many cores: the Python stages (numpy/OpenCV on CPU) get more instances so they keep the GPU busy.
