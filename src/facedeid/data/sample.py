@@ -140,8 +140,8 @@ def scene_frames(shared: Path, max_side: int = 640):
     by_file: dict[str, list] = {}
     with table.open(newline="") as fh:
         for row in csv.DictReader(fh):
-            l, t, w, h = (float(row[k]) for k in ("left", "top", "width", "height"))
-            by_file.setdefault(row["file"], []).append((l, t, l + w, t + h))
+            left, top, w, h = (float(row[k]) for k in ("left", "top", "width", "height"))
+            by_file.setdefault(row["file"], []).append((left, top, left + w, top + h))
     out = []
     for name in sorted(by_file):
         path = shared / name
