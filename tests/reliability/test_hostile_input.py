@@ -20,7 +20,8 @@ from tritonclient.utils import InferenceServerException
 from facedeid import compose, crops
 from facedeid.client import DeidClient, DeidError
 from facedeid.serving import stages
-from facedeid.testing import ASTRONAUT_FACE, assert_deidentified, box_region, deid, tensor
+
+from helpers import ASTRONAUT_FACE, assert_deidentified, box_region, deid, tensor
 
 MODEL = "deid_mobileunet_boxes"
 W, H = 640, 480

@@ -154,7 +154,8 @@ def test_the_server_serves_the_named_configuration(exported_repo, tmp_path, astr
     import tritonclient.grpc as grpcclient
 
     from facedeid.serving import local_server
-    from facedeid.testing import ASTRONAUT_FACE, deid
+
+    from helpers import ASTRONAUT_FACE, deid
 
     repo = tmp_path / "repo"
     for model in ("box_prep", "compose", "deid_mobileunet_boxes"):

@@ -15,7 +15,8 @@ from facedeid import pipeline
 from facedeid.compose import MASK_RGB
 from facedeid.pipeline import Deidentifier
 from facedeid.serving.stages import MAX_FACES
-from facedeid.testing import box_region, deid, face_grid, read_rgb, shared_faces_dir
+
+from helpers import box_region, deid, face_grid, read_rgb, shared_faces_dir
 
 
 @pytest.fixture(scope="module")
