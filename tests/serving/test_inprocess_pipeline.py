@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
 
 from facedeid import pipeline
 from facedeid.compose import MASK_RGB
@@ -47,12 +48,12 @@ def test_detect_ensemble_and_pipeline_return_the_same_frame(client, inprocess, a
 
 
 def test_boxes_ensemble_and_pipeline_agree_on_cleaning_and_the_face_cap(client, inprocess, astronaut):
-    # boxes partly outside the frame, one with no area inside it, and more faces than the generator batch holds
+    # a box across the frame's edge, and more faces than the generator batch holds
     frame, boxes = face_grid(astronaut[40:200, 160:290], rows=6, cols=6, cell=64, gap=24)
-    boxes = np.concatenate([boxes, [[-30, -30, 20, 25], [5000, 5000, 5100, 5100]]]).astype(np.float32)
+    boxes = np.concatenate([boxes, [[-30, -30, 20, 25]]]).astype(np.float32)
     served, served_boxes = deid(client, "deid_mobileunet_boxes", frame, boxes)
     local, local_boxes = inprocess(frame, boxes)
-    assert len(served_boxes) == 37 > MAX_FACES  # the box outside the frame is dropped, the one across the edge clipped
+    assert len(served_boxes) == 37 > MAX_FACES  # none dropped; the one across the edge clipped
     np.testing.assert_array_equal(local_boxes, served_boxes)
     np.testing.assert_array_equal(local, served)
     for box in served_boxes[MAX_FACES:]:
@@ -75,3 +76,14 @@ def test_mask_is_what_compose_gives_when_no_face_could_be_generated(astronaut):
     masked = pipeline.mask(astronaut, box)
     assert np.array_equal(np.unique(box_region(masked, box[0]).reshape(-1, 3), axis=0), [MASK_RGB])
     assert np.array_equal(pipeline.mask(astronaut, np.zeros((0, 4), np.float32)), astronaut)
+
+
+def test_boxes_ensemble_and_pipeline_refuse_the_same_box_outside_the_frame(client, inprocess, astronaut):
+    # a caller box that cannot be anonymised is refused with the same message, never dropped (crops.check_boxes)
+    boxes = np.array([[181.5, 58.2, 269.9, 177.8], [5000, 5000, 5100, 5100]], np.float32)
+    with pytest.raises(InferenceServerException) as served:
+        deid(client, "deid_mobileunet_boxes", astronaut, boxes)
+    with pytest.raises(ValueError) as local:
+        inprocess(astronaut, boxes)
+    assert "box 1 [5000, 5000, 5100, 5100] lies outside the 512x512 frame" in str(local.value)
+    assert str(local.value) in served.value.message()
