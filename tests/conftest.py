@@ -7,7 +7,8 @@ import pytest
 import skimage.data
 
 from facedeid.serving import local_server
-from facedeid.testing import exported_repository
+
+from helpers import exported_repository
 
 
 @pytest.fixture(scope="session")

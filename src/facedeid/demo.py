@@ -25,7 +25,9 @@ def needs_export(repository: Path) -> list[str]:
     stale = []
     for name, spec in GENERATORS.items():
         onnx_path = repository / name / "1" / "model.onnx"
-        if not onnx_path.exists() or (spec.has_checkpoint() and spec.checkpoint.stat().st_mtime > onnx_path.stat().st_mtime):
+        if not onnx_path.exists():
+            stale.append(name)
+        elif spec.has_checkpoint() and spec.checkpoint.stat().st_mtime > onnx_path.stat().st_mtime:
             stale.append(name)
     if not (repository / "face_detector" / "1" / "model.onnx").exists():
         stale = stale or list(GENERATORS)

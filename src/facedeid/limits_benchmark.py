@@ -83,8 +83,9 @@ def _answer(fn: Callable[[], object]) -> str:
 def cases(client, generator: str, headers: dict, astronaut: np.ndarray, workdir: Path) -> list[Case]:
     import cv2
 
+    from .client.raw_requests import infer_input
     from .data.dna import read_labels
-    from .testing import ASTRONAUT_FACE, tensor
+    from .data.sample import ASTRONAUT_FACE
 
     model = f"deid_{generator}_boxes"
     frame = np.ascontiguousarray(cv2.resize(astronaut, (W, H), interpolation=cv2.INTER_AREA))
@@ -94,7 +95,7 @@ def cases(client, generator: str, headers: dict, astronaut: np.ndarray, workdir:
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
 
         def run():
-            result = client.infer(model, [tensor("FRAME", image, "UINT8"), tensor("BOXES_IN", boxes, "FP32")])
+            result = client.infer(model, [infer_input("FRAME", image, "UINT8"), infer_input("BOXES_IN", boxes, "FP32")])
             return f"{len(result.as_numpy('BOXES'))} boxes anonymised"
         return lambda: _answer(run)
 
@@ -111,9 +112,9 @@ def cases(client, generator: str, headers: dict, astronaut: np.ndarray, workdir:
 
     def compose_no_crops():
         three = np.array([[10, 10, 60, 60], [100, 100, 160, 160], [200, 200, 260, 260]], np.float32)
-        client.infer("compose", [tensor("FRAME", frame, "UINT8"),
-                                 tensor("GENERATED", np.zeros((0, 3, 128, 128), np.float32), "FP32"),
-                                 tensor("BOXES", three, "FP32")])
+        client.infer("compose", [infer_input("FRAME", frame, "UINT8"),
+                                 infer_input("GENERATED", np.zeros((0, 3, 128, 128), np.float32), "FP32"),
+                                 infer_input("BOXES", three, "FP32")])
 
     def admin(call):
         return lambda: _answer(lambda: getattr(client, call)("compose")) + (
@@ -170,13 +171,14 @@ def window_cache(client, server, generator: str, astronaut: np.ndarray) -> dict:
     """compose's memory over 80 requests, each with another window side near compose.WHOLE_WINDOW_SIDE (blend cache)."""
     import cv2
 
-    from .testing import tensor
+    from .client.raw_requests import infer_input
 
     big = np.ascontiguousarray(cv2.resize(astronaut, (1500, 1500), interpolation=cv2.INTER_AREA))
 
     def send(side):
         box = np.array([[40, 40, 40 + side, 40 + side]], np.float32)
-        client.infer(f"deid_{generator}_boxes", [tensor("FRAME", big, "UINT8"), tensor("BOXES_IN", box, "FP32")])
+        client.infer(f"deid_{generator}_boxes",
+                     [infer_input("FRAME", big, "UINT8"), infer_input("BOXES_IN", box, "FP32")])
 
     send(1400)
     rss = [server.model_rss_bytes("compose") / MB]

@@ -23,6 +23,7 @@ Per frame:
 from __future__ import annotations
 
 import math
+
 import numpy as np
 
 PSNR_CAP_DB = 20 * math.log10(255.0)  # 48.1308 dB

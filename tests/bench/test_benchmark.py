@@ -25,7 +25,8 @@ def test_overrides_are_rendered_by_the_config_renderers():
                                                         "gen_instances": 2, "stage_instances": 3})
     gen, det = (parse_config(configs[m]) for m in ("mobileunet", "face_detector"))
     assert gen.max_batch_size == 64 and gen.dynamic_batching.max_queue_delay_microseconds == 0
-    assert gen.instance_group[0].count == 2 and det.instance_group[0].count == CPU_DETECTOR_INSTANCES  # not overridden: the committed default
+    # the detector's count is not overridden: the committed default
+    assert gen.instance_group[0].count == 2 and det.instance_group[0].count == CPU_DETECTOR_INSTANCES
     assert gen.parameters["threads"].string_value == "1" and det.parameters["threads"].string_value == "2"
     assert gen.parameters["spin"].string_value == det.parameters["spin"].string_value == "1"
     for stage in ("detect_prep", "face_prep", "compose"):

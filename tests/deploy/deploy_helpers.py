@@ -33,7 +33,7 @@ EXPORT_IMAGES = {TRITON_IMAGE, "nvcr.io/nvidia/tensorrt:24.10-py3"}
 TRITONSERVER_BIN = "/opt/tritonserver/bin/tritonserver"
 START_SCRIPT = DOCKER / "start-triton.sh"
 START_COMMAND = "/usr/local/bin/start-triton"  # where docker/Dockerfile.server installs START_SCRIPT
-SECRET_PATH = "/run/secrets/triton_admin_key"
+SECRET_PATH = "/run/secrets/triton_admin_key"  # noqa: S105 - where the secret is mounted, not a secret
 TRITON_PORTS = {8000, 8001, 8002}
 # APIs that must answer only requests carrying the admin key.
 MUST_RESTRICT = {"model-repository", "model-config"}
@@ -604,6 +604,7 @@ def python_backend_models() -> list[Path]:
 
 # Imported inside library functions the client image never calls (it talks to a remote server).
 CLIENT_LAZY_EXEMPT = {
-    "pytriton": "facedeid.serving.tritonserver_cli starts the CPU tritonserver shim; the client image uses a remote server",
+    "pytriton": "facedeid.serving.tritonserver_cli starts the CPU tritonserver shim; "
+                "the client image uses a remote server",
     "tensorrt": "facedeid.export builds plans; that runs in the export image",
 }

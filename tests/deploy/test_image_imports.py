@@ -3,9 +3,8 @@ it imports is installed by that image's requirements file."""
 
 from __future__ import annotations
 
-
-import pytest
 import deploy_helpers
+import pytest
 from deploy_helpers import (
     CLIENT_LAZY_EXEMPT,
     REQUIREMENTS,

@@ -11,9 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from facedeid.export import gpu_product_label
-from facedeid.export import main as export_main
 from deploy_helpers import (
     K8S,
     ROOT,
@@ -30,6 +27,9 @@ from deploy_helpers import (
     kubernetes_validate,
     start_script_argv,
 )
+
+from facedeid.export import gpu_product_label
+from facedeid.export import main as export_main
 
 
 @pytest.mark.parametrize("path", sorted(p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml"), ids=_rel)
@@ -208,7 +208,8 @@ def test_print_gpu_product_reads_the_plan_records(tmp_path, capsys):
     assert "no TensorRT plan records" in capsys.readouterr().err
     for name, gpu in (("mobileunet", "NVIDIA L4"), ("d2gan", "NVIDIA L4")):
         (tmp_path / name / "1").mkdir(parents=True)
-        (tmp_path / name / "1" / "model.plan.json").write_text(json.dumps({"gpu_product_label": gpu_product_label(gpu)}))
+        label = {"gpu_product_label": gpu_product_label(gpu)}
+        (tmp_path / name / "1" / "model.plan.json").write_text(json.dumps(label))
     assert export_main(["--print-gpu-product", "--repository", str(tmp_path)]) == 0
     assert capsys.readouterr().out.strip() == "NVIDIA-L4"
     (tmp_path / "d2gan" / "1" / "model.plan.json").write_text(json.dumps({"gpu_product_label": "NVIDIA-A10G"}))

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-
 import pytest
-from packaging.version import Version
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
-
 from deploy_helpers import (
     REQUIREMENTS,
     _rel,
@@ -15,6 +10,9 @@ from deploy_helpers import (
     pyproject,
     read_requirements,
 )
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 
 @pytest.mark.parametrize("which", sorted(REQUIREMENTS))
@@ -48,7 +46,7 @@ def test_requirements_cover_what_each_image_needs():
 
 def test_requirements_satisfy_pyproject():
     declared = {canonicalize_name(Requirement(d).name): Requirement(d) for d in pyproject()["project"]["dependencies"]}
-    for which, path in REQUIREMENTS.items():
+    for path in REQUIREMENTS.values():
         for name, req in read_requirements(path).items():
             if name in declared:
                 version = pinned_version(req)

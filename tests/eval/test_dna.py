@@ -5,8 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facedeid.data import (BINS, ImageError, LabelError, area_bin, boxes_to_pixels, face_area_share,
-                           pixels_to_boxes_norm, read_image, read_labels, scan_dataset, write_labels)
+from facedeid.data import (
+    BINS,
+    ImageError,
+    LabelError,
+    area_bin,
+    boxes_to_pixels,
+    face_area_share,
+    pixels_to_boxes_norm,
+    read_image,
+    read_labels,
+    scan_dataset,
+    write_labels,
+)
 
 
 @pytest.mark.parametrize("share, expected", [

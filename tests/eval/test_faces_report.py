@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from facedeid.evaluation import faces
-from facedeid.testing import shared_faces_dir
+
+from helpers import shared_faces_dir
 
 
 def test_people_are_split_by_person():

@@ -11,7 +11,8 @@ from eval_helpers import eval_argv
 from facedeid.data.extract import LocalDetector
 from facedeid.data.photos import convert
 from facedeid.evaluation.runner import Evaluation, build_parser
-from facedeid.testing import shared_faces_dir
+
+from helpers import shared_faces_dir
 
 PEOPLE = ("deepface_person_04", "deepface_person_05", "lin_manuel_miranda")  # two named, one distractor
 

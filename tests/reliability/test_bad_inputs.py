@@ -22,7 +22,8 @@ import pytest
 from PIL import Image
 
 from facedeid.data.dna import LABEL_BYTES_PER_FACE, MAX_LABEL_FACES, MAX_PIXELS
-from facedeid.testing import ASTRONAUT_FACE
+
+from helpers import ASTRONAUT_FACE
 
 ROOT = Path(__file__).resolve().parents[2]
 SIDE = 256  # astronaut scaled down: small frames keep the run short

@@ -31,7 +31,8 @@ from facedeid.data.dna import boxes_to_pixels, read_image, scan_dataset
 from facedeid.data.sample import build
 from facedeid.evaluation import runner
 from facedeid.serving import local_server
-from facedeid.testing import ASTRONAUT_FACE, assert_deidentified, deid, failing_generator
+
+from helpers import ASTRONAUT_FACE, assert_deidentified, deid, failing_generator
 
 ROOT = Path(__file__).resolve().parents[2]
 KEEP = ("box_prep", "compose", "mobileunet", "generate_mobileunet", "deid_mobileunet_boxes", "d2gan", "generate_d2gan",

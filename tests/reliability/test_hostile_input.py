@@ -20,7 +20,8 @@ from tritonclient.utils import InferenceServerException
 from facedeid import compose, crops
 from facedeid.client import DeidClient, DeidError
 from facedeid.serving import stages
-from facedeid.testing import ASTRONAUT_FACE, assert_deidentified, box_region, deid, tensor
+
+from helpers import ASTRONAUT_FACE, assert_deidentified, box_region, deid, tensor
 
 MODEL = "deid_mobileunet_boxes"
 W, H = 640, 480
@@ -148,8 +149,8 @@ def test_blend_weight_cache_is_bounded_in_bytes():
 
 
 def test_many_distinct_large_windows_keep_server_memory_bounded(triton, client, frame):
-    """Each request has another window side near compose.WHOLE_WINDOW_SIDE (14-16 MB of blend weights each): the server's
-    cache keeps at most WEIGHT_CACHE_BYTES of them (the former 64-entry cache would have kept about 1 GB).
+    """Each request has another window side near compose.WHOLE_WINDOW_SIDE (14-16 MB of blend weights each): the
+    server's cache keeps at most WEIGHT_CACHE_BYTES of them (the former 64-entry cache would have kept about 1 GB).
 
     Every compose instance (stub process) has its own cache and buffers: the bounds are per instance."""
     (group,) = client.get_model_config("compose", headers=triton.admin_headers).config.instance_group
@@ -163,7 +164,7 @@ def test_many_distinct_large_windows_keep_server_memory_bounded(triton, client, 
             side = start + 2 * i
             deid(client, MODEL, big, [[40, 40, 40 + side, 40 + side]])
         rss.append(triton.model_rss_bytes("compose"))
-    print(f"\n2 x 40 distinct windows: compose RSS " + " -> ".join(f"{r / MB:.0f}" for r in rss) + " MB")
+    print("\n2 x 40 distinct windows: compose RSS " + " -> ".join(f"{r / MB:.0f}" for r in rss) + " MB")
     # The cache fills (64 MB per instance) and the allocator keeps some working buffers; then memory stays flat. The
     # former 64-entry cache grew by about 15 MB per new window, whichever instance served it: 600 MB, then 360 MB more.
     assert rss[0] > 0 and rss[1] - rss[0] < instances * 256 * MB and rss[2] - rss[1] < instances * 48 * MB, rss

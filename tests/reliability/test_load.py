@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from facedeid.testing import ASTRONAUT_FACE, assert_deidentified, deid
+from helpers import ASTRONAUT_FACE, assert_deidentified, deid
 
 pytestmark = pytest.mark.slow
 

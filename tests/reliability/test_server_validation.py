@@ -13,7 +13,8 @@ from tritonclient.utils import InferenceServerException
 
 from facedeid.models import GENERATORS
 from facedeid.serving import stages
-from facedeid.testing import ASTRONAUT_FACE, assert_deidentified, deid, tensor
+
+from helpers import ASTRONAUT_FACE, assert_deidentified, deid, tensor
 
 S = 128  # generator crop size
 F = np.zeros((64, 64, 3), np.uint8)  # a small frame for the stage models

@@ -12,7 +12,7 @@ import concurrent.futures as futures
 
 import tritonclient.grpc as grpcclient
 
-from facedeid.testing import deid
+from helpers import deid
 
 CLIENTS = 8
 REQUESTS = 96  # measured here: 1 to 5 merged executions per 48 frames (the CPU detector is the bottleneck)

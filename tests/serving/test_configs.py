@@ -16,8 +16,8 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from facedeid.models import GENERATORS
 from facedeid.detection import CPU_DET_SIZE, CPU_FULL_SIZE, DEFAULT_MAX_SIDE
+from facedeid.models import GENERATORS
 from facedeid.serving import configs
 from facedeid.serving import tritonserver_cli as server
 from facedeid.serving.repository import DEFAULT_REPOSITORY, check_model_config_name, write_custom_configs
@@ -56,7 +56,8 @@ def test_both_variants_parse_and_keep_the_interface(generator_backend):
         assert config.max_batch_size == base.max_batch_size, name
     for name in GENERATORS:
         g = gpu[name]
-        assert [(i.kind, i.count) for i in g.instance_group] == [(KIND.Value("KIND_GPU"), configs.GPU_GENERATOR_INSTANCES)]
+        expected = [(KIND.Value("KIND_GPU"), configs.GPU_GENERATOR_INSTANCES)]
+        assert [(i.kind, i.count) for i in g.instance_group] == expected
         if generator_backend == "tensorrt":
             assert (g.platform, g.backend, g.default_model_filename) == ("tensorrt_plan", "", "model.plan")
         else:
@@ -108,8 +109,9 @@ def test_unknown_config_name_is_a_clear_error(tmp_path):
     # The `tritonserver` command refuses before starting the server (which would fall back to config.pbtxt).
     with pytest.raises(ValueError, match="gpux"):
         server.build_command([f"--model-repository={DEFAULT_REPOSITORY}", "--model-config-name=gpux"])
-    out = subprocess.run([sys.executable, "-m", "facedeid.serving.tritonserver_cli", f"--model-repository={DEFAULT_REPOSITORY}",
-                          "--model-config-name", "gpux"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-m", "facedeid.serving.tritonserver_cli",
+                          f"--model-repository={DEFAULT_REPOSITORY}", "--model-config-name", "gpux"],
+                         capture_output=True, text=True, timeout=120)
     assert out.returncode != 0 and "configs/gpux.pbtxt" in out.stderr
     cmd = server.build_command([f"--model-repository={DEFAULT_REPOSITORY}", "--model-config-name=gpu"])
     assert "--model-config-name=gpu" in cmd
@@ -160,7 +162,8 @@ def test_the_server_serves_the_named_configuration(exported_repo, tmp_path, astr
     import tritonclient.grpc as grpcclient
 
     from facedeid.serving import local_server
-    from facedeid.testing import ASTRONAUT_FACE, deid
+
+    from helpers import ASTRONAUT_FACE, deid
 
     repo = tmp_path / "repo"
     for model in ("box_prep", "compose", "generate_mobileunet", "deid_mobileunet_boxes"):

@@ -10,7 +10,8 @@ from tritonclient.utils import InferenceServerException
 
 from facedeid import detection
 from facedeid.serving import stages
-from facedeid.testing import ASTRONAUT_FACE, box_region, deid_detect, outside_windows, read_rgb, shared_faces_dir, tensor
+
+from helpers import ASTRONAUT_FACE, box_region, deid_detect, outside_windows, read_rgb, shared_faces_dir, tensor
 
 PORTRAIT = "identities/paul_rudd/1.jpg"  # 2048x1638, one large face
 
@@ -48,7 +49,8 @@ def test_plan_covers_every_pixel_at_full_resolution():
         assert (p.small is None) == (max(h, w) <= detection.DEFAULT_MAX_SIDE)
 
 
-@pytest.mark.parametrize("settings", [dict(threshold=0.0, det_size=640), dict(threshold=1.5, det_size=640), dict(threshold=0.005, det_size=640),
+@pytest.mark.parametrize("settings", [dict(threshold=0.0, det_size=640), dict(threshold=1.5, det_size=640),
+                                      dict(threshold=0.005, det_size=640),
                                       dict(threshold=float("nan"), det_size=640), dict(threshold=0.2, det_size=64),
                                       dict(threshold=0.2, det_size=5000), dict(threshold=0.2, det_size=640.5)])
 def test_out_of_range_settings_are_refused(settings):

@@ -12,7 +12,8 @@ from tritonclient.utils import InferenceServerException
 
 from facedeid.compose import MASK_RGB
 from facedeid.serving import local_server
-from facedeid.testing import ASTRONAUT_FACE, assert_deidentified, box_region, deid, failing_generator
+
+from helpers import ASTRONAUT_FACE, assert_deidentified, box_region, deid, failing_generator
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ from facedeid import pipeline
 from facedeid.compose import MASK_RGB
 from facedeid.pipeline import Deidentifier
 from facedeid.serving.stages import GENERATOR_MAX_BATCH
-from facedeid.testing import box_region, deid, face_grid, read_rgb, shared_faces_dir
+
+from helpers import box_region, deid, face_grid, read_rgb, shared_faces_dir
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +82,14 @@ def test_mask_is_what_compose_gives_when_no_face_could_be_generated(astronaut):
     masked = pipeline.mask(astronaut, box)
     assert np.array_equal(np.unique(box_region(masked, box[0]).reshape(-1, 3), axis=0), [MASK_RGB])
     assert np.array_equal(pipeline.mask(astronaut, np.zeros((0, 4), np.float32)), astronaut)
+
+
+def test_boxes_ensemble_and_pipeline_refuse_the_same_box_outside_the_frame(client, inprocess, astronaut):
+    # a caller box that cannot be anonymised is refused with the same message, never dropped (crops.check_boxes)
+    boxes = np.array([[181.5, 58.2, 269.9, 177.8], [5000, 5000, 5100, 5100]], np.float32)
+    with pytest.raises(InferenceServerException) as served:
+        deid(client, "deid_mobileunet_boxes", astronaut, boxes)
+    with pytest.raises(ValueError) as local:
+        inprocess(astronaut, boxes)
+    assert "box 1 [5000, 5000, 5100, 5100] lies outside the 512x512 frame" in str(local.value)
+    assert str(local.value) in served.value.message()

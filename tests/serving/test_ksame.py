@@ -13,7 +13,8 @@ from facedeid import ksame
 from facedeid.crops import extract_crops, to_tensor
 from facedeid.detection import CenterFaceDetector
 from facedeid.metrics import FaceRecognizer, match_boxes
-from facedeid.testing import ASTRONAUT_FACE, assert_deidentified, deid, face_grid, shared_faces_dir, tensor
+
+from helpers import ASTRONAUT_FACE, assert_deidentified, deid, face_grid, shared_faces_dir, tensor
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,19 @@ from facedeid.compose import MASK_RGB
 from facedeid.crops import expand_boxes
 from facedeid.models import GENERATORS
 from facedeid.serving.stages import GENERATOR_MAX_BATCH
-from facedeid.testing import (ASTRONAUT_FACE, assert_deidentified, box_region, deid, deid_detect, face_grid, read_rgb,
-                              shared_faces_dir, tensor)
+
+from helpers import (
+    ASTRONAUT_FACE,
+    assert_deidentified,
+    box_region,
+    deid,
+    deid_detect,
+    face_grid,
+    read_rgb,
+    shared_faces_dir,
+    tensor,
+)
+
 
 @pytest.fixture(scope="module")
 def client(triton):

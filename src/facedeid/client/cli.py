@@ -39,8 +39,7 @@ from ..baselines import METHODS as BASELINES  # noqa: E402
 from ..data.dna import IMAGE_EXTS, ImageError, atomic_temp_file, read_image, write_image  # noqa: E402
 from ..data.extract import VIDEO_EXTS  # noqa: E402
 from .tracking import DEFAULT_MEMORY, FaceTracker  # noqa: E402
-from .triton import (DEFAULT_URL, DeidClient, DeidError, add_detection_arguments,  # noqa: E402
-                     detection_settings_from, ensemble_name)
+from .triton import DEFAULT_URL, DeidClient, DeidError, add_detection_arguments, detection_settings_from, ensemble_name  # noqa: E402
 
 SUFFIX = "_anonymized"
 
@@ -157,7 +156,7 @@ def _output(result, boxes: bool) -> np.ndarray:
 def _deid_stream(engine, model: str, frames: Iterable[tuple[str, np.ndarray]], boxes: bool = False,
                  counts: FaceCounts | None = None) -> Iterator[tuple[str, np.ndarray | BaseException]]:
     """(name, de-identified frame or the exception that frame met), in input order."""
-    for (name, frame), result in engine.map(model, frames, lambda it: (it[1], None)):
+    for (name, _frame), result in engine.map(model, frames, lambda it: (it[1], None)):
         if isinstance(result, BaseException):
             yield name, DeidError(f"{name}: {result}")
             continue

@@ -65,8 +65,7 @@ def detection_inputs(threshold: float | None = None, det_size: int | None = None
                      generate_threshold: float | None = None) -> dict[str, np.ndarray]:
     """The optional ensemble inputs for per-request detection settings (None: the server's default), checked here
     so a bad value is a clear error before anything is sent."""
-    from ..detection import (DEFAULT_GENERATE_THRESHOLD, DEFAULT_MAX_SIDE, DEFAULT_THRESHOLD,
-                             check_settings)
+    from ..detection import DEFAULT_GENERATE_THRESHOLD, DEFAULT_MAX_SIDE, DEFAULT_THRESHOLD, check_settings
 
     check_settings(DEFAULT_THRESHOLD if threshold is None else threshold,
                    DEFAULT_MAX_SIDE if det_size is None else det_size,

@@ -1,4 +1,7 @@
-"""DNA-format data sets: layout, labels, area bins, image reading, and a sample builder (`python -m facedeid.data.sample`)."""
+"""DNA-format data sets: layout, labels, area bins, image reading, and a sample builder.
+
+The sample builder: `python -m facedeid.data.sample`.
+"""
 
 from .dna import (
     BINS,

@@ -261,7 +261,7 @@ def _pil_size(path: Path) -> tuple[int, int] | None:
         Image.MAX_IMAGE_PIXELS = None  # we apply our own limit below
         with Image.open(path) as im:
             return im.size
-    except Exception:
+    except Exception:  # noqa: BLE001 - PIL's plugins raise many types (SyntaxError, struct.error...) on bad files
         return None
 
 
@@ -276,7 +276,7 @@ def _pil_decode(path: Path) -> np.ndarray | None:
                 arr = np.clip(arr + 0.5, 0, 255).astype(np.uint8)
                 return np.repeat(arr[:, :, None], 3, axis=2)
             return np.asarray(im.convert("RGB"))
-    except Exception:
+    except Exception:  # noqa: BLE001 - PIL's plugins raise many types on bad files; the caller reports it
         return None
 
 

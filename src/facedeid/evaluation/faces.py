@@ -17,8 +17,9 @@ compose; ksame's served output equals its in-process output, tested):
   within 0.6) per face-size band, measured on the same people's originals rescaled to each band: the chance level.
 * det, det retention: CenterFace finds the de-identified face (IoU >= 0.5), and that share over the untouched one.
 * fid_eff: Fréchet distance of EfficientNet-Lite0 features (the image-sim network) of the de-identified face crops
-  (report people's faces, plus every scene face with `--scenes`) vs real face crops: UTKFace training crops held apart from the ksame bank (facedeid.ksame.held_apart), cropped
-  the same way. The seed generators were trained on all UTKFace crops, held-apart ones included.
+  (report people's faces, plus every scene face with `--scenes`) vs real face crops: UTKFace training crops held
+  apart from the ksame bank (facedeid.ksame.held_apart), cropped the same way. The seed generators were trained on
+  all UTKFace crops, held-apart ones included.
 * ssim, psnr, image sim: as in the served evaluation (facedeid.metrics).
 """
 
@@ -188,7 +189,7 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
         if grids is not None and name != "untouched":
             write_grid(grids / f"faces_{name}.jpg", crops_all[:GRID_FACES])
     for table in (rows, scene_rows):
-        for name, row in table.items():
+        for row in table.values():
             row["det_retention"] = {c: (None if row["det"][c] is None or not table["untouched"]["det"][c]
                                         else round(row["det"][c] / table["untouched"]["det"][c], 4))
                                     for c in COLUMNS}

@@ -2,8 +2,9 @@
 
 A frame's person is the first folder of its key (`python -m facedeid.data.photos identities/ OUT` gives keys
 `<person>/<photo>`) and is the largest labelled face of the frame; other faces there are nobody's (bystanders:
-never probes, and in the gallery only as distractors). The gallery is every original labelled face of the data set; a face is identified when the
-nearest gallery face from another image is of the same person and within 0.6 (facedeid.metrics.identification).
+never probes, and in the gallery only as distractors). The gallery is every original labelled face of the data set;
+a face is identified when the nearest gallery face from another image is of the same person and within 0.6
+(facedeid.metrics.identification).
 Only faces of people with another image in the set count. Descriptors are kept under OUT/descriptors/ as the run
 goes (so --resume keeps them); the shares are computed at the end, per bin like every other row.
 """

@@ -213,9 +213,9 @@ def _largest_face(img: np.ndarray, boxes_norm: np.ndarray, side: int = FACE_SIDE
     x1, y1, x2, y2 = boxes[int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))]
     half = max(x2 - x1, y2 - y1) * 0.65
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    l, t = int(max(0, cx - half)), int(max(0, cy - half))
-    r, b = int(min(w, max(l + 1, cx + half))), int(min(h, max(t + 1, cy + half)))
-    return cv2.resize(np.ascontiguousarray(img[t:b, l:r]), (side, side), interpolation=cv2.INTER_CUBIC)
+    left, top = int(max(0, cx - half)), int(max(0, cy - half))
+    right, bottom = int(min(w, max(left + 1, cx + half))), int(min(h, max(top + 1, cy + half)))
+    return cv2.resize(np.ascontiguousarray(img[top:bottom, left:right]), (side, side), interpolation=cv2.INTER_CUBIC)
 
 
 def labels_without_image(root, frames: list[Frame]) -> list[str]:
@@ -325,7 +325,7 @@ class Evaluation:
             not_ready = self.client.wait_ready(names, timeout_s=self.args.ready_timeout)
             if not_ready:
                 self.log(f"warning: {', '.join(not_ready)} not ready; their requests will be retried elsewhere")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 -- whatever stops the connection ends the run with its message
             self.client.close()
             self.client = None
             raise SystemExit(f"triton_eval: {exc}") from None

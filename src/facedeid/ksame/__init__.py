@@ -18,10 +18,10 @@ How a crop is replaced (`KSame.generate`, the served `ksame` model runs exactly 
    target's own crop is returned, so no donor hair or background can ghost in. Compose then blends the crop into
    the frame with its feathered window, as for every generator.
 
-The bank (`weights/ksame_bank.npz`, built by `python -m facedeid.ksame build`, facedeid/ksame/build.py) holds only the averages, never a
-single donor's face; its record (`ksame_bank.json`) lists the donor files, k and the groups. Donors are UTKFace
-crops (non-commercial research use only): the shared training crops, which were screened to hold none of the
-evaluated people (../shared/data/faces/README.md, "Training set").
+The bank (`weights/ksame_bank.npz`, built by `python -m facedeid.ksame build`, facedeid/ksame/build.py) holds only
+the averages, never a single donor's face; its record (`ksame_bank.json`) lists the donor files, k and the groups.
+Donors are UTKFace crops (non-commercial research use only): the shared training crops, which were screened to
+hold none of the evaluated people (../shared/data/faces/README.md, "Training set").
 """
 
 from __future__ import annotations
@@ -274,4 +274,4 @@ def utkface_labels(name: str) -> dict | None:
 
 def held_apart(name: str, share: int = 5) -> bool:
     """Crops kept out of every bank (1 in `share`, by a hash of the name): the real reference set of fid_eff."""
-    return int(hashlib.sha1(name.encode()).hexdigest(), 16) % share == 0
+    return int(hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest(), 16) % share == 0

@@ -15,8 +15,22 @@ import cv2
 import numpy as np
 
 from ..paths import REPO_ROOT
-from . import (BANK_PATH, DEFAULT_K, K_MIN, SIZE, UTKFACE_TERMS, Landmarks, apply, face_masks, held_apart,
-               similarity, skin_tone, thumbnail, utkface_labels, yaw_of)
+from . import (
+    BANK_PATH,
+    DEFAULT_K,
+    K_MIN,
+    SIZE,
+    UTKFACE_TERMS,
+    Landmarks,
+    apply,
+    face_masks,
+    held_apart,
+    similarity,
+    skin_tone,
+    thumbnail,
+    utkface_labels,
+    yaw_of,
+)
 
 
 def donor_crops(paths: list[Path], detector) -> tuple[list[Path], np.ndarray, np.ndarray]:

@@ -37,7 +37,9 @@ class UNetDecoder(nn.Module):
 
     def __init__(self, skip_channels: list[int], bottom_channels: int, widths: list[int]):
         super().__init__()
-        assert len(widths) == len(skip_channels) + 1
+        if len(widths) != len(skip_channels) + 1:
+            raise ValueError(f"need one width per skip plus one for the output: {len(skip_channels) + 1} widths, "
+                             f"got {len(widths)}")
         stages, cin = [], bottom_channels
         for cskip, cout in zip(reversed(skip_channels), widths[:-1]):
             stages.append(UpBlock(cin, cskip, cout))

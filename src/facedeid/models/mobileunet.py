@@ -35,7 +35,8 @@ class MobileNetV2Encoder(nn.Module):
     """MobileNetV2 (Sandler et al. 2018) feature pyramid: strides 2, 4, 8, 16, 32."""
 
     # (expansion t, channels c, repeats n, stride s) from the paper's Table 2
-    SETTINGS = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+    SETTINGS = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+                (6, 320, 1, 1)]
 
     def __init__(self, in_channels: int = 3, width: float = 1.0):
         super().__init__()

@@ -14,8 +14,8 @@ defaults are the committed configs.
 
 from __future__ import annotations
 
-from ..models import GENERATORS
 from .. import detection
+from ..models import GENERATORS
 from .model_config import parse_config
 from .stages import GENERATOR_MAX_BATCH
 
@@ -265,7 +265,8 @@ def all_configs(backend: str = "python", det_size: int = detection.CPU_DET_SIZE,
         configs[f"generate_{name}"] = generate_config(name, GENERATORS[name].size)
         configs[f"deid_{name}"] = ensemble_config(name, boxes_given=False)
         configs[f"deid_{name}_boxes"] = ensemble_config(name, boxes_given=True)
-    from ..ksame import NAME as KSAME, SIZE as KSAME_SIZE
+    from ..ksame import NAME as KSAME
+    from ..ksame import SIZE as KSAME_SIZE
 
     configs[KSAME] = ksame_config()
     configs[f"generate_{KSAME}"] = generate_config(KSAME, KSAME_SIZE)

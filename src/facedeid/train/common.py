@@ -41,7 +41,8 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--weights-out", default=None,
                    help="final fp16 generator state dict (default src/facedeid/weights/<model>.pt; card next to it)")
     p.add_argument("--steps", type=int, default=None,
-                   help=f"stop after this many optimizer steps in total, counting resumed ones (default {DEFAULT_STEPS})")
+                   help="stop after this many optimizer steps in total, counting resumed ones "
+                        f"(default {DEFAULT_STEPS})")
     p.add_argument("--minutes", type=float, default=None,
                    help="stop after this much wall time in this run. Both given: whichever limit comes first stops "
                         "the run. Only --steps given: no time limit. Neither: "

@@ -63,7 +63,7 @@ def split_is_val(key: str, val_percent: float) -> bool:
 
 
 def _fingerprint(dataset_dir: Path, files: list[Path], size: int) -> str:
-    h = hashlib.sha1(f"v{CACHE_VERSION}|{dataset_dir.resolve()}|{size}|{len(files)}".encode())
+    h = hashlib.sha1(f"v{CACHE_VERSION}|{dataset_dir.resolve()}|{size}|{len(files)}".encode(), usedforsecurity=False)
     for f in files:
         st = f.stat()
         h.update(f"{f}|{st.st_size}|{int(st.st_mtime)}".encode())

