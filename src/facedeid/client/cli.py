@@ -38,8 +38,9 @@ from .. import cli_args  # noqa: E402
 from ..baselines import METHODS as BASELINES  # noqa: E402
 from ..data.dna import IMAGE_EXTS, ImageError, atomic_temp_file, read_image, write_image  # noqa: E402
 from ..data.video import VIDEO_EXTS  # noqa: E402
+from .detection_settings import add_detection_arguments, detection_settings_from  # noqa: E402
 from .tracking import DEFAULT_MEMORY, FaceTracker  # noqa: E402
-from .triton import DEFAULT_URL, DeidClient, DeidError, add_detection_arguments, detection_settings_from, ensemble_name  # noqa: E402
+from .triton import DEFAULT_URL, DeidClient, DeidError, ensemble_name  # noqa: E402
 
 SUFFIX = "_anonymized"
 

@@ -29,7 +29,7 @@ class TritonDetector:
 
     def __init__(self, url: str = DEFAULT_URL, threshold: float | None = None, timeout: float = 60.0,
                  det_size: int | None = None):
-        from ..client.triton import TritonModels
+        from ..client.triton_models import TritonModels
         from ..detection import DEFAULT_THRESHOLD
 
         self.url = url

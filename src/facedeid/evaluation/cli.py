@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--boxes", choices=("gt", "detect"), default="gt",
                    help="gt: label boxes through deid_<model>_boxes (default); detect: the full detection ensemble "
                         "deid_<model>, and detector recall against the labels")
-    from ..client.triton import add_detection_arguments
+    from ..client.detection_settings import add_detection_arguments
 
     add_detection_arguments(p)
     p.add_argument("--save", action="store_true", help="write de-identified frames under OUT/<bin>/")

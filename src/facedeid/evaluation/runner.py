@@ -121,7 +121,7 @@ class Evaluation:
 
     def _connect(self) -> None:
         from ..client import DeidClient, ensemble_name
-        from ..client.triton import detection_settings_from
+        from ..client.detection_settings import detection_settings_from
 
         factory = self.client_factory or DeidClient
         settings = {k: v for k, v in detection_settings_from(self.args).items() if v is not None}
