@@ -7,7 +7,7 @@
 
 import sys
 
-from facedeid.evaluation.runner import main
+from facedeid.evaluation.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

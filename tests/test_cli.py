@@ -78,7 +78,7 @@ def test_every_flag_is_kebab_case_documented_and_has_its_snake_alias(module, mon
 
 
 def test_seed_spellings_parse_to_the_same_values():
-    from facedeid.evaluation.runner import build_parser
+    from facedeid.evaluation.cli import build_parser
 
     kebab = build_parser().parse_args(["--dataset-dir", "d", "--model", "m", "--output-dir", "o", "--batch-size", "4",
                                        "--no-progress"])

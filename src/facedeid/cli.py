@@ -22,7 +22,7 @@ COMMANDS = {
     "run": ("facedeid.client.cli", "de-identify an image, a video or a folder of both (starts a server if needed)"),
     "export": ("facedeid.export", "export the generators into model_repository/ (ONNX; TensorRT on a GPU)"),
     "serve": ("facedeid.serving.tritonserver_cli", "run Triton on model_repository/ (flags as for `tritonserver`)"),
-    "eval": ("facedeid.evaluation.runner", "evaluate models on a DNA-format data set, write tables and report.html"),
+    "eval": ("facedeid.evaluation.cli", "evaluate models on a DNA-format data set, write tables and report.html"),
     "bench": ("facedeid.benchmark", "speed benchmark: eager, ONNX Runtime, Triton and blur on the same frames"),
     "demo": ("facedeid.demo", "the end-to-end demo on a bundled sample (what `make demo` runs)"),
 }

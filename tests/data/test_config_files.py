@@ -47,7 +47,7 @@ def write(tmp_path, text, name="c.yml") -> Path:
 
 
 def eval_like_parser() -> argparse.ArgumentParser:
-    """The flags of eval/triton_eval.py that a config can set (see facedeid.evaluation.runner.build_parser)."""
+    """The flags of eval/triton_eval.py that a config can set (see facedeid.evaluation.cli.build_parser)."""
     p = argparse.ArgumentParser(prog="triton_eval.py")
     p.add_argument("--dataset_dir", required=True, type=Path)
     p.add_argument("--model", required=True)
@@ -137,9 +137,9 @@ def test_without_config_and_missing_required(tmp_path, capsys):
 
 
 def test_eval_cli_parser_accepts_shipped_configs():
-    runner = pytest.importorskip("facedeid.evaluation.runner")
+    eval_cli = pytest.importorskip("facedeid.evaluation.cli")
     for name, model in SHIPPED.items():
-        args, notes = parse_args_with_config(runner.build_parser(), ["--config", str(CONFIG_DIR / name),
+        args, notes = parse_args_with_config(eval_cli.build_parser(), ["--config", str(CONFIG_DIR / name),
                                                                      "--dataset_dir", "data"], io.StringIO())
         assert args.model == model and args.batch_size == 16 and args.output_dir == Path(f"runs/eval/{model}")
         assert notes == []

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from facedeid.data.dna import boxes_to_pixels, read_image, read_labels, scan_dataset
-from facedeid.data.extract import frame_stem, main, open_video, parse_frame_stem, sample_frames
+from facedeid.data.extract import frame_stem, main, parse_frame_stem
 from facedeid.data.summary import summarize
+from facedeid.data.video import open_video, sample_frames
 
 sys.path.insert(0, str(Path(__file__).parent))
 from video_fixtures import expected_face, iou, pan_frames, write_video_ffmpeg, write_video_opencv  # noqa: E402

@@ -8,9 +8,10 @@ import shutil
 import pytest
 from eval_helpers import eval_argv
 
-from facedeid.data.extract import LocalDetector
+from facedeid.data.detectors import LocalDetector
 from facedeid.data.photos import convert
-from facedeid.evaluation.runner import Evaluation, build_parser
+from facedeid.evaluation.cli import build_parser
+from facedeid.evaluation.runner import Evaluation
 
 from helpers import shared_faces_dir
 

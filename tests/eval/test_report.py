@@ -14,7 +14,8 @@ import pytest
 from eval_helpers import eval_argv
 
 from facedeid.evaluation import report as R
-from facedeid.evaluation.runner import Evaluation, build_parser
+from facedeid.evaluation.cli import build_parser
+from facedeid.evaluation.runner import Evaluation
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]

@@ -14,8 +14,9 @@ from eval_helpers import eval_argv
 
 from facedeid.compose import MASK_RGB
 from facedeid.data import read_image
+from facedeid.evaluation.cli import build_parser, main
 from facedeid.evaluation.resume import ResultsLog, ResumeError
-from facedeid.evaluation.runner import Evaluation, build_parser, main
+from facedeid.evaluation.runner import Evaluation
 
 
 def run(argv, **kw):

@@ -10,7 +10,7 @@ import shutil
 import pytest
 from eval_helpers import eval_argv
 
-from facedeid.evaluation.runner import main
+from facedeid.evaluation.cli import main
 from facedeid.evaluation.shards import ShardError, parse_shard
 
 TIMING = {"latency_ms", "server_s"}

@@ -8,7 +8,7 @@ import pytest
 import skimage.data
 
 from facedeid.client import DeidClient
-from facedeid.client.cli import FaceCounts, _deid_stream, deid_tracked
+from facedeid.client.media import FaceCounts, _deid_stream, deid_tracked
 from facedeid.client.tracking import FaceTracker
 
 FACE = (slice(30, 88), slice(92, 134))  # the astronaut's face in a 256x256 frame (CenterFace: 90,28 - 136,89)

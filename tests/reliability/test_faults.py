@@ -29,7 +29,7 @@ from tritonclient.utils import InferenceServerException
 from facedeid.compose import MASK_RGB
 from facedeid.data.dna import boxes_to_pixels, read_image, scan_dataset
 from facedeid.data.sample import build
-from facedeid.evaluation import runner
+from facedeid.evaluation import cli as eval_cli
 from facedeid.serving import local_server
 
 from helpers import ASTRONAUT_FACE, assert_deidentified, deid, failing_generator
@@ -109,7 +109,7 @@ def argv(data: Path, out: Path, url: str, model: str = "mobileunet", *extra: str
 def reference(server, sample, tmp_path_factory) -> Path:
     """One uninterrupted run: mobileunet (the reference numbers) and the failing d2gan (fail-closed test)."""
     out = tmp_path_factory.mktemp("reference") / "out"
-    assert runner.main(argv(sample, out, server.grpc_url, "mobileunet,d2gan")) == 0
+    assert eval_cli.main(argv(sample, out, server.grpc_url, "mobileunet,d2gan")) == 0
     return out
 
 
@@ -201,8 +201,8 @@ def test_evaluation_killed_then_resumed_gives_the_same_result(server, sample, re
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert 3 <= data_rows(out) < len(scan_dataset(sample))
-    assert runner.main(args) == 2, "an existing run must not be overwritten without --resume"
-    assert runner.main(args + ["--resume"]) == 0
+    assert eval_cli.main(args) == 2, "an existing run must not be overwritten without --resume"
+    assert eval_cli.main(args + ["--resume"]) == 0
     assert_same_numbers(out, reference)
     assert_saved_images_whole(out, expected=len(scan_dataset(sample)))
 

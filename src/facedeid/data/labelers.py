@@ -64,6 +64,6 @@ def make_labeler(name: str, local: bool = True, url: str | None = None, threshol
         return DlibLabeler()
     if name != "centerface":
         raise ValueError(f"unknown labeler '{name}'; choose from {', '.join(LABELERS)}")
-    from .extract import DEFAULT_URL, LocalDetector, TritonDetector
+    from .detectors import DEFAULT_URL, LocalDetector, TritonDetector
 
     return LocalDetector(threshold, threads) if local else TritonDetector(url or DEFAULT_URL, threshold)

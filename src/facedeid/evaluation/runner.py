@@ -1,12 +1,10 @@
-"""`eval/triton_eval.py`: de-identify a DNA-format data set through Triton (and/or the blur/mosaic baselines)
-and measure the result on the client side.
-
-    python eval/triton_eval.py --dataset-dir DIR --model mobileunet,blur --batch-size 16 --output-dir OUT \
-        [--save] [--url 127.0.0.1:8001 --url host2:8001] [--boxes gt|detect] [--resume]
+"""The evaluation run: de-identify a DNA-format data set through Triton (and/or the blur/mosaic baselines) and
+measure the result on the client side. Arguments and entry point: evaluation/cli.py.
 
 Frames are read in chunks of --batch-size; each chunk is sent to the server(s) with up to --concurrency requests
 in flight, then measured. Every (model, frame) row goes to OUT/per_frame.csv as soon as it is known (see
-evaluation/resume.py); the tables, OUT/metrics.json and OUT/report.html are computed from that file at the end.
+evaluation/resume.py); the tables, OUT/metrics.json and OUT/report.html are computed from that file at the end
+(evaluation/outputs.py).
 """
 
 from __future__ import annotations
@@ -14,208 +12,20 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import math
-import platform
-import shlex
 import sys
 import time
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from .. import __version__, cli_args, pipeline
-from ..baselines import METHODS
+from .. import pipeline
 from ..client.triton import DEFAULT_URL
 from ..crops import check_boxes
-from ..data.dna import BINS, Frame, ImageError, boxes_to_pixels, read_image, scan_dataset, write_image
-from . import table as tables
-from .resume import ResultsLog, ResumeError
-
-BASELINES = (*METHODS, "deface")  # computed here, not served; `deface` runs deface's own CLI
-UNTOUCHED_SSIM = 0.9  # a labelled face whose crop keeps this SSIM came back structurally unchanged: a leak
-FALSE_POSITIVE_IOU = 0.3  # an anonymised box overlapping no label this much is counted as a false positive
-CROP_SIZE_BASELINE = 128
-EXAMPLE_SIDE = 600  # report thumbnails: large enough to see a face in the 10% bin
-FACE_SIDE = 192  # report's enlarged face crops
-
-
-# ------------------------------------------------------------------------------------------------ arguments
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=cli_args.prog("triton_eval.py"),
-        description="Evaluate face de-identification served by Triton on a DNA-format data set "
-                    "(metrics computed on the client; see docs/evaluation.md).")
-    p.add_argument("--dataset-dir", type=Path, help="folder with images/ and labels/ (required unless --merge)")
-    p.add_argument("--model",
-                   help="(required unless --merge) "
-                        "generator(s) and/or baselines, comma-separated: mobileunet, resnet50unet, d2gan, blur, mosaic")
-    p.add_argument("--output-dir", required=True, type=Path,
-                   help="results folder: metrics.json, per_frame.csv, report.html (and frames with --save)")
-    p.add_argument("--batch-size", type=int, default=16, help="frames read, sent and measured together (default 16)")
-    p.add_argument("--concurrency", type=int, default=None,
-                   help="requests in flight over all servers (default: --batch-size)")
-    p.add_argument("--url", action="append", default=None,
-                   help=f"Triton gRPC address; repeat (or comma-separate) to spread frames over several servers "
-                        f"(default {DEFAULT_URL})")
-    p.add_argument("--boxes", choices=("gt", "detect"), default="gt",
-                   help="gt: label boxes through deid_<model>_boxes (default); detect: the full detection ensemble "
-                        "deid_<model>, and detector recall against the labels")
-    from ..client.triton import add_detection_arguments
-
-    add_detection_arguments(p)
-    p.add_argument("--save", action="store_true", help="write de-identified frames under OUT/<bin>/")
-    p.add_argument("--identify", action="store_true",
-                   help="closed-set identification against the data set's own original faces: person = first "
-                        "folder of each image's path (see evaluation/identification.py)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT without recomputing")
-    p.add_argument("--overwrite", action="store_true", help="discard results already in OUT and start again")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
-    p.add_argument("--retries", type=int, default=8,
-                   help="retries per request while a server is unavailable (backoff 0.5 s doubling to 8 s: "
-                        "about 40 s in all, enough for a server restart)")
-    p.add_argument("--ready-timeout", type=float, default=120.0,
-                   help="seconds to wait for the servers to be ready (default 120)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N frames (sorted by path)")
-    p.add_argument("--no-labels-ok", dest="no_labels_ok", action="store_true",
-                   help="images without a label file are face-free frames by intent (no warning; still counted "
-                        "as missing_labels in metrics.json)")
-    p.add_argument("--no-report", action="store_true", help="skip OUT/report.html")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--shard", type=_shard_arg, default=None, metavar="K/N",
-                   help="evaluate only shard K of N (frames K, K+N, K+2N, ... in key order; K from 0); "
-                        "join the shards' output folders with --merge")
-    p.add_argument("--merge", nargs="+", type=Path, default=None, metavar="OUT_K",
-                   help="merge the output folders of all N shards into --output-dir (metrics.json, per_frame.csv, "
-                        "report): the numbers of one run over every frame. Nothing is sent to a server")
-    return cli_args.finish(p)
-
-
-def _shard_arg(text: str):
-    from .shards import ShardError, parse_shard
-
-    try:
-        return parse_shard(text)
-    except ShardError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def parse_models(text: str) -> list[str]:
-    from ..models.registry import SERVED_GENERATORS
-
-    models = [m.strip() for m in text.split(",") if m.strip()]
-    if not models:
-        raise SystemExit("--model: give at least one model")
-    for m in models:
-        if m not in SERVED_GENERATORS and m not in BASELINES:
-            raise SystemExit(f"--model: unknown model '{m}'; choose from {', '.join([*SERVED_GENERATORS, *BASELINES])}")
-    if len(set(models)) != len(models):
-        raise SystemExit("--model: a model is named twice")
-    return models
-
-
-def crop_size(model: str) -> int:
-    if model in BASELINES:
-        return CROP_SIZE_BASELINE
-    from ..models.registry import DONOR_GENERATORS, get_spec
-
-    if model in DONOR_GENERATORS:
-        from ..ksame import SIZE
-
-        return SIZE
-    return get_spec(model).size
-
-
-# -------------------------------------------------------------------------------------------------- helpers
-@dataclass
-class Loaded:
-    frame: Frame
-    image: np.ndarray
-    gt_px: np.ndarray  # [N,4] pixel boxes of the labels
-    features: np.ndarray | None = None
-    descriptors: np.ndarray | None = None
-    orig_found: np.ndarray | None = None
-
-
-@lru_cache(maxsize=1)
-def _image_similarity():
-    from ..metrics import ImageSimilarity
-
-    return ImageSimilarity()
-
-
-@lru_cache(maxsize=1)
-def _face_recognizer():
-    from ..metrics import FaceRecognizer
-
-    return FaceRecognizer()
-
-
-# `det` asks "is the replacement still clearly a face?": the confident tier's score (0.5), not the anonymisation
-# threshold, so det numbers stay comparable with earlier runs.
-DET_METRIC_THRESHOLD = 0.5
-
-
-@lru_cache(maxsize=1)
-def _detector():
-    from ..detection import CenterFaceDetector
-
-    return CenterFaceDetector(threshold=DET_METRIC_THRESHOLD)
-
-
-@lru_cache(maxsize=1)
-def _product_detector():
-    from ..detection import CenterFaceDetector
-
-    return CenterFaceDetector()
-
-
-class Measurers:
-    """The metric networks, loaded on first use (once per process)."""
-
-    @property
-    def sim(self):
-        return _image_similarity()
-
-    @property
-    def rec(self):
-        return _face_recognizer()
-
-    @property
-    def det(self):
-        """The detector of the `det` metric."""
-        return _detector()
-
-    @property
-    def product_det(self):
-        """The product's detector with its defaults: the boxes blur/mosaic use in --boxes detect."""
-        return _product_detector()
-
-
-def _small(img: np.ndarray, side: int = EXAMPLE_SIDE) -> np.ndarray:
-    import cv2
-
-    k = min(1.0, side / max(img.shape[:2]))
-    if k >= 1:
-        return img
-    return cv2.resize(img, (max(1, round(img.shape[1] * k)), max(1, round(img.shape[0] * k))),
-                      interpolation=cv2.INTER_AREA)
-
-
-def _largest_face(img: np.ndarray, boxes_norm: np.ndarray, side: int = FACE_SIDE) -> np.ndarray:
-    """The frame's largest labelled face with some margin, square, enlarged to side x side for the report."""
-    import cv2
-
-    h, w = img.shape[:2]
-    boxes = boxes_to_pixels(boxes_norm, w, h)
-    x1, y1, x2, y2 = boxes[int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))]
-    half = max(x2 - x1, y2 - y1) * 0.65
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    left, top = int(max(0, cx - half)), int(max(0, cy - half))
-    right, bottom = int(min(w, max(left + 1, cx + half))), int(min(h, max(top + 1, cy + half)))
-    return cv2.resize(np.ascontiguousarray(img[top:bottom, left:right]), (side, side), interpolation=cv2.INTER_CUBIC)
+from ..data.dna import Frame, ImageError, boxes_to_pixels, read_image, scan_dataset
+from .measure import BASELINES, FALSE_POSITIVE_IOU, UNTOUCHED_SSIM, Loaded, Measurers, crop_size, parse_models
+from .outputs import finish, save_frame, write_example
+from .resume import ResultsLog
 
 
 def labels_without_image(root, frames: list[Frame]) -> list[str]:
@@ -311,7 +121,7 @@ class Evaluation:
 
     def _connect(self) -> None:
         from ..client import DeidClient, ensemble_name
-        from ..client.triton import detection_settings_from
+        from ..client.detection_settings import detection_settings_from
 
         factory = self.client_factory or DeidClient
         settings = {k: v for k, v in detection_settings_from(self.args).items() if v is not None}
@@ -399,14 +209,14 @@ class Evaluation:
                 if deid is None:
                     self.log(f"{model}: {x.frame.image_path}: {error}")
                     if self.args.save and len(x.gt_px):  # fail closed: masked faces, never original pixels
-                        self._save(model, x, pipeline.mask(x.image, x.gt_px))
+                        save_frame(self.out, self.models, model, x, pipeline.mask(x.image, x.gt_px))
                     self._emit(self._row(model, x.frame, status="skipped:server_error", width=x.image.shape[1],
                                          height=x.image.shape[0], url=url))
                     continue
                 row = self._measure(model, x, deid, boxes, next(it), latency, share_s, url, blurred)
                 if self.args.save:  # before the row: a row in per_frame.csv means "done", --resume skips it
-                    self._save(model, x, deid)
-                self._example(model, x, deid)
+                    save_frame(self.out, self.models, model, x, deid)
+                write_example(self.out, model, x, deid)
                 self._emit(row)
 
     def _deidentify(self, model: str, todo: list[Loaded]):
@@ -507,164 +317,6 @@ class Evaluation:
         if self.on_row is not None:
             self.on_row(row)
 
-    def _save(self, model: str, x: Loaded, image: np.ndarray) -> None:
-        folder = x.frame.bin or "noface"
-        suffix = "" if len(self.models) == 1 else f".{model}"
-        write_image(self.out / folder / f"{x.frame.key}{suffix}.jpg", image)
-
-    def _example(self, model: str, x: Loaded, deid: np.ndarray) -> None:
-        """First frame (in key order) of each bin: small before/after images for the report's grid."""
-        b = x.frame.bin
-        if b is None:
-            return
-        folder = self.out / "examples"
-        marker = folder / f"{b}.key"
-        if marker.exists():
-            if marker.read_text().strip() != x.frame.key:
-                return
-        else:
-            folder.mkdir(parents=True, exist_ok=True)
-            marker.write_text(x.frame.key + "\n")
-        orig = folder / f"{b}__original.jpg"
-        if not orig.exists():
-            write_image(orig, _small(x.image))
-            write_image(folder / f"{b}__original__face.jpg", _largest_face(x.image, x.frame.boxes_norm))
-        write_image(folder / f"{b}__{model}.jpg", _small(deid))
-        write_image(folder / f"{b}__{model}__face.jpg", _largest_face(deid, x.frame.boxes_norm))
-
-    # ---------------------------------------------------------------------------------------------- outputs
     def finish(self, frames: list[Frame], rows: list[dict], started: str) -> dict:
-        summaries = {m: tables.aggregate([r for r in rows if r["model"] == m]) for m in self.models}
-        if getattr(self.args, "identify", False):
-            from .identification import by_bin
-
-            for m in self.models:
-                summaries[m]["identification"] = by_bin(self.out, rows, m)
-        printed = []
-        for m in self.models:
-            s = summaries[m]
-            source = ("deface CLI, its defaults" if m == "deface" else "local, same boxes as deface"
-                      if m in BASELINES else ", ".join(self.urls))
-            head = f"== {m} (boxes: {self.args.boxes}; {source}) =="
-            block = [head, tables.format_table(s), tables.format_throughput(s)]
-            if "identification" in s:
-                from .identification import format_rows
-
-                block.insert(2, format_rows(s["identification"]))
-            notes = tables.format_notes(s)
-            if notes:
-                block.append(notes)
-            printed.append("\n".join(block))
-        if len(self.models) > 1:
-            printed.append("== comparison (average column) ==\n" + tables.format_comparison(summaries))
-        text = "\n\n".join(printed)
-        print(text, flush=True)
-        metrics = self._metrics_json(summaries, frames, started)
-        from ..data.dna import atomic_write_bytes
-
-        atomic_write_bytes(self.out / "metrics.json", (json.dumps(metrics, indent=2, allow_nan=False) + "\n").encode())
-        if not self.args.no_report:
-            from .report import write_report
-
-            write_report(self.out, metrics, text)
-        return metrics
-
-    def _metrics_json(self, summaries: dict, frames: list[Frame], started: str) -> dict:
-        from .. import metrics as M
-        from ..models.registry import GENERATORS
-
-        if not self.server_info and self.server_models and (self.out / "servers.json").exists():
-            self.server_info = json.loads((self.out / "servers.json").read_text())
-        generators = {}
-        for m in self.server_models:
-            if m not in GENERATORS:  # ksame: its bank's record instead of a training record
-                from .. import ksame
-
-                record = json.loads(ksame.RECORD_PATH.read_text()) if ksame.RECORD_PATH.exists() else {}
-                generators[m] = {"crop_size": ksame.SIZE, "bank": {k: v for k, v in record.items() if k != "bank"}}
-                continue
-            spec = GENERATORS[m]
-            record = spec.training_record()
-            generators[m] = {"crop_size": spec.size, "checkpoint_shipped": spec.has_checkpoint(),
-                             "training_record": {k: record[k] for k in list(record)[:20]} if record else {}}
-        return {
-            "command": " ".join(shlex.quote(a) for a in ["eval/triton_eval.py", *self.argv]),
-            "argv": self.argv,
-            "started": started,
-            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "facedeid_version": __version__,
-            "python": platform.python_version(),
-            "dataset_dir": str(Path(self.args.dataset_dir).resolve()),
-            "frames_in_dataset": len(frames),
-            "labels_without_image": getattr(self, "orphan_labels", []),
-            "missing_labels": len(getattr(self, "missing_labels", [])),  # images without a label file
-            "no_labels_ok": bool(getattr(self.args, "no_labels_ok", False)),
-            "boxes": self.args.boxes,
-            "models": self.models,
-            "urls": self.urls if self.server_models else [],
-            "servers": self.server_info,
-            "requests_this_session": self.request_stats,
-            "generators": generators,
-            "bins": list(BINS),
-            "definitions": {
-                "ssim": "skimage structural_similarity(channel_axis=-1, data_range=255) of face crops, "
-                        "clipped to [0,1]",
-                "psnr": f"skimage peak_signal_noise_ratio(data_range=255), min(dB, {M.PSNR_CAP_DB:.4f}) / "
-                        f"{M.PSNR_CAP_DB:.4f}; the printed table shows the capped dB (table.psnr_db)",
-                "crops": "facedeid.crops.extract_crops at the label boxes, generator resolution "
-                         "(128 for blur/mosaic)",
-                "image_sim": f"cosine of L2-normalised average-pooled features, {M.FEATURE_NETWORK}",
-                "reid": f"share of faces with dlib descriptor distance < {M.REID_THRESHOLD} at the same box",
-                "det": f"share of faces the CenterFace detector finds on the de-identified frame (IoU >= {M.DET_IOU})",
-                "recall": f"--boxes detect: share of labelled faces matched one-to-one (IoU >= {M.DET_IOU}) by a box "
-                          "the pipeline anonymised (generated or blurred)",
-                "untouched": f"--boxes detect: share of labelled faces whose crop came back with SSIM >= "
-                             f"{UNTOUCHED_SSIM} (structurally unchanged: a leak)",
-                "false_positives": f"--boxes detect: anonymised boxes overlapping no label with IoU >= "
-                                   f"{FALSE_POSITIVE_IOU}",
-                "deface": "the `deface` CLI with its defaults (threshold 0.2, full resolution, ellipse blur) on "
-                          "lossless PNG copies of the frames; its boxes from the same CenterFace call",
-            },
-            "results": {m: _clean(s) for m, s in summaries.items()},
-            **self.extra_metrics,
-        }
-
-
-def _clean(obj):
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    from ..config_files import parse_args_with_config  # `--config config/*.yml`: file values become defaults
-
-    parser = build_parser()
-    args, _notes = parse_args_with_config(parser, argv)
-    args.argv = argv
-    if args.merge:
-        from .merge import main as merge_main
-
-        return merge_main(args)
-    missing = [flag for flag, value in (("--dataset-dir", args.dataset_dir), ("--model", args.model)) if not value]
-    if missing:
-        parser.error(f"the following arguments are required: {', '.join(missing)}")
-    if getattr(args, "identify", False) and args.shard is not None:
-        # the gallery is every original face of the data set; a shard holds only its own frames
-        parser.error("--identify needs the whole data set as its gallery: run it without --shard")
-    try:
-        Evaluation(args).run()
-    except ResumeError as exc:
-        print(f"triton_eval: {exc}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as exc:
-        print(f"triton_eval: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    return 0
+        """Tables, metrics.json and report.html from all rows (also what --merge ends with)."""
+        return finish(self, frames, rows, started)

@@ -1,0 +1,108 @@
+"""What the evaluation measures and with what: the models under test (served generators or local baselines),
+the crop size each is scored at, the metric thresholds, and the metric networks (loaded once per process)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from ..baselines import METHODS
+from ..data.dna import Frame
+
+BASELINES = (*METHODS, "deface")  # computed here, not served; `deface` runs deface's own CLI
+UNTOUCHED_SSIM = 0.9  # a labelled face whose crop keeps this SSIM came back structurally unchanged: a leak
+FALSE_POSITIVE_IOU = 0.3  # an anonymised box overlapping no label this much is counted as a false positive
+CROP_SIZE_BASELINE = 128
+
+
+def parse_models(text: str) -> list[str]:
+    from ..models.registry import SERVED_GENERATORS
+
+    models = [m.strip() for m in text.split(",") if m.strip()]
+    if not models:
+        raise SystemExit("--model: give at least one model")
+    for m in models:
+        if m not in SERVED_GENERATORS and m not in BASELINES:
+            raise SystemExit(f"--model: unknown model '{m}'; choose from {', '.join([*SERVED_GENERATORS, *BASELINES])}")
+    if len(set(models)) != len(models):
+        raise SystemExit("--model: a model is named twice")
+    return models
+
+
+def crop_size(model: str) -> int:
+    if model in BASELINES:
+        return CROP_SIZE_BASELINE
+    from ..models.registry import DONOR_GENERATORS, get_spec
+
+    if model in DONOR_GENERATORS:
+        from ..ksame import SIZE
+
+        return SIZE
+    return get_spec(model).size
+
+
+@dataclass
+class Loaded:
+    frame: Frame
+    image: np.ndarray
+    gt_px: np.ndarray  # [N,4] pixel boxes of the labels
+    features: np.ndarray | None = None
+    descriptors: np.ndarray | None = None
+    orig_found: np.ndarray | None = None
+
+
+@lru_cache(maxsize=1)
+def _image_similarity():
+    from ..metrics import ImageSimilarity
+
+    return ImageSimilarity()
+
+
+@lru_cache(maxsize=1)
+def _face_recognizer():
+    from ..metrics import FaceRecognizer
+
+    return FaceRecognizer()
+
+
+# `det` asks "is the replacement still clearly a face?": the confident tier's score (0.5), not the anonymisation
+# threshold, so det numbers stay comparable with earlier runs.
+DET_METRIC_THRESHOLD = 0.5
+
+
+@lru_cache(maxsize=1)
+def _detector():
+    from ..detection import CenterFaceDetector
+
+    return CenterFaceDetector(threshold=DET_METRIC_THRESHOLD)
+
+
+@lru_cache(maxsize=1)
+def _product_detector():
+    from ..detection import CenterFaceDetector
+
+    return CenterFaceDetector()
+
+
+class Measurers:
+    """The metric networks, loaded on first use (once per process)."""
+
+    @property
+    def sim(self):
+        return _image_similarity()
+
+    @property
+    def rec(self):
+        return _face_recognizer()
+
+    @property
+    def det(self):
+        """The detector of the `det` metric."""
+        return _detector()
+
+    @property
+    def product_det(self):
+        """The product's detector with its defaults: the boxes blur/mosaic use in --boxes detect."""
+        return _product_detector()
