@@ -104,7 +104,7 @@ def test_the_script_starts_the_real_server_with_the_key_from_the_file(exported_r
     from facedeid.serving.local_server import free_port
 
     repo = tmp_path / "repo"
-    for model in ("box_prep", "compose", "mobileunet", "deid_mobileunet_boxes"):
+    for model in ("box_prep", "compose", "mobileunet", "generate_mobileunet", "deid_mobileunet_boxes"):
         shutil.copytree(exported_repo[0] / model, repo / model)
     key_file = tmp_path / "triton_admin_key"
     key_file.write_text("file-key-123\n")

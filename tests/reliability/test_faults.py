@@ -128,9 +128,48 @@ def results(out: Path, model: str = "mobileunet") -> dict:
     return result
 
 
+def _numbers(value):
+    """CSV text that is a number, as a number (so it can meet pytest.approx)."""
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _close(value):
+    """Numbers (also as CSV text) compared to 1e-3; everything else exactly.
+
+    The generators batch dynamically, so the same crop can run in a batch of 1 in one run and of 2 in another, and
+    ONNX Runtime's kernels are not bit-identical across batch sizes: a metric may move in its last digits.
+    """
+    if isinstance(value, dict):
+        return {k: _close(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_close(v) for v in value]
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return pytest.approx(number, rel=1e-3, abs=1e-3)
+    if isinstance(value, (int, float)):
+        return pytest.approx(value, rel=1e-3, abs=1e-3)
+    return value
+
+
 def assert_same_numbers(out: Path, reference: Path) -> None:
-    assert rows_by_frame(out) == rows_by_frame(reference)
-    assert results(out) == results(reference)
+    rows, expected = rows_by_frame(out), rows_by_frame(reference)
+    assert rows.keys() == expected.keys()
+    for key, row in rows.items():
+        assert [row[k] for k in ("status", "bin", "faces")] == [expected[key][k] for k in ("status", "bin", "faces")]
+        assert _close(row) == _numbers(expected[key]), key
+    assert _close(results(out)) == results(reference)
 
 
 def assert_saved_images_whole(out: Path, expected: int) -> None:
