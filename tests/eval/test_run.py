@@ -21,11 +21,8 @@ FACE = (slice(30, 120), slice(135, 205))  # the astronaut's face in the 320x240 
 
 
 @pytest.fixture(scope="module")
-def server(request):
-    try:
-        return request.getfixturevalue("triton")
-    except Exception as exc:  # noqa: BLE001 - any failure to export/start means: no server here
-        pytest.skip(f"no Triton server here ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
+def server(triton):
+    return triton  # a server that cannot start fails these tests (issue 12: failures are failures)
 
 
 def _ffmpeg() -> str:

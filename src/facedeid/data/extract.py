@@ -36,13 +36,13 @@ import numpy as np
 
 from .. import cli_args
 from ..client.triton import DEFAULT_URL, first_line
+from ..crops import clean_boxes
 from .detectors import LocalDetector, TritonDetector
 from .dna import IMAGE_EXTS, atomic_write_bytes, write_image, write_labels
 from .video import VIDEO_EXTS, VideoError, expected_samples, open_video, sample_frames
 
 STATE_DIR = ".extract"  # OUT/.extract/<video sub-path>.json: videos finished with these settings
 SHORT_READ = 0.9  # a video that ends before this share of the frames its container announces is reported failed
-MIN_BOX_PX = 1.0  # detections narrower or lower than this (after clipping to the frame) are dropped
 
 # <stem>_t<seconds>s<milliseconds>: the frame names this tool writes (no dot in the stem, so no tool mistakes part
 # of it for a file extension); summary.py reads videos and timestamps back from them. `_t12.5` / `_t000012.000`
@@ -210,7 +210,7 @@ def extract_video(job: VideoJob, out: Path, detector, fps: float = 1.0, decoder:
                 except Exception as exc:  # noqa: BLE001 - a server gone away, a model error: stop the run
                     raise DetectorError(f"the detector failed on {image_path.name} ({first_line(exc)}); "
                                         "fix it and rerun the same command to resume") from exc
-                boxes = _clean_boxes(boxes, frame.shape[1], frame.shape[0])
+                boxes = clean_boxes(np.asarray(boxes, np.float32).reshape(-1, 4), frame.shape[1], frame.shape[0])
                 write_image(image_path, frame, quality)
                 write_labels(label_path, boxes, frame.shape[1], frame.shape[0])
                 result.written += 1
@@ -238,14 +238,6 @@ def extract_video(job: VideoJob, out: Path, detector, fps: float = 1.0, decoder:
              "last_timestamp": last_seconds, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     atomic_write_bytes(_state_path(out, job), json.dumps(state, indent=1).encode())
     return result
-
-
-def _clean_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
-    b = np.asarray(boxes, np.float32).reshape(-1, 4).copy()
-    b[:, [0, 2]] = b[:, [0, 2]].clip(0, width)
-    b[:, [1, 3]] = b[:, [1, 3]].clip(0, height)
-    keep = ((b[:, 2] - b[:, 0]) >= MIN_BOX_PX) & ((b[:, 3] - b[:, 1]) >= MIN_BOX_PX) & np.isfinite(b).all(1)
-    return b[keep]
 
 
 def extract(source, out, detector, fps: float = 1.0, decoder: str = "auto", ext: str = ".jpg", quality: int = 95,
