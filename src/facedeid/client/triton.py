@@ -69,6 +69,16 @@ def triton_dtype(array: np.ndarray) -> str:
                          ) from None
 
 
+def infer_inputs(module, inputs: dict[str, np.ndarray]) -> list:
+    """`module.InferInput`s (tritonclient.grpc or .grpc.aio) holding `inputs`, typed from their dtypes."""
+    tensors = []
+    for name, array in inputs.items():
+        tensor = module.InferInput(name, list(array.shape), triton_dtype(array))
+        tensor.set_data_from_numpy(array)
+        tensors.append(tensor)
+    return tensors
+
+
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -104,11 +114,7 @@ class GrpcBackend:
         self.client = grpcclient.InferenceServerClient(url=url)
 
     async def infer(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str], timeout_s: float):
-        tensors = []
-        for name, array in inputs.items():
-            t = self._mod.InferInput(name, list(array.shape), triton_dtype(array))
-            t.set_data_from_numpy(array)
-            tensors.append(t)
+        tensors = infer_inputs(self._mod, inputs)
         requested = [self._mod.InferRequestedOutput(n) for n in outputs]
         # `timeout` (µs) is the same deadline for the server: a stage queue drops the request once it has passed
         # (the queue policy in serving/configs.py), instead of computing a frame nobody waits for.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .triton import DEFAULT_URL, first_line, triton_dtype
+from .triton import DEFAULT_URL, first_line, infer_inputs
 
 
 class TritonModels:
@@ -33,11 +33,7 @@ class TritonModels:
 
     def infer(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
         """One request; every requested output must come back non-empty (the empty-output failure of old stubs)."""
-        tensors = []
-        for name, array in inputs.items():
-            tensor = self._mod.InferInput(name, list(array.shape), triton_dtype(array))
-            tensor.set_data_from_numpy(array)
-            tensors.append(tensor)
+        tensors = infer_inputs(self._mod, inputs)
         requested = [self._mod.InferRequestedOutput(o) for o in outputs]
         result = self.client.infer(model, tensors, outputs=requested, client_timeout=self.timeout_s)
         arrays = [result.as_numpy(o) for o in outputs]
