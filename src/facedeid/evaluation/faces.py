@@ -116,7 +116,6 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
              scenes: Path | None = None, log=print) -> dict:
     from tqdm import tqdm
 
-    from ..crops import extract_crops
     from ..detection import CenterFaceDetector
     from ..train.data import list_images, read_rgb
 
@@ -156,6 +155,7 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
         log(f"scenes: {len(scene_photos)} photos, {sum(len(p[3]) for p in scene_photos)} faces (CenterFace boxes)")
     rows: dict[str, dict] = {}
     scene_rows: dict[str, dict] = {}
+    original_features = {}  # photo -> image-sim features of the untouched photo, the same for every method
     for name, method in methods(generators).items():
         crops_all = []
         for subset, out in ((probes, rows), (scene_photos, scene_rows)):
@@ -174,13 +174,16 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
                     orig = scene_descriptors[photo]
                 reid = M.reid_distances(orig, desc) < M.REID_THRESHOLD
                 found = M.match_boxes(boxes, detector(deid)[0])
-                scores = M.face_scores(frame, deid, boxes, 128)
-                sim_value = M.cosine(*sim.features([frame, deid]))
+                originals, faces = M.face_crops(frame, deid, boxes, 128)
+                scores = M.crop_scores(originals, faces)
+                if photo not in original_features:
+                    original_features[photo] = sim.features([frame])[0]
+                sim_value = M.cosine(original_features[photo], sim.features([deid])[0])
                 for i in range(len(boxes)):
                     ident = bool(hits[i]) if person in named and hits[i] is not None else None
                     per_face.append((b, ident, bool(reid[i]), bool(found[i]), scores["ssim"][i],
                                      scores["psnr_db"][i], sim_value))
-                crops_all.append(extract_crops(deid, boxes, 128)[0])
+                crops_all.append(faces)
             if subset:
                 out[name] = summarise(per_face)
         crops_all = np.concatenate(crops_all)
