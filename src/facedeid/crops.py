@@ -40,15 +40,20 @@ def _box_array(boxes) -> np.ndarray:
     return boxes
 
 
+def _clip(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A copy of boxes [N,4] clipped to the width x height frame."""
+    clipped = boxes.copy()
+    clipped[:, [0, 2]] = clipped[:, [0, 2]].clip(0, width)
+    clipped[:, [1, 3]] = clipped[:, [1, 3]].clip(0, height)
+    return clipped
+
+
 def clean_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     """Detector boxes ([N,4] pixels): validate, clip to the frame, drop boxes with no area inside it.
 
     For boxes a caller gives, use `check_boxes`: it refuses what this drops.
     """
-    boxes = _box_array(boxes)
-    clipped = boxes.copy()
-    clipped[:, [0, 2]] = clipped[:, [0, 2]].clip(0, width)
-    clipped[:, [1, 3]] = clipped[:, [1, 3]].clip(0, height)
+    clipped = _clip(_box_array(boxes), width, height)
     keep = (clipped[:, 2] - clipped[:, 0] >= 1) & (clipped[:, 3] - clipped[:, 1] >= 1)
     return clipped[keep]
 
@@ -67,9 +72,7 @@ def check_boxes(boxes, width: int, height: int, max_boxes: int = MAX_BOXES_PER_F
     boxes = _box_array(boxes)
     if len(boxes) > max_boxes:
         raise ValueError(f"{len(boxes)} boxes in one frame; the limit is {max_boxes} boxes per frame")
-    clipped = boxes.copy()
-    clipped[:, [0, 2]] = clipped[:, [0, 2]].clip(0, width)
-    clipped[:, [1, 3]] = clipped[:, [1, 3]].clip(0, height)
+    clipped = _clip(boxes, width, height)
     inverted = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
     outside = ~inverted & ((boxes[:, 2] <= 0) | (boxes[:, 3] <= 0) | (boxes[:, 0] >= width)
                            | (boxes[:, 1] >= height))

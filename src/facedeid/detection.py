@@ -158,14 +158,13 @@ def preprocess_multiscale(frame: np.ndarray, det_size: int = DEFAULT_MAX_SIDE,
     gets a 32x32 placeholder as its downscaled image (the full pass already sees it at that size).
     """
     p = plan(frame.shape[0], frame.shape[1], det_size, full_size)
+    small = preprocess(frame, det_size)[0] if p.small is not None else PLACEHOLDER
     if p.full is not None:
-        small = preprocess(frame, det_size)[0] if p.small is not None else PLACEHOLDER
         return preprocess(frame, full_size)[0], small
     full = np.zeros((len(p.origins), 3, p.tile_h, p.tile_w), np.float32)
     for i, (x0, y0) in enumerate(p.origins):
         part = frame[y0 : y0 + p.tile_h, x0 : x0 + p.tile_w]
         full[i, :, : part.shape[0], : part.shape[1]] = part.transpose(2, 0, 1)
-    small = preprocess(frame, det_size)[0] if p.small is not None else PLACEHOLDER
     return full, small
 
 
@@ -281,17 +280,6 @@ def decode_multiscale(p: DetectionPlan, full_maps: tuple[np.ndarray, ...], small
     boxes, scores, marks, cut = boxes[valid], scores[valid], marks[valid], cut[valid]
     keep = merge(boxes, scores, cut) if len(boxes) else np.zeros(0, np.int64)
     return Detections(boxes[keep].astype(np.float32), scores[keep].astype(np.float32), marks[keep].astype(np.float32))
-
-
-def decode(heatmap: np.ndarray, scale: np.ndarray, offset: np.ndarray, box: Letterbox,
-           threshold: float = DEFAULT_THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
-    """One resized image's outputs -> boxes [N,4] in frame pixels and scores [N], after NMS, best first."""
-    boxes, scores, _ = decode_maps(heatmap, scale, offset, None, threshold)
-    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, box.width)
-    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, box.height)
-    keep = merge(boxes, scores, np.zeros(len(boxes), bool)) if len(boxes) else np.zeros(0, np.int64)
-    boxes = boxes[keep] / np.float32([box.scale_x, box.scale_y, box.scale_x, box.scale_y])
-    return boxes.astype(np.float32), scores[keep]
 
 
 class CenterFaceDetector:

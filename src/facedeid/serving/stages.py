@@ -54,12 +54,13 @@ def check_frame(frame: np.ndarray, max_pixels: int = MAX_FRAME_PIXELS) -> np.nda
     return frame
 
 
-def check_paint_cost(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Refuse over MAX_BOXES_PER_REQUEST boxes, or boxes whose paint windows cover, inside the frame, over
-    MAX_PAINT_FRAMES times its pixels: what compose would spend on them."""
+def check_paint_cost(boxes: np.ndarray, width: int, height: int, windows: np.ndarray | None = None) -> np.ndarray:
+    """Refuse over MAX_BOXES_PER_REQUEST boxes, or boxes whose paint windows (`crops.expand_boxes`, computed here
+    unless given) cover, inside the frame, over MAX_PAINT_FRAMES times its pixels: what compose would spend."""
     if len(boxes) > MAX_BOXES_PER_REQUEST:
         raise ValueError(f"{len(boxes)} boxes in one frame; the limit is {MAX_BOXES_PER_REQUEST} boxes per frame")
-    windows = crops.expand_boxes(boxes)
+    if windows is None:
+        windows = crops.expand_boxes(boxes)
     inside_w = np.clip(windows[:, 2], 0, width) - np.clip(windows[:, 0], 0, width)
     inside_h = np.clip(windows[:, 3], 0, height) - np.clip(windows[:, 1], 0, height)
     painted = int((np.maximum(inside_w, 0) * np.maximum(inside_h, 0)).sum())
@@ -204,17 +205,10 @@ def compose_frame(frame: np.ndarray, generated: np.ndarray, boxes: np.ndarray,
     check_frame(frame, max_pixels)
     if generated.ndim != 4 or generated.shape[1] != 3:
         raise ValueError(f"GENERATED must have shape [M, 3, S, S], got {list(generated.shape)}")
-    if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"BOXES must have shape [N, 4], got {list(boxes.shape)}")
     # The prep stages send boxes clipped to the frame; anything else (NaN, a box far outside the frame) would make
     # compose allocate a window of unbounded size, so it is refused.
     h, w = frame.shape[:2]
-    if not np.isfinite(boxes).all():
-        raise ValueError("BOXES contain NaN or infinite values")
-    if len(boxes) and not ((boxes[:, 0] >= 0).all() and (boxes[:, 1] >= 0).all() and (boxes[:, 2] <= w).all()
-                           and (boxes[:, 3] <= h).all() and (boxes[:, 2] > boxes[:, 0]).all()
-                           and (boxes[:, 3] > boxes[:, 1]).all()):
-        raise ValueError(f"BOXES must be x1 < x2, y1 < y2 inside the {w}x{h} frame")
+    _check_boxes_inside("BOXES", boxes, w, h)
     if blur_boxes is not None:
         _check_boxes_inside("BLUR_BOXES", blur_boxes, w, h)
         if len(blur_boxes) > MAX_BOXES_PER_REQUEST:
@@ -224,11 +218,12 @@ def compose_frame(frame: np.ndarray, generated: np.ndarray, boxes: np.ndarray,
             raise ValueError(f"GENERATED has 0 crops for {len(boxes)} BOXES; compose needs the generator's crops "
                              f"for the boxes (a face without its crop is masked, but none at all is a broken "
                              f"request)")
-        check_paint_cost(boxes, w, h)
+        windows = crops.expand_boxes(boxes)
+        check_paint_cost(boxes, w, h, windows)
         generated = generated[: len(boxes)]
         valid = composer.finite_faces(generated)
         faces = crops.from_tensor(np.nan_to_num(generated))
-        frame = composer.compose(frame, faces, crops.expand_boxes(boxes), valid)
+        frame = composer.compose(frame, faces, windows, valid)
     if blur_boxes is not None and len(blur_boxes):
         frame = baselines.blur(frame, blur_boxes)
     return frame
