@@ -179,22 +179,28 @@ def decode_maps(heatmap: np.ndarray, scale: np.ndarray, offset: np.ndarray, land
                 threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """CenterFace outputs of one image ([1,C,h,w] each) -> boxes [N,4] and landmarks [N,10] (x, y pairs) in that
     image's pixels, scores [N]; no NMS."""
-    heat = heatmap[0, 0]
-    ys, xs = np.nonzero(heat > threshold)
-    s_h = np.exp(scale[0, 0, ys, xs]) * 4
-    s_w = np.exp(scale[0, 1, ys, xs]) * 4
-    cy = (ys + offset[0, 0, ys, xs] + 0.5) * 4
-    cx = (xs + offset[0, 1, ys, xs] + 0.5) * 4
+    ys, xs = np.nonzero(heatmap[0, 0] > threshold)
+    return decode_cells(heatmap[0], scale[0], offset[0], None if landmarks is None else landmarks[0], ys, xs)
+
+
+def decode_cells(heat: np.ndarray, scale: np.ndarray, offset: np.ndarray, landmarks: np.ndarray | None,
+                 ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The faces at heat-map cells (ys, xs) of one image's CenterFace outputs ([C,h,w] each): boxes [N,4],
+    scores [N], landmarks [N,10] (x, y pairs; zeros without `landmarks`), in that image's pixels."""
+    s_h = np.exp(scale[0, ys, xs]) * 4
+    s_w = np.exp(scale[1, ys, xs]) * 4
+    cy = (ys + offset[0, ys, xs] + 0.5) * 4
+    cx = (xs + offset[1, ys, xs] + 0.5) * 4
     x1, y1 = cx - s_w / 2, cy - s_h / 2
     boxes = np.stack([x1, y1, x1 + s_w, y1 + s_h], 1).astype(np.float32).reshape(-1, 4)
     if landmarks is not None and len(ys):
-        lm = landmarks[0][:, ys, xs].T  # [N, 10] as (y, x) offsets relative to the box size
+        lm = landmarks[:, ys, xs].T  # [N, 10] as (y, x) offsets relative to the box size
         marks = np.empty_like(lm)
         marks[:, 0::2] = lm[:, 1::2] * s_w[:, None] + x1[:, None]
         marks[:, 1::2] = lm[:, 0::2] * s_h[:, None] + y1[:, None]
     else:
         marks = np.zeros((len(ys), 10), np.float32)
-    return boxes, heat[ys, xs].astype(np.float32), marks.astype(np.float32)
+    return boxes, heat[0, ys, xs].astype(np.float32), marks.astype(np.float32)
 
 
 def _iou_and_containment(box: np.ndarray, others: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -137,22 +137,21 @@ class Landmarks:
                              for c in part]).transpose(0, 3, 1, 2).astype(np.float32)
             heat, scale, offset, lms = self.session.run(self.outputs, {self.input: blob})
             for j in range(len(part)):
-                out[start + j], score[start + j] = _decode_central(heat[j, 0], scale[j], offset[j], lms[j])
+                out[start + j], score[start + j] = _decode_central(heat[j], scale[j], offset[j], lms[j])
         out /= k
         return out, score
 
 
 def _decode_central(heat, scale, offset, lms) -> tuple[np.ndarray, float]:
     """Landmarks of the strongest peak, weighted towards the crop centre (neighbours' faces sit at the edges)."""
-    h, w = heat.shape
+    from ..detection import decode_cells
+
+    h, w = heat.shape[1:]
     ys, xs = np.mgrid[0:h, 0:w]
     dist = np.hypot((xs + 0.5) / w - 0.5, (ys + 0.5) / h - 0.5)
-    y, x = np.unravel_index(np.argmax(heat * np.exp(-(dist / 0.3) ** 2)), heat.shape)
-    s_h, s_w = np.exp(scale[0, y, x]) * 4, np.exp(scale[1, y, x]) * 4
-    x1 = (x + offset[1, y, x] + 0.5) * 4 - s_w / 2
-    y1 = (y + offset[0, y, x] + 0.5) * 4 - s_h / 2
-    pts = np.array([[lms[2 * i + 1, y, x] * s_w + x1, lms[2 * i, y, x] * s_h + y1] for i in range(5)])
-    return pts, float(heat[y, x])
+    y, x = np.unravel_index(np.argmax(heat[0] * np.exp(-(dist / 0.3) ** 2)), (h, w))
+    _, score, marks = decode_cells(heat, scale, offset, lms, np.array([y]), np.array([x]))
+    return marks[0].reshape(5, 2).astype(np.float64), float(score[0])
 
 
 # ---------------------------------------------------------------------------------------------- colour
