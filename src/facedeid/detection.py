@@ -296,10 +296,11 @@ class CenterFaceDetector:
     """
 
     def __init__(self, threshold: float = DEFAULT_THRESHOLD, max_side: int = DEFAULT_MAX_SIDE, threads: int = 0,
-                 spin: bool = False):
+                 spin: bool = False, full_size: int = 0):
         from .onnx_runtime import cpu_session
 
         check_settings(threshold, max_side)
+        self.full_size = check_full_size(full_size)
         # No spinning thread pools by default: the detector shares the CPU with the metrics and the generator.
         self.session = cpu_session(dynamic_model_bytes(), threads, spin=spin)
         self.threshold = threshold
@@ -309,8 +310,8 @@ class CenterFaceDetector:
         return tuple(self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: image}))
 
     def detect(self, frame: np.ndarray) -> Detections:
-        full, small = preprocess_multiscale(frame, self.max_side)
-        p = plan(frame.shape[0], frame.shape[1], self.max_side)
+        full, small = preprocess_multiscale(frame, self.max_side, self.full_size)
+        p = plan(frame.shape[0], frame.shape[1], self.max_side, self.full_size)
         small_maps = self.run(small) if p.small is not None else (None,) * 4
         return decode_multiscale(p, self.run(full), small_maps, self.threshold)
 
