@@ -6,7 +6,8 @@ The people under `--identities` are split by person (`SELECTION_PEOPLE` vs the r
 was looked at on the selection people only; the numbers are reported on the others. For every method
 (untouched frames, deface's blur and mosaic, every shipped generator, ksame), on each photo of a report person,
 at CenterFace's boxes on the original photo, in process with the same code the server runs (crops, generators,
-compose; ksame's served output equals its in-process output, tested):
+compose; ksame's served output equals its in-process output, tested). The boxes are CenterFace's with a score of
+at least 0.5: the faces the product gives a generated face (the 0.2-0.5 ones it blurs whatever the generator):
 
 * ident: closed-set identification (facedeid.metrics.identification): the de-identified face's dlib descriptor
   against a gallery of every *other* original photo of all people (selection people too, as distractors); a hit
@@ -15,7 +16,8 @@ compose; ksame's served output equals its in-process output, tested):
   `untouched` is the ceiling.
 * reid: same-box verification (distance < 0.6 to the original), beside dlib's impostor rate (different people
   within 0.6) per face-size band, measured on the same people's originals rescaled to each band: the chance level.
-* det, det retention: CenterFace finds the de-identified face (IoU >= 0.5), and that share over the untouched one.
+* det, det retention: CenterFace finds the de-identified face (IoU >= 0.5, score >= 0.5 as in the served
+  evaluation), and that share over the untouched one.
 * fid_eff: Fréchet distance of EfficientNet-Lite0 features (the image-sim network) of the de-identified face crops
   vs real face crops: UTKFace training crops held apart from the ksame bank (facedeid.ksame.held_apart), cropped
   the same way. Its sample is the faces the product gives a generated face: shorter box side at least
@@ -40,6 +42,7 @@ import numpy as np
 from .. import metrics as M
 from ..data.dna import BINS, area_bin
 from ..detection import MIN_GENERATE_SIDE
+from .measure import DET_METRIC_THRESHOLD
 
 # The people ksame's settings (mask, colour transfer, matching weights, sharpening) were looked at on. Never reported.
 SELECTION_PEOPLE = ("alex_lacamoire", "amy_adams", "deepface_angelina", "deepface_person_02", "deepface_person_10",
@@ -123,7 +126,11 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
     from ..detection import CenterFaceDetector
     from ..train.data import list_images, read_rgb
 
-    detector, recognizer, sim = CenterFaceDetector(threads=1), M.FaceRecognizer(), M.ImageSimilarity(threads=1)
+    # The faces measured are those the product generates a face for (score >= detection.DEFAULT_GENERATE_THRESHOLD,
+    # 0.5; it blurs the 0.2-0.5 ones whatever the generator). `det` asks what the served evaluation asks: found
+    # again at that score (evaluation.measure.DET_METRIC_THRESHOLD).
+    detector = CenterFaceDetector(threshold=DET_METRIC_THRESHOLD, threads=1)
+    recognizer, sim = M.FaceRecognizer(), M.ImageSimilarity(threads=1)
     people = sorted(p.name for p in identities.iterdir() if p.is_dir())
     selection, report = split_people(people)
     photos = []  # (person, photo id, frame, boxes) of every person: the gallery
@@ -145,7 +152,7 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
              if sum(1 for q, ph in set(zip(g_person, g_photo)) if q == person) >= 2}
     log(f"{len(people)} people: selection {len(selection)} ({', '.join(selection)}), report {len(report)}; "
         f"{len(probes)} report photos, {sum(len(p[3]) for p in probes)} faces; gallery {len(gallery)} faces")
-    reference = M.face_features(sim, reference_crops(detector, n_reference))
+    reference = M.face_features(sim, reference_crops(CenterFaceDetector(threads=1), n_reference))
     chance = impostor_by_band([(p[0], p[2], p[3]) for p in photos if p[0] in report], recognizer)
     scene_photos = []
     if scenes is not None:
