@@ -31,3 +31,34 @@ def test_untouched_is_identified_and_ksame_is_not(tmp_path):
     assert ksame["fid_eff"] < result["results"]["blur"]["fid_eff"]
     assert (tmp_path / "faces_ksame.jpg").exists() and not (tmp_path / "faces_untouched.jpg").exists()
     assert "ksame" in faces.markdown(result)
+
+
+def test_checkpoint_items_are_checked():
+    with pytest.raises(ValueError, match="GEN=PATH"):
+        faces.parse_checkpoints(["nosuchgen=/tmp/x.pt"])
+    with pytest.raises(FileNotFoundError):
+        faces.parse_checkpoints(["mobileunet@new=/nonexistent/m.pt"])
+
+
+@pytest.mark.skipif(shared_faces_dir() is None, reason="../shared/data/faces is not present on this machine")
+def test_selection_people_and_a_candidate_checkpoint(tmp_path):
+    import torch
+
+    from facedeid.models.registry import GENERATORS
+
+    identities = tmp_path / "identities"
+    identities.mkdir()
+    for person in ("paul_rudd", "kate_siegel"):  # one selection person, one report person (2 photos each)
+        (identities / person).symlink_to(shared_faces_dir() / "identities" / person)
+    state = torch.load(GENERATORS["mobileunet"].checkpoint, weights_only=True)
+    flat = {k: torch.zeros_like(v) if v.is_floating_point() else v for k, v in state.items()}
+    torch.save(flat, tmp_path / "flat.pt")  # a candidate that paints a flat grey face
+    checkpoints = faces.parse_checkpoints([f"mobileunet@flat={tmp_path / 'flat.pt'}"])
+    result = faces.evaluate(identities, ["mobileunet"], n_reference=40, log=lambda *_: None,
+                            people_set="selection", checkpoints=checkpoints)
+    assert result["people"] == "selection" and result["named_selection_people"] == ["paul_rudd"]
+    rows = result["results"]
+    assert rows["untouched"]["ident_faces"]["average"] == 2  # the selection person's 2 photos, not the report one's
+    assert set(rows) == {"untouched", "blur", "mosaic", "mobileunet", "mobileunet@flat"}
+    assert result["checkpoints"] == {"mobileunet@flat": str(tmp_path / "flat.pt")}
+    assert rows["mobileunet@flat"]["ssim"]["average"] != rows["mobileunet"]["ssim"]["average"]

@@ -1,13 +1,17 @@
 """Identification, det retention and realism of de-identified faces, on a report set of people (issue 15).
 
     python -m facedeid.evaluation.faces [--identities DIR] [--scenes DIR] [--json FILE] [--grids DIR]
+    python -m facedeid.evaluation.faces --people selection --models mobileunet \
+        --checkpoint mobileunet@new=cand/mobileunet.pt     # choosing weights: on the selection people only
 
 The people under `--identities` are split by person (`SELECTION_PEOPLE` vs the rest). Every setting of `ksame`
-was looked at on the selection people only; the numbers are reported on the others. For every method
-(untouched frames, deface's blur and mosaic, every shipped generator, ksame), on each photo of a report person,
-at CenterFace's boxes on the original photo, in process with the same code the server runs (crops, generators,
-compose; ksame's served output equals its in-process output, tested). The boxes are CenterFace's with a score of
-at least 0.5: the faces the product gives a generated face (the 0.2-0.5 ones it blurs whatever the generator):
+and the choice among seed-generator checkpoints (docs/training.md "Learned k-Same") were looked at on the selection
+people only (`--people selection`); the numbers are reported on the others (`--people report`, the default). For
+every method (untouched frames, deface's blur and mosaic, every shipped generator, ksame), on each photo of a measured
+person, at CenterFace's boxes on the original photo, in process with the same code the server runs (crops,
+generators, compose; ksame's served output equals its in-process output, tested). The boxes are CenterFace's with
+a score of at least 0.5: the faces the product gives a generated face (the 0.2-0.5 ones it blurs whatever the
+generator):
 
 * ident: closed-set identification (facedeid.metrics.identification): the de-identified face's dlib descriptor
   against a gallery of every *other* original photo of all people (selection people too, as distractors); a hit
@@ -44,7 +48,8 @@ from ..data.dna import BINS, area_bin
 from ..detection import MIN_GENERATE_SIDE
 from .measure import DET_METRIC_THRESHOLD
 
-# The people ksame's settings (mask, colour transfer, matching weights, sharpening) were looked at on. Never reported.
+# The people ksame's settings (mask, colour transfer, matching weights, sharpening) and the learned k-Same checkpoint
+# were chosen on. Never reported.
 SELECTION_PEOPLE = ("alex_lacamoire", "amy_adams", "deepface_angelina", "deepface_person_02", "deepface_person_10",
                     "paul_rudd", "steve_carell", "tom_cruise")
 COLUMNS = (*BINS, "average")
@@ -70,13 +75,32 @@ def ksame_method():
     return lambda frame, boxes: deidentify(frame, boxes)[0]
 
 
-def methods(generators: list[str]) -> dict:
+def methods(generators: list[str], checkpoints: dict[str, Path] | None = None) -> dict:
+    """Every method by row name. `checkpoints`: row -> weights, the row `GEN` or `GEN@TAG` runs generator GEN with
+    them (as `python -m facedeid.train.privacy --generator GEN=PATH` does); rows not in `generators` are added."""
     from ..baselines import blur, mosaic
     from ..train.privacy import generator_method
 
+    checkpoints = checkpoints or {}
     out = {"untouched": lambda f, b: f.copy(), "blur": blur, "mosaic": mosaic}
-    for name in generators:
-        out[name] = ksame_method() if name == "ksame" else generator_method(name)
+    for name in [*generators, *(c for c in checkpoints if c not in generators)]:
+        out[name] = ksame_method() if name == "ksame" else generator_method(name.split("@")[0], checkpoints.get(name))
+    return out
+
+
+def parse_checkpoints(items: list[str]) -> dict[str, Path]:
+    """`GEN=PATH` or `GEN@TAG=PATH` items -> {row: path}; GEN must be a trained generator of the registry."""
+    from ..models.registry import GENERATORS
+
+    out = {}
+    for item in items:
+        row, sep, path = item.partition("=")
+        if not sep or not path or row.split("@")[0] not in GENERATORS:
+            raise ValueError(f"--checkpoint {item!r}: expected GEN=PATH or GEN@TAG=PATH, GEN one of "
+                             f"{', '.join(GENERATORS)}")
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--checkpoint {item!r}: {path} does not exist")
+        out[row] = Path(path)
     return out
 
 
@@ -120,7 +144,10 @@ def impostor_by_band(photos: list[tuple[str, np.ndarray, np.ndarray]], recognize
 
 
 def evaluate(identities: Path, generators: list[str], n_reference: int = 300, grids: Path | None = None,
-             scenes: Path | None = None, log=print) -> dict:
+             scenes: Path | None = None, log=print, people_set: str = "report",
+             checkpoints: dict[str, Path] | None = None) -> dict:
+    """`people_set`: the people whose photos are de-identified and measured, "report" (the published numbers) or
+    "selection" (where choices are made); the gallery always holds everyone's photos."""
     from tqdm import tqdm
 
     from ..detection import CenterFaceDetector
@@ -133,6 +160,9 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
     recognizer, sim = M.FaceRecognizer(), M.ImageSimilarity(threads=1)
     people = sorted(p.name for p in identities.iterdir() if p.is_dir())
     selection, report = split_people(people)
+    if people_set not in ("report", "selection"):
+        raise ValueError(f"people_set must be 'report' or 'selection', not {people_set!r}")
+    measured = report if people_set == "report" else selection
     photos = []  # (person, photo id, frame, boxes) of every person: the gallery
     for person in people:
         for path in list_images(identities / person):
@@ -147,13 +177,14 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
     g_person = [g[0] for g in gallery]
     g_photo = [g[1] for g in gallery]
     g_desc = np.array([g[2] for g in gallery])
-    probes = [p for p in photos if p[0] in report]
+    probes = [p for p in photos if p[0] in measured]
     named = {person for person, photo in zip(g_person, g_photo)
              if sum(1 for q, ph in set(zip(g_person, g_photo)) if q == person) >= 2}
     log(f"{len(people)} people: selection {len(selection)} ({', '.join(selection)}), report {len(report)}; "
-        f"{len(probes)} report photos, {sum(len(p[3]) for p in probes)} faces; gallery {len(gallery)} faces")
+        f"measured on the {people_set} people: {len(probes)} photos, {sum(len(p[3]) for p in probes)} faces; "
+        f"gallery {len(gallery)} faces")
     reference = M.face_features(sim, reference_crops(CenterFaceDetector(threads=1), n_reference))
-    chance = impostor_by_band([(p[0], p[2], p[3]) for p in photos if p[0] in report], recognizer)
+    chance = impostor_by_band([(p[0], p[2], p[3]) for p in photos if p[0] in measured], recognizer)
     scene_photos = []
     if scenes is not None:
         for path in list_images(scenes):
@@ -167,7 +198,7 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
     rows: dict[str, dict] = {}
     scene_rows: dict[str, dict] = {}
     original_features = {}  # photo -> image-sim features of the untouched photo, the same for every method
-    for name, method in methods(generators).items():
+    for name, method in methods(generators, checkpoints).items():
         crops_all = []
         for subset, out in ((probes, rows), (scene_photos, scene_rows)):
             per_face = []  # (bin, ident or None, reid, det, ssim, psnr_db, image_sim)
@@ -208,8 +239,10 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
             row["det_retention"] = {c: (None if row["det"][c] is None or not table["untouched"]["det"][c]
                                         else round(row["det"][c] / table["untouched"]["det"][c], 4))
                                     for c in COLUMNS}
-    return {"identities": str(identities), "selection_people": selection, "report_people": report,
-            "named_report_people": sorted(named & set(report)), "gallery_faces": len(gallery),
+    return {"identities": str(identities), "people": people_set, "selection_people": selection,
+            "report_people": report, f"named_{people_set}_people": sorted(named & set(measured)),
+            "gallery_faces": len(gallery),
+            "checkpoints": {row: str(path) for row, path in (checkpoints or {}).items()},
             "fid_reference": f"{len(reference)} held-apart UTKFace crops (facedeid.ksame.held_apart)",
             "fid_sample": f"de-identified faces with a shorter box side >= {MIN_GENERATE_SIDE} px (generated by the "
                           "product; smaller ones are blurred whatever the generator)",
@@ -272,6 +305,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m facedeid.evaluation.faces", description=__doc__.splitlines()[0])
     p.add_argument("--identities", type=Path, default=SHARED_FACES / "identities")
     p.add_argument("--models", default=",".join([*GENERATORS, "ksame"]), help="generators to measure (comma list)")
+    p.add_argument("--people", choices=("report", "selection"), default="report",
+                   help="whose photos are measured: the report people (published numbers) or the selection people "
+                        "(where weights and settings are chosen; never report those numbers)")
+    p.add_argument("--checkpoint", action="append", default=[], metavar="GEN[@TAG]=PATH",
+                   help="measure generator GEN with these weights (an exported .pt or a run's last.pt) in row GEN "
+                        "(replacing the shipped ones) or in an extra row GEN@TAG; repeatable")
     p.add_argument("--scenes", type=Path, default=None,
                    help="also de-identify these multi-face photos (CenterFace boxes): det retention, image sim, "
                         "ssim, psnr per bin, and their faces join the fid_eff sample (no identities there)")
@@ -285,14 +324,21 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if not args.identities.is_dir():
         p.error(f"{args.identities} is not a folder")
+    try:
+        checkpoints = parse_checkpoints(args.checkpoint)
+    except (ValueError, FileNotFoundError) as e:
+        p.error(str(e))
     start = time.time()
     result = evaluate(args.identities, [m for m in args.models.split(",") if m], args.n_reference, args.grids,
-                      args.scenes, log=lambda m: print(m, file=sys.stderr))
+                      args.scenes, log=lambda m: print(m, file=sys.stderr), people_set=args.people,
+                      checkpoints=checkpoints)
     result["command"] = "python -m facedeid.evaluation.faces " + " ".join(argv if argv is not None else sys.argv[1:])
     result["wall_s"] = round(time.time() - start, 1)
+    measured = result["selection_people" if args.people == "selection" else "report_people"]
+    print(f"measured on the {args.people} people ({', '.join(measured)})")
     print(markdown(result))
     for key in ("ident", "det_retention", "image_sim"):
-        print(f"\n{key} per bin (identities, report set):\n" + per_bin(result, key))
+        print(f"\n{key} per bin (identities, {args.people} set):\n" + per_bin(result, key))
     if result["scene_results"]:
         print("\nscenes (CenterFace boxes; ident: no names there; fid_eff: both sets together):\n"
               + markdown(result, "scene_results"))

@@ -85,14 +85,24 @@ def coarse_l1(a: torch.Tensor, b: torch.Tensor, cells: int = 8) -> torch.Tensor:
     return (F.adaptive_avg_pool2d(a, cells) - F.adaptive_avg_pool2d(b, cells)).abs().mean()
 
 
-class Sampler:
-    """Random training batches (with horizontal flips) and fixed validation batches from a CropSet."""
+Batch = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # crops, or (crops, targets) when the set has targets
 
-    def __init__(self, data: CropSet, batch_size: int, seed: int):
+
+class Sampler:
+    """Random training batches (with horizontal flips) and fixed validation batches from a CropSet.
+
+    A batch is the crops [B,3,S,S] in [-1, 1], or (crops, targets) when the set has targets (`CropSet.targets`),
+    flipped together. Crops marked in `exclude` are in neither split.
+    """
+
+    def __init__(self, data: CropSet, batch_size: int, seed: int, exclude: np.ndarray | None = None):
         self.data = data
         self.batch_size = batch_size
         self.train_idx = data.indices(False)
         self.val_idx = data.indices(True)
+        if exclude is not None:
+            self.train_idx = self.train_idx[~exclude[self.train_idx]]
+            self.val_idx = self.val_idx[~exclude[self.val_idx]]
         if len(self.train_idx) == 0:
             raise ValueError("no training crops")
         self.rng = np.random.default_rng(seed)
@@ -101,23 +111,38 @@ class Sampler:
     def to_batch(crops: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
 
-    def train_batch(self) -> torch.Tensor:
+    def batch(self, idx: np.ndarray, flip: np.ndarray | None = None) -> Batch:
+        arrays = [self.data.crops] if self.data.targets is None else [self.data.crops, self.data.targets]
+        out = []
+        for array in arrays:
+            crops = np.asarray(array[idx])
+            if flip is not None:
+                crops[flip] = crops[flip, :, ::-1]
+            out.append(self.to_batch(crops))
+        return out[0] if len(out) == 1 else tuple(out)
+
+    def train_batch(self) -> Batch:
         idx = np.sort(self.rng.choice(self.train_idx, self.batch_size, replace=len(self.train_idx) < self.batch_size))
-        crops = np.asarray(self.data.crops[idx])
-        flip = self.rng.random(len(idx)) < 0.5
-        crops[flip] = crops[flip, :, ::-1]
-        return self.to_batch(crops)
+        return self.batch(idx, self.rng.random(len(idx)) < 0.5)
 
-    def val_batches(self, n: int) -> list[torch.Tensor]:
+    def val_batches(self, n: int) -> list[Batch]:
         idx = self.val_idx[: n * self.batch_size]
-        return [self.to_batch(np.asarray(self.data.crops[idx[i:i + self.batch_size]]))
-                for i in range(0, len(idx), self.batch_size)]
+        return [self.batch(idx[i:i + self.batch_size]) for i in range(0, len(idx), self.batch_size)]
 
 
-def save_grid(path: Path, inputs: torch.Tensor, bottleneck_view: torch.Tensor, outputs: torch.Tensor) -> None:
-    """PNG with one row per face: input | what the generator sees (bottleneck) | output."""
-    rows = [np.concatenate([a, b, c], axis=1) for a, b, c in zip(
-        from_tensor(inputs.numpy()), from_tensor(bottleneck_view.numpy()), from_tensor(outputs.numpy()))]
+def inputs_of(batch: Batch) -> torch.Tensor:
+    return batch[0] if isinstance(batch, tuple) else batch
+
+
+def batch_to(batch: Batch, device: torch.device) -> Batch:
+    return tuple(b.to(device) for b in batch) if isinstance(batch, tuple) else batch.to(device)
+
+
+def save_grid(path: Path, inputs: torch.Tensor, bottleneck_view: torch.Tensor, outputs: torch.Tensor,
+              targets: torch.Tensor | None = None) -> None:
+    """PNG with one row per face: input | what the generator sees (bottleneck) | output [| target]."""
+    columns = [inputs, bottleneck_view, outputs] + ([] if targets is None else [targets])
+    rows = [np.concatenate(faces, axis=1) for faces in zip(*(from_tensor(c.numpy()) for c in columns))]
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
 
@@ -149,20 +174,32 @@ class Trainer:
         self.last_train: dict[str, float] = {}
         self.last_val: dict[str, float] = {}
         self.init_record: dict | None = None  # set by init_generator(), kept across --resume in the checkpoint
+        self.data_notes: dict = {}  # what a subclass did to the data (targets, exclusions), for the training card
         self.data = self._load_data()
-        self.sampler = Sampler(self.data, args.batch_size, args.seed)
+        self.sampler = Sampler(self.data, args.batch_size, args.seed, self.excluded(self.data))
 
     # -- data ---------------------------------------------------------------------------------------------------
     def _load_data(self) -> CropSet:
         sets = [load_crops(d, self.spec.size, self.args.val_percent, use_cache=not self.args.no_cache,
                            progress=not self.args.no_progress, max_images=self.args.max_images)
                 for d in self.args.dataset_dir]
+        for s in sets:
+            s.targets = self.targets_for(s)
         if len(sets) == 1:
             return sets[0]
+        targets = None if sets[0].targets is None else np.concatenate([np.asarray(s.targets) for s in sets])
         return CropSet(np.concatenate([np.asarray(s.crops) for s in sets]), sum((s.sources for s in sets), []),
-                       np.concatenate([s.is_val for s in sets]))
+                       np.concatenate([s.is_val for s in sets]), targets=targets)
 
     # -- hooks --------------------------------------------------------------------------------------------------
+    def targets_for(self, data: CropSet) -> np.ndarray | None:
+        """Training targets of one crop set (same order), or None: the crops are their own targets."""
+        return None
+
+    def excluded(self, data: CropSet) -> np.ndarray | None:
+        """[N] bool: crops kept out of training and validation, or None."""
+        return None
+
     def train_step(self, x: torch.Tensor) -> dict[str, float]:
         raise NotImplementedError
 
@@ -239,6 +276,7 @@ class Trainer:
                 "val_crops": int(len(self.sampler.val_idx)),
                 "split": f"by source file, crc32(path) -> {self.args.val_percent}% validation",
                 "crop_size": self.spec.size,
+                **self.data_notes,
             },
             "steps": self.step,
             "batch_size": self.args.batch_size,
@@ -277,8 +315,8 @@ class Trainer:
             m.eval()
         totals: dict[str, float] = {}
         batches = self.sampler.val_batches(self.args.val_batches)
-        for x in batches:
-            for k, v in self.val_losses(x.to(self.device)).items():
+        for batch in batches:
+            for k, v in self.val_losses(batch_to(batch, self.device)).items():
                 totals[k] = totals.get(k, 0.0) + v / len(batches)
         for m in self.models.values():
             m.train()
@@ -287,11 +325,13 @@ class Trainer:
     @torch.no_grad()
     def write_samples(self) -> None:
         g = self.generator.eval()
-        x = self.sampler.val_batches(1)[0][:6].to(self.device)
+        batch = self.sampler.val_batches(1)[0]
+        x = inputs_of(batch)[:6].to(self.device)
         view = g.bottleneck(x)[:, :3]
         out = g(x)
         g.train()
-        save_grid(self.out_dir / "samples" / f"step{self.step:06d}.png", x.cpu(), view.cpu(), out.cpu())
+        target = batch[1][:6] if isinstance(batch, tuple) else None
+        save_grid(self.out_dir / "samples" / f"step{self.step:06d}.png", x.cpu(), view.cpu(), out.cpu(), target)
 
     def log(self, entry: dict) -> None:
         with open(self.out_dir / "log.jsonl", "a") as f:
@@ -331,8 +371,7 @@ class Trainer:
                 if interrupted["flag"]:
                     stopped_by = "signal"
                     break
-                x = self.sampler.train_batch().to(self.device)
-                losses = self.train_step(x)
+                losses = self.train_step(batch_to(self.sampler.train_batch(), self.device))
                 self.step += 1
                 for k, v in losses.items():
                     ema[k] = v if k not in ema else 0.95 * ema[k] + 0.05 * v

@@ -75,6 +75,8 @@ class CropSet:
     crops: np.ndarray  # [N,S,S,3] uint8 (possibly memory-mapped)
     sources: list[str]  # per crop: image path relative to the dataset dir
     is_val: np.ndarray  # [N] bool
+    cache: Path | None = None  # the crop cache directory (None: built without cache); derived caches live there
+    targets: np.ndarray | None = None  # [N,S,S,3] uint8 training targets, None: the crops themselves
 
     def __len__(self) -> int:
         return len(self.crops)
@@ -136,6 +138,7 @@ def load_crops(dataset_dir: str | Path, size: int, val_percent: float = 2.0, cac
     files = list_images(image_root)[:max_images]
     if not files:
         raise ValueError(f"no .jpg/.png images under {image_root}")
+    cache = None
     if use_cache:
         cache = Path(cache_dir or default_cache_dir()) / _fingerprint(dataset_dir, files, size)
         if (cache / "meta.json").exists():
@@ -158,4 +161,4 @@ def load_crops(dataset_dir: str | Path, size: int, val_percent: float = 2.0, cac
     if len(crops) > 1 and (is_val.all() or not is_val.any()):
         is_val[:] = False  # tiny datasets: keep the last crop for validation so both splits exist
         is_val[-1] = True
-    return CropSet(crops, sources, is_val)
+    return CropSet(crops, sources, is_val, cache)
