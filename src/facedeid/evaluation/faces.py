@@ -16,10 +16,12 @@ compose; ksame's served output equals its in-process output, tested):
 * reid: same-box verification (distance < 0.6 to the original), beside dlib's impostor rate (different people
   within 0.6) per face-size band, measured on the same people's originals rescaled to each band: the chance level.
 * det, det retention: CenterFace finds the de-identified face (IoU >= 0.5), and that share over the untouched one.
-* fid_eff: Fréchet distance of EfficientNet-Lite0 features (the image-sim network) of the de-identified face crops
-  (report people's faces, plus every scene face with `--scenes`) vs real face crops: UTKFace training crops held
-  apart from the ksame bank (facedeid.ksame.held_apart), cropped the same way. The seed generators were trained on
-  all UTKFace crops, held-apart ones included.
+* fid_eff (facedeid.realism): Fréchet distance of EfficientNet-Lite0 features (the image-sim network) of the
+  de-identified face crops vs real face crops: UTKFace training crops held apart from the ksame bank
+  (facedeid.ksame.held_apart), cropped the same way. Only the faces the product generates enter it (box short side
+  >= detection.MIN_GENERATE_SIDE = 32 px; smaller ones are blurred whatever the model): the report people's faces,
+  plus the scene faces with `--scenes`; `fid_faces` counts them. The seed generators were trained on all UTKFace
+  crops, held-apart ones included.
 * ssim, psnr, image sim: as in the served evaluation (facedeid.metrics).
 """
 
@@ -73,26 +75,6 @@ def methods(generators: list[str]) -> dict:
     return out
 
 
-def reference_crops(detector, n: int) -> np.ndarray:
-    """Real faces for fid_eff: held-apart UTKFace crops (never ksame donors), cropped like every face here."""
-    from ..crops import extract_crops
-    from ..data.dna import read_image
-    from ..ksame import held_apart
-    from ..paths import SHARED_FACES
-
-    paths = [p for p in sorted((SHARED_FACES / "train" / "utkface").glob("*.jpg")) if held_apart(p.name)]
-    step = max(1, len(paths) // (2 * n))
-    crops = []
-    for path in paths[::step]:
-        image = read_image(path)
-        boxes, _ = detector(image)
-        if len(boxes) == 1:
-            crops.append(extract_crops(image, boxes, 128)[0][0])
-        if len(crops) == n:
-            break
-    return np.stack(crops)
-
-
 def impostor_by_band(photos: list[tuple[str, np.ndarray, np.ndarray]], recognizer) -> dict:
     """dlib's false match rate between different people with every face rescaled into each size band."""
     out = {}
@@ -117,6 +99,8 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
     from tqdm import tqdm
 
     from ..detection import CenterFaceDetector
+    from ..realism import description as realism_description
+    from ..realism import fid_eff, generated, reference_features
     from ..train.data import list_images, read_rgb
 
     detector, recognizer, sim = CenterFaceDetector(threads=1), M.FaceRecognizer(), M.ImageSimilarity(threads=1)
@@ -141,7 +125,7 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
              if sum(1 for q, ph in set(zip(g_person, g_photo)) if q == person) >= 2}
     log(f"{len(people)} people: selection {len(selection)} ({', '.join(selection)}), report {len(report)}; "
         f"{len(probes)} report photos, {sum(len(p[3]) for p in probes)} faces; gallery {len(gallery)} faces")
-    reference = M.face_features(sim, reference_crops(detector, n_reference))
+    reference = reference_features(sim, detector, n_reference)
     chance = impostor_by_band([(p[0], p[2], p[3]) for p in photos if p[0] in report], recognizer)
     scene_photos = []
     if scenes is not None:
@@ -183,12 +167,12 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
                     ident = bool(hits[i]) if person in named and hits[i] is not None else None
                     per_face.append((b, ident, bool(reid[i]), bool(found[i]), scores["ssim"][i],
                                      scores["psnr_db"][i], sim_value))
-                crops_all.append(faces)
+                crops_all.append(faces[generated(boxes)])
             if subset:
                 out[name] = summarise(per_face)
         crops_all = np.concatenate(crops_all)
-        rows[name]["fid_eff"] = round(M.frechet_distance(M.face_features(sim, crops_all), reference), 2)
-        rows[name]["fid_faces"] = len(crops_all)
+        rows[name]["fid_eff"] = round(fid_eff(M.face_features(sim, crops_all), reference), 2)
+        rows[name]["fid_faces"] = len(crops_all)  # faces the product generates (realism.generated)
         if grids is not None and name != "untouched":
             write_grid(grids / f"faces_{name}.jpg", crops_all[:GRID_FACES])
     for table in (rows, scene_rows):
@@ -198,7 +182,7 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
                                     for c in COLUMNS}
     return {"identities": str(identities), "selection_people": selection, "report_people": report,
             "named_report_people": sorted(named & set(report)), "gallery_faces": len(gallery),
-            "fid_reference": f"{len(reference)} held-apart UTKFace crops (facedeid.ksame.held_apart)",
+            "fid_reference": realism_description(reference),
             "impostor_rate_by_face_size": chance, "results": rows,
             "scenes": None if scenes is None else str(scenes), "scene_results": scene_rows}
 
