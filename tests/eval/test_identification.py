@@ -58,3 +58,9 @@ def test_served_ksame_is_not_identified(people_dir, tmp_path, triton):
     ident = metrics["results"]["ksame"]["identification"]
     assert ident["ident_faces"]["average"] == 10 and ident["ident"]["average"] <= 0.2
     assert metrics["results"]["ksame"]["table"]["det"]["average"] >= 0.8
+    # dlib's chance level beside reid: pairs of the two named people's faces across photos (and bystanders)
+    chance = metrics["impostor_rate_by_face_size"]
+    assert sum(c["across_people_pairs"] for c in chance.values()) > 0
+    assert all(c["impostor_rate"] is None or 0 <= c["impostor_rate"] <= 1 for c in chance.values())
+    fid = metrics["fid_eff"]["models"]
+    assert fid["ksame"]["faces"] == fid["untouched"]["faces"] > 0 and fid["ksame"]["fid_eff"] > 0

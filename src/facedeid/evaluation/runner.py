@@ -23,8 +23,16 @@ from .. import pipeline
 from ..client.triton import DEFAULT_URL
 from ..crops import check_boxes, extract_crops
 from ..data.dna import Frame, ImageError, boxes_to_pixels, read_image, scan_dataset
-from .measure import (BASELINES, CROP_SIZE_BASELINE, FALSE_POSITIVE_IOU, UNTOUCHED_SSIM, Loaded, Measurers,
-                      crop_size, parse_models)
+from .measure import (
+    BASELINES,
+    CROP_SIZE_BASELINE,
+    FALSE_POSITIVE_IOU,
+    UNTOUCHED_SSIM,
+    Loaded,
+    Measurers,
+    crop_size,
+    parse_models,
+)
 from .outputs import finish, save_frame, write_example
 from .resume import ResultsLog
 
@@ -276,8 +284,16 @@ class Evaluation:
         return [(deid, deface_cli.detect(x.image), busy, busy, "local", None, None) for x, deid in zip(todo, frames)]
 
     def _measure(self, model, x: Loaded, deid, boxes_used, deid_feat, latency, busy, url, blurred=None) -> dict:
-        from ..metrics import (REID_THRESHOLD, cosine, crop_scores, face_crops, face_features, iou_matrix,
-                               match_boxes, reid_distances)
+        from ..metrics import (
+            REID_THRESHOLD,
+            cosine,
+            crop_scores,
+            face_crops,
+            face_features,
+            iou_matrix,
+            match_boxes,
+            reid_distances,
+        )
         from ..realism import generated
 
         h, w = x.image.shape[:2]
