@@ -77,10 +77,11 @@ def finish(ev, frames: list[Frame], rows: list[dict], started: str) -> dict:
     """The printed tables, OUT/metrics.json and OUT/report.html of an Evaluation (ev) from all its rows."""
     summaries = {m: tables.aggregate([r for r in rows if r["model"] == m]) for m in ev.models}
     if getattr(ev.args, "identify", False):
-        from .identification import by_bin
+        from .identification import ORIGINAL, by_bin
 
         for m in ev.models:
             summaries[m]["identification"] = by_bin(ev.out, rows, m)
+        ceiling = by_bin(ev.out, rows, ORIGINAL)
     faces = per_face_summary(ev, rows)
     for m in ev.models:
         summaries[m]["fid_eff"] = faces["fid_eff"]["models"][m]["fid_eff"]
@@ -101,6 +102,10 @@ def finish(ev, frames: list[Frame], rows: list[dict], started: str) -> dict:
         if notes:
             block.append(notes)
         printed.append("\n".join(block))
+    if getattr(ev.args, "identify", False):
+        from .identification import format_rows
+
+        printed.append("== identification of the untouched faces (the ceiling) ==\n" + format_rows(ceiling))
     fid = faces["fid_eff"]
     if len(ev.models) > 1:
         printed.append("== comparison (average column) ==\n"
@@ -115,6 +120,8 @@ def finish(ev, frames: list[Frame], rows: list[dict], started: str) -> dict:
     text = "\n\n".join(printed)
     print(text, flush=True)
     metrics = metrics_json(ev, summaries, frames, started)
+    if getattr(ev.args, "identify", False):
+        metrics["identification_untouched"] = ceiling
     metrics["fid_eff"] = faces["fid_eff"]
     metrics["impostor_rate_by_face_size"] = faces["impostor_rate_by_face_size"]
     from ..data.dna import atomic_write_bytes
