@@ -29,6 +29,7 @@ def test_untouched_is_identified_and_ksame_is_not(tmp_path):
     assert ksame["det_retention"]["average"] >= 0.8 and untouched["det_retention"]["average"] == 1.0
     assert ksame["image_sim"]["average"] > result["results"]["blur"]["image_sim"]["average"]
     assert ksame["fid_eff"] < result["results"]["blur"]["fid_eff"]
+    assert 0 < ksame["fid_faces"] == result["results"]["blur"]["fid_faces"] <= untouched["faces"]["average"]
     assert (tmp_path / "faces_ksame.jpg").exists() and not (tmp_path / "faces_untouched.jpg").exists()
     assert "ksame" in faces.markdown(result)
 

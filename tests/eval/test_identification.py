@@ -46,7 +46,11 @@ def test_identify_counts_named_faces_per_bin_and_survives_resume(people_dir, tmp
         assert ident["ident_faces"]["average"] == 10
         assert 0.0 <= ident["ident"]["average"] <= 1.0
         assert sum(n for b, n in ident["ident_faces"].items() if b != "average") == 10
-    assert "ident   \t" in capsys.readouterr().out
+    ceiling = metrics["identification_untouched"]  # the untouched faces themselves
+    assert ceiling["ident_faces"]["average"] == 10 and ceiling["ident"]["average"] >= 0.8
+    printed = capsys.readouterr().out
+    assert "ident   \t" in printed and "== identification of the untouched faces (the ceiling) ==" in printed
+    assert "\t  ident\tfid_eff\t" in printed  # the comparison's ident column
     assert len(list((out / "descriptors" / "original").glob("*.npz"))) == 11
     again = run(eval_argv(people_dir, out, "blur,mosaic", "--identify", "--resume"))
     assert json.dumps(again["results"]["blur"]["identification"]) == json.dumps(
@@ -58,3 +62,9 @@ def test_served_ksame_is_not_identified(people_dir, tmp_path, triton):
     ident = metrics["results"]["ksame"]["identification"]
     assert ident["ident_faces"]["average"] == 10 and ident["ident"]["average"] <= 0.2
     assert metrics["results"]["ksame"]["table"]["det"]["average"] >= 0.8
+    # dlib's chance level beside reid: pairs of the two named people's faces across photos (and bystanders)
+    chance = metrics["impostor_rate_by_face_size"]
+    assert sum(c["across_people_pairs"] for c in chance.values()) > 0
+    assert all(c["impostor_rate"] is None or 0 <= c["impostor_rate"] <= 1 for c in chance.values())
+    fid = metrics["fid_eff"]["models"]
+    assert fid["ksame"]["faces"] == fid["untouched"]["faces"] > 0 and fid["ksame"]["fid_eff"] > 0

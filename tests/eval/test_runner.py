@@ -66,6 +66,14 @@ def test_outputs_of_a_run(uninterrupted, capsys):
     saved = sorted(p.relative_to(out).as_posix() for p in out.glob("[1-7]*/**/*.jpg"))
     assert "10/skimage/bin10/astronaut_00.blur.jpg" in saved and len(saved) == 6
     assert (out / "noface" / "skimage" / "noface" / "no_label_file.mosaic.jpg").exists()
+    # per-face records: fid_eff features of the faces >= 32 px, reid distances, the originals' descriptors
+    assert sorted(p.name for p in (out / "faces").iterdir()) == ["blur", "mosaic", "untouched"]
+    assert len(list((out / "faces" / "untouched").glob("*.npz"))) == 3  # the frames with faces
+    fid = metrics["fid_eff"]["models"]
+    assert set(fid) == {"untouched", "blur", "mosaic"} and fid["blur"]["faces"] == fid["untouched"]["faces"] > 0
+    assert blur["fid_eff"] == fid["blur"]["fid_eff"] > 0 and "32 px" in metrics["fid_eff"]["reference"]
+    assert set(metrics["impostor_rate_by_face_size"]) == set(blur["reid_by_face_size"]) == {
+        "32-64px", "64-128px", "128px+"}
 
 
 def test_printed_tables(small_dir, tmp_path, capsys):
@@ -104,6 +112,8 @@ def test_resume_after_interrupt_equals_uninterrupted_run(uninterrupted, small_di
     rows = rows_of(out)
     assert len({(r["model"], r["key"]) for r in rows}) == 10
     assert _diff(results_without_timing(metrics), results_without_timing(uninterrupted[1])) == []
+    for key in ("fid_eff", "impostor_rate_by_face_size"):  # from the per-face records the interrupted run kept
+        assert metrics[key] == uninterrupted[1][key]
     # every per-frame number equals the uninterrupted run's
     full = {(r["model"], r["key"]): r for r in rows_of(uninterrupted[0])}
     skip = {"latency_ms", "server_s"}

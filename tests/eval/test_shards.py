@@ -58,6 +58,10 @@ def test_two_shards_merged_equal_one_run(runs, capsys):
     assert "== blur (boxes: gt" in printed and "== comparison" in printed
     merged, single = metrics_of(out), metrics_of(full)
     assert results_without_timing(merged) == results_without_timing(single)
+    assert merged["fid_eff"] == single["fid_eff"] and merged["impostor_rate_by_face_size"] == \
+        single["impostor_rate_by_face_size"], "the merge reads the shards' per-face records"
+    fid = single["fid_eff"]["models"]
+    assert fid["blur"]["fid_eff"] > fid["untouched"]["fid_eff"] > 0, "blur looks less like a face than a face"
     assert merged["frames_in_dataset"] == single["frames_in_dataset"] == 12
     assert [m["shard"] for m in merged["merged_from"]] == ["0/2", "1/2"] and "shard" not in merged
     ours = {(r["model"], r["key"]): {k: v for k, v in r.items() if k not in TIMING} for r in rows_of(out)}
@@ -140,6 +144,9 @@ def test_shards_through_the_server_merge_to_one_run(triton, small_dir, tmp_path)
     assert main(eval_argv(small_dir, s1, "mobileunet", *url, "--shard", "1/2", "--no_report")) == 0
     assert main(["--merge", str(s0), str(s1), "--output_dir", str(merged), "--no_report"]) == 0
     assert results_without_timing(metrics_of(merged)) == results_without_timing(metrics_of(full))
+    assert metrics_of(merged)["fid_eff"] == metrics_of(full)["fid_eff"]
+    assert {m: v["faces"] > 0 for m, v in metrics_of(full)["fid_eff"]["models"].items()} == {
+        "untouched": True, "mobileunet": True}
     skip = TIMING | {"url"}
     ours = {(r["model"], r["key"]): {k: v for k, v in r.items() if k not in skip} for r in rows_of(merged)}
     theirs = {(r["model"], r["key"]): {k: v for k, v in r.items() if k not in skip} for r in rows_of(full)}

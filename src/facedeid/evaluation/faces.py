@@ -22,13 +22,13 @@ generator):
   within 0.6) per face-size band, measured on the same people's originals rescaled to each band: the chance level.
 * det, det retention: CenterFace finds the de-identified face (IoU >= 0.5, score >= 0.5 as in the served
   evaluation), and that share over the untouched one.
-* fid_eff: Fréchet distance of EfficientNet-Lite0 features (the image-sim network) of the de-identified face crops
-  vs real face crops: UTKFace training crops held apart from the ksame bank (facedeid.ksame.held_apart), cropped
-  the same way. Its sample is the faces the product gives a generated face: shorter box side at least
-  detection.MIN_GENERATE_SIDE (32 px), of the report people and, with `--scenes`, of the scenes. Smaller faces are
-  blurred by the product whatever the generator, and upscaled to 128 px they look blurred for every method, the
-  untouched ones included, so they would only dilute the comparison. The seed generators were trained on
-  all UTKFace crops, held-apart ones included.
+* fid_eff (facedeid.realism): Fréchet distance of EfficientNet-Lite0 features (the image-sim network) of the
+  de-identified face crops vs real face crops: UTKFace training crops held apart from the ksame bank
+  (facedeid.ksame.held_apart), cropped the same way. Only the faces the product generates enter it (box short side
+  >= detection.MIN_GENERATE_SIDE = 32 px; smaller ones are blurred whatever the model, and upscaled to 128 px they
+  look blurred for every method, the untouched ones included): the measured people's faces, plus the scene faces
+  with `--scenes`; `fid_faces` counts them. The seed generators were trained on all UTKFace crops, held-apart ones
+  included.
 * ssim, psnr, image sim: as in the served evaluation (facedeid.metrics).
 """
 
@@ -45,7 +45,6 @@ import numpy as np
 
 from .. import metrics as M
 from ..data.dna import BINS, area_bin
-from ..detection import MIN_GENERATE_SIDE
 from .measure import DET_METRIC_THRESHOLD
 
 # The people ksame's settings (mask, colour transfer, matching weights, sharpening) and the learned k-Same checkpoint
@@ -104,26 +103,6 @@ def parse_checkpoints(items: list[str]) -> dict[str, Path]:
     return out
 
 
-def reference_crops(detector, n: int) -> np.ndarray:
-    """Real faces for fid_eff: held-apart UTKFace crops (never ksame donors), cropped like every face here."""
-    from ..crops import extract_crops
-    from ..data.dna import read_image
-    from ..ksame import held_apart
-    from ..paths import SHARED_FACES
-
-    paths = [p for p in sorted((SHARED_FACES / "train" / "utkface").glob("*.jpg")) if held_apart(p.name)]
-    step = max(1, len(paths) // (2 * n))
-    crops = []
-    for path in paths[::step]:
-        image = read_image(path)
-        boxes, _ = detector(image)
-        if len(boxes) == 1:
-            crops.append(extract_crops(image, boxes, 128)[0][0])
-        if len(crops) == n:
-            break
-    return np.stack(crops)
-
-
 def impostor_by_band(photos: list[tuple[str, np.ndarray, np.ndarray]], recognizer) -> dict:
     """dlib's false match rate between different people with every face rescaled into each size band."""
     out = {}
@@ -151,6 +130,8 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
     from tqdm import tqdm
 
     from ..detection import CenterFaceDetector
+    from ..realism import description as realism_description
+    from ..realism import fid_eff, generated, reference_features
     from ..train.data import list_images, read_rgb
 
     # The faces measured are those the product generates a face for (score >= detection.DEFAULT_GENERATE_THRESHOLD,
@@ -183,7 +164,7 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
     log(f"{len(people)} people: selection {len(selection)} ({', '.join(selection)}), report {len(report)}; "
         f"measured on the {people_set} people: {len(probes)} photos, {sum(len(p[3]) for p in probes)} faces; "
         f"gallery {len(gallery)} faces")
-    reference = M.face_features(sim, reference_crops(CenterFaceDetector(threads=1), n_reference))
+    reference = reference_features(sim, n=n_reference)
     chance = impostor_by_band([(p[0], p[2], p[3]) for p in photos if p[0] in measured], recognizer)
     scene_photos = []
     if scenes is not None:
@@ -225,13 +206,12 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
                     ident = bool(hits[i]) if person in named and hits[i] is not None else None
                     per_face.append((b, ident, bool(reid[i]), bool(found[i]), scores["ssim"][i],
                                      scores["psnr_db"][i], sim_value))
-                crops_all.append(faces[np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-                                       >= MIN_GENERATE_SIDE])
+                crops_all.append(faces[generated(boxes)])
             if subset:
                 out[name] = summarise(per_face)
         crops_all = np.concatenate(crops_all)
-        rows[name]["fid_eff"] = round(M.frechet_distance(M.face_features(sim, crops_all), reference), 2)
-        rows[name]["fid_faces"] = len(crops_all)
+        rows[name]["fid_eff"] = round(fid_eff(M.face_features(sim, crops_all), reference), 2)
+        rows[name]["fid_faces"] = len(crops_all)  # faces the product generates (realism.generated)
         if grids is not None and name != "untouched":
             write_grid(grids / f"faces_{name}.jpg", crops_all[:GRID_FACES])
     for table in (rows, scene_rows):
@@ -243,9 +223,7 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
             "report_people": report, f"named_{people_set}_people": sorted(named & set(measured)),
             "gallery_faces": len(gallery),
             "checkpoints": {row: str(path) for row, path in (checkpoints or {}).items()},
-            "fid_reference": f"{len(reference)} held-apart UTKFace crops (facedeid.ksame.held_apart)",
-            "fid_sample": f"de-identified faces with a shorter box side >= {MIN_GENERATE_SIDE} px (generated by the "
-                          "product; smaller ones are blurred whatever the generator)",
+            "fid_reference": realism_description(reference),
             "impostor_rate_by_face_size": chance, "results": rows,
             "scenes": None if scenes is None else str(scenes), "scene_results": scene_rows}
 

@@ -44,7 +44,8 @@ def person_of(key: str) -> str | None:
 
 
 def by_bin(out: Path, rows: list[dict], model: str) -> dict:
-    """{'ident': {bin: share or None}, 'ident_faces': {bin: faces counted}} for one model's rows."""
+    """{'ident': {bin: share or None}, 'ident_faces': {bin: faces counted}} for one model's rows; model ORIGINAL:
+    the untouched faces themselves, the ceiling (one probe per frame that has an ok row)."""
     ok = [r for r in rows if r.get("status") == "ok" and int(float(r.get("faces") or 0)) > 0]
     gallery, g_person, g_photo = [], [], []
     for key in sorted({r["key"] for r in ok}):
@@ -61,7 +62,8 @@ def by_bin(out: Path, rows: list[dict], model: str) -> dict:
     for p, ph in zip(g_person, g_photo):
         photos_of.setdefault(p, set()).add(ph)
     hits: dict[str, list[bool]] = {b: [] for b in (*BINS, "average")}
-    for r in sorted((r for r in ok if r["model"] == model), key=lambda r: r["key"]):
+    probes = {r["key"]: r for r in ok}.values() if model == ORIGINAL else (r for r in ok if r["model"] == model)
+    for r in sorted(probes, key=lambda r: r["key"]):
         person, path = person_of(r["key"]), _path(out, model, r["key"])
         if person is None or len(photos_of.get(person, ())) < 2 or not path.exists():
             continue

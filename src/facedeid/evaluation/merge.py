@@ -127,6 +127,10 @@ def merge(folders: list[Path], output_dir: Path, argv: list[str], no_report: boo
     out.mkdir(parents=True, exist_ok=True)
     _write_rows(out / "per_frame.csv", rows)
     _copy_examples(shards, out)
+    from . import per_face
+
+    for folder, _, _ in shards:  # fid_eff features, reid per face, original descriptors: as one run keeps them
+        per_face.copy(folder, out)
     urls = sorted({u for _, m, _ in shards for u in m.get("urls", [])})
     args = argparse.Namespace(dataset_dir=first["dataset_dir"], model=",".join(models), output_dir=out,
                               boxes=first["boxes"], url=urls or None, concurrency=1, batch_size=1,

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import __version__
 from ..data.dna import BINS, Frame, boxes_to_pixels, write_image
+from . import per_face
 from . import table as tables
 from .measure import BASELINES, FALSE_POSITIVE_IOU, UNTOUCHED_SSIM, Loaded
 
@@ -76,10 +77,16 @@ def finish(ev, frames: list[Frame], rows: list[dict], started: str) -> dict:
     """The printed tables, OUT/metrics.json and OUT/report.html of an Evaluation (ev) from all its rows."""
     summaries = {m: tables.aggregate([r for r in rows if r["model"] == m]) for m in ev.models}
     if getattr(ev.args, "identify", False):
-        from .identification import by_bin
+        from .identification import ORIGINAL, by_bin
 
         for m in ev.models:
             summaries[m]["identification"] = by_bin(ev.out, rows, m)
+        ceiling = by_bin(ev.out, rows, ORIGINAL)
+    faces = per_face_summary(ev, rows)
+    for m in ev.models:
+        summaries[m]["fid_eff"] = faces["fid_eff"]["models"][m]["fid_eff"]
+        summaries[m]["fid_faces"] = faces["fid_eff"]["models"][m]["faces"]
+        summaries[m]["reid_by_face_size"] = faces["reid_by_face_size"][m]
     printed = []
     for m in ev.models:
         s = summaries[m]
@@ -95,11 +102,28 @@ def finish(ev, frames: list[Frame], rows: list[dict], started: str) -> dict:
         if notes:
             block.append(notes)
         printed.append("\n".join(block))
+    if getattr(ev.args, "identify", False):
+        from .identification import format_rows
+
+        printed.append("== identification of the untouched faces (the ceiling) ==\n" + format_rows(ceiling))
+    fid = faces["fid_eff"]
     if len(ev.models) > 1:
-        printed.append("== comparison (average column) ==\n" + tables.format_comparison(summaries))
+        printed.append("== comparison (average column) ==\n"
+                       + tables.format_comparison(summaries, fid["models"][per_face.UNTOUCHED]))
+    printed.append("== fid_eff (realism), and reid beside dlib's chance level by face size ==\n"
+                   + "fid_eff: " + ", ".join(f"{m} {'#' if v['fid_eff'] is None else format(v['fid_eff'], '.2f')} "
+                                             f"({v['faces']} faces)" for m, v in fid["models"].items())
+                   + f"\n  real reference: {fid['reference']}\n"
+                   + "impostor rate: different people's original faces within 0.6, by the smaller face's longer box "
+                     "side (native px)\n"
+                   + per_face.format_bands(faces["impostor_rate_by_face_size"], faces["reid_by_face_size"]))
     text = "\n\n".join(printed)
     print(text, flush=True)
     metrics = metrics_json(ev, summaries, frames, started)
+    if getattr(ev.args, "identify", False):
+        metrics["identification_untouched"] = ceiling
+    metrics["fid_eff"] = faces["fid_eff"]
+    metrics["impostor_rate_by_face_size"] = faces["impostor_rate_by_face_size"]
     from ..data.dna import atomic_write_bytes
 
     atomic_write_bytes(ev.out / "metrics.json", (json.dumps(metrics, indent=2, allow_nan=False) + "\n").encode())
@@ -108,6 +132,21 @@ def finish(ev, frames: list[Frame], rows: list[dict], started: str) -> dict:
 
         write_report(ev.out, metrics, text)
     return metrics
+
+
+def per_face_summary(ev, rows: list[dict]) -> dict:
+    """fid_eff per model (and of the untouched faces), reid per face-size band and dlib's chance level, from the
+    per-face records under OUT/faces/ (evaluation/per_face.py)."""
+    from ..realism import description, reference_features
+
+    reference = reference_features(ev.measure.sim)
+    return {
+        "fid_eff": {"reference": "no reference: ../shared/data/faces/train/utkface is not on this machine"
+                    if reference is None else description(reference),
+                    "models": per_face.fid_eff(ev.out, rows, ev.models, reference)},
+        "reid_by_face_size": {m: per_face.reid_by_band(ev.out, rows, m) for m in ev.models},
+        "impostor_rate_by_face_size": per_face.chance_level(ev.out, rows, bool(getattr(ev.args, "identify", False))),
+    }
 
 
 def metrics_json(ev, summaries: dict, frames: list[Frame], started: str) -> dict:
@@ -163,6 +202,15 @@ def metrics_json(ev, summaries: dict, frames: list[Frame], started: str) -> dict
                          f"{UNTOUCHED_SSIM} (structurally unchanged: a leak)",
             "false_positives": f"--boxes detect: anonymised boxes overlapping no label with IoU >= "
                                f"{FALSE_POSITIVE_IOU}",
+            "fid_eff": "Fréchet distance of EfficientNet-Lite0 pooled features of the de-identified face crops "
+                       "(the ssim/psnr crops) of faces with box short side >= 32 px (detection.MIN_GENERATE_SIDE: "
+                       "the faces the product generates; smaller ones are blurred) vs real face crops "
+                       "(facedeid.realism); `untouched` = the original faces; depends on the face count",
+            "reid_by_face_size": "reid of the faces whose longer box side (native px) lies in each band of "
+                                 "metrics.FACE_SIZE_BANDS",
+            "impostor_rate_by_face_size": "dlib's chance level: share of pairs of different people's original faces "
+                                          f"within {M.REID_THRESHOLD} (two faces of one frame; with --identify also "
+                                          "the named faces of two different persons), banded by the smaller face",
             "deface": "the `deface` CLI with its defaults (threshold 0.2, full resolution, ellipse blur) on "
                       "lossless PNG copies of the frames; its boxes from the same CenterFace call",
         },

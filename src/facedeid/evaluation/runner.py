@@ -21,9 +21,18 @@ import numpy as np
 
 from .. import pipeline
 from ..client.triton import DEFAULT_URL
-from ..crops import check_boxes
+from ..crops import check_boxes, extract_crops
 from ..data.dna import Frame, ImageError, boxes_to_pixels, read_image, scan_dataset
-from .measure import BASELINES, FALSE_POSITIVE_IOU, UNTOUCHED_SSIM, Loaded, Measurers, crop_size, parse_models
+from .measure import (
+    BASELINES,
+    CROP_SIZE_BASELINE,
+    FALSE_POSITIVE_IOU,
+    UNTOUCHED_SSIM,
+    Loaded,
+    Measurers,
+    crop_size,
+    parse_models,
+)
 from .outputs import finish, save_frame, write_example
 from .resume import ResultsLog
 
@@ -195,9 +204,15 @@ class Evaluation:
                     from .identification import ORIGINAL, save
 
                     save(self.out, ORIGINAL, x.frame.key, x.descriptors, x.gt_px)
-                from ..metrics import match_boxes
+                from ..metrics import face_features, match_boxes
+                from ..realism import generated
+                from . import per_face
 
                 x.orig_found = match_boxes(x.gt_px, self.measure.det(x.image)[0])
+                # the untouched faces: fid_eff's reference row and the descriptors of dlib's chance level
+                crops, _ = extract_crops(x.image, x.gt_px[generated(x.gt_px)], CROP_SIZE_BASELINE)
+                per_face.save(self.out, per_face.UNTOUCHED, x.frame.key, x.gt_px,
+                              face_features(self.measure.sim, crops), descriptors=x.descriptors)
         for model in self.models:
             todo = [x for x in loaded if (model, x.frame.key) not in self.results.done]
             if not todo:
@@ -269,7 +284,17 @@ class Evaluation:
         return [(deid, deface_cli.detect(x.image), busy, busy, "local", None, None) for x, deid in zip(todo, frames)]
 
     def _measure(self, model, x: Loaded, deid, boxes_used, deid_feat, latency, busy, url, blurred=None) -> dict:
-        from ..metrics import REID_THRESHOLD, cosine, face_scores, iou_matrix, match_boxes, reid_distances
+        from ..metrics import (
+            REID_THRESHOLD,
+            cosine,
+            crop_scores,
+            face_crops,
+            face_features,
+            iou_matrix,
+            match_boxes,
+            reid_distances,
+        )
+        from ..realism import generated
 
         h, w = x.image.shape[:2]
         row = self._row(model, x.frame, status="ok", width=w, height=h, url=url)
@@ -285,7 +310,8 @@ class Evaluation:
             overlap = iou_matrix(anonymised, x.gt_px)
             row["false_pos"] = int((overlap.max(axis=1, initial=0.0) < FALSE_POSITIVE_IOU).sum())
         if len(x.gt_px):
-            scores = face_scores(x.image, deid, x.gt_px, crop_size(model))
+            originals, faces = face_crops(x.image, deid, x.gt_px, crop_size(model))
+            scores = crop_scores(originals, faces)
             if self.args.boxes == "detect":
                 row["untouched"] = int((np.asarray(scores["ssim"]) >= UNTOUCHED_SSIM).sum())
             row["ssim"] = float(np.mean(scores["ssim"]))
@@ -297,6 +323,10 @@ class Evaluation:
 
                 save(self.out, model, x.frame.key, deid_descriptors, x.gt_px)
             dist = reid_distances(x.descriptors, deid_descriptors)
+            from . import per_face  # fid_eff features and reid per face, before the row (--resume keeps them)
+
+            per_face.save(self.out, model, x.frame.key, x.gt_px,
+                          face_features(self.measure.sim, faces[generated(x.gt_px)]), reid_dist=dist)
             row["reid_matches"] = int((dist < REID_THRESHOLD).sum())
             row["reid_dist"] = float(dist.mean())
             row["det_found"] = int(match_boxes(x.gt_px, self.measure.det(deid)[0]).sum())

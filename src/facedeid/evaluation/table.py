@@ -163,20 +163,29 @@ def format_notes(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def format_comparison(summaries: dict[str, dict]) -> str:
-    """One line per model: the `average` column of each metric, and frames/s."""
+def format_comparison(summaries: dict[str, dict], untouched_fid: dict | None = None) -> str:
+    """One line per model: the `average` column of each metric, fid_eff, and frames/s; with untouched_fid
+    ({'fid_eff', 'faces'} of the original faces) an `untouched` line: fid_eff's reference row."""
     keys = ["ssim", "psnr", "image sim", "reid", "det"]
     if all("recall" in s["table"] for s in summaries.values()):  # --boxes detect: the leak, side by side
         keys += ["recall", "untouched"]
     short = {"psnr": "psnr dB", "image sim": "img sim"}
-    head = f"{'model':<14}\t" + "\t".join(f"{short.get(k, k)[:9]:>7}" for k in keys) + f"\t{'frames/s':>8}"
-    lines = [head, "-" * (70 + 16 * (len(keys) - 5))]
+    ident = all("identification" in s for s in summaries.values())  # --identify
+    head = (f"{'model':<14}\t" + "\t".join(f"{short.get(k, k)[:9]:>7}" for k in keys)
+            + ("\t  ident" if ident else "") + f"\t{'fid_eff':>7}\t{'frames/s':>8}")
+    lines = [head, "-" * (78 + 16 * (len(keys) - 5) + 8 * ident)]
+    fid = lambda v: EMPTY if v is None else f"{v:.2f}"  # noqa: E731
     for name, s in summaries.items():
         t = s["table"]
         cells = [_cell(t[PRINTED[k]]["average"]) for k in keys]
+        cells += [_cell(s["identification"]["ident"]["average"])] if ident else []
+        cells += [fid(s.get("fid_eff"))]
         fps = s["throughput"]["frames_per_s"]
         fps_text = EMPTY if fps is None else f"{fps:.2f}"
         lines.append(f"{name:<14}\t" + "\t".join(f"{c:>7}" for c in cells) + f"\t{fps_text:>8}")
+    if untouched_fid is not None:
+        cells = [EMPTY] * (len(keys) + ident) + [fid(untouched_fid["fid_eff"])]
+        lines.append(f"{'untouched':<14}\t" + "\t".join(f"{c:>7}" for c in cells) + f"\t{EMPTY:>8}")
     return "\n".join(lines)
 
 

