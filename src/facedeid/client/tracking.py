@@ -8,8 +8,10 @@ pin each video to one model instance (sequence slots), need sequence ids/start/e
 undo the free spreading of frames over servers and concurrent requests that the client does. Keeping it in the
 client keeps every served model stateless.
 
-The generators are deterministic functions of the crop (no noise input), so a tracked face gets the same kind of
-replacement in every frame by construction; `track_ids` let a donor-based generator keep one donor per track.
+The network generators are continuous, deterministic functions of the crop (no noise input), so a tracked face
+changes little between frames. ksame is deterministic but picks its donor average per crop, so small changes of box
+and exposure switch donors often (`python -m facedeid.ksame stability`); the track ids returned by `update` are what
+a per-track donor would be keyed on, which no served model takes yet.
 """
 
 from __future__ import annotations

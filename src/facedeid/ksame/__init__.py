@@ -245,14 +245,25 @@ class KSame:
         return np.stack([self.replace(c, p if s >= LANDMARK_MIN_SCORE else None) for c, p, s
                          in zip(crops, points, scores)]) if len(crops) else crops.copy()
 
-    def replace(self, crop: np.ndarray, points: np.ndarray | None) -> np.ndarray:
+    def donors(self, crops: np.ndarray) -> np.ndarray:
+        """[N] index of the bank average each crop would get (what `generate` chooses)."""
+        points, scores = self.landmarks(crops)
+        return np.array([self._choose(c, p if s >= LANDMARK_MIN_SCORE else None)[2] for c, p, s
+                         in zip(crops, points, scores)], np.int64)
+
+    def _choose(self, crop: np.ndarray, points: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, int]:
+        """(template -> crop transform, the crop aligned to the template, the chosen average's index)."""
         bank, size = self.bank, crop.shape[0]
         to_crop = similarity(bank.template, points) if points is not None else np.array([[1.0, 0, 0], [0, 1.0, 0]])
         to_template = cv2.invertAffineTransform(to_crop)
         aligned = cv2.warpAffine(crop, to_template, (size, size), flags=cv2.INTER_LINEAR,
                                  borderMode=cv2.BORDER_REPLICATE)
         pose = yaw_of(bank.template if points is None else apply(to_template, points))
-        index = bank.choose(pose, skin_tone(aligned, bank.ring), thumbnail(aligned, bank.inner))
+        return to_crop, aligned, bank.choose(pose, skin_tone(aligned, bank.ring), thumbnail(aligned, bank.inner))
+
+    def replace(self, crop: np.ndarray, points: np.ndarray | None) -> np.ndarray:
+        bank, size = self.bank, crop.shape[0]
+        to_crop, aligned, index = self._choose(crop, points)
         face = match_colour(sharpen(bank.faces[index]), aligned, bank.ring)
         face = cv2.warpAffine(face, to_crop, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         mask = cv2.warpAffine(bank.inner, to_crop, (size, size), flags=cv2.INTER_LINEAR,
