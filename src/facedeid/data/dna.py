@@ -11,6 +11,7 @@ frame, never the whole run.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import tempfile
@@ -161,6 +162,26 @@ def scan_dataset(root) -> list[Frame]:
                     frame.error = f"bad_label: {exc}"
             frames[key] = frame
     return [frames[k] for k in sorted(frames)]
+
+
+DATASET_CARD = "dataset.json"  # optional, at the data set's root: facts about the data the metrics rely on
+SAME_FRAME_DIFFERENT = "faces_of_one_frame_are_different_people"
+
+
+def faces_of_one_frame_differ(root) -> bool:
+    """Whether two faces in one frame are two different people (true of real footage; false of a sample that pastes
+    one person several times into a frame): what dlib's chance level may count as impostor pairs. Read from the
+    optional DATASET_CARD at the data set's root; absent means true."""
+    path = Path(root) / DATASET_CARD
+    if not path.is_file():
+        return True
+    try:
+        value = json.loads(path.read_text()).get(SAME_FRAME_DIFFERENT, True)
+    except (ValueError, AttributeError) as exc:
+        raise ValueError(f"{path}: not a JSON object ({exc})") from None
+    if not isinstance(value, bool):
+        raise ValueError(f"{path}: {SAME_FRAME_DIFFERENT} must be true or false, got {value!r}")
+    return value
 
 
 def boxes_to_pixels(boxes_norm: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,7 +198,7 @@ def build(out_dir, shared: Path | None | str = "auto", n_shared: int = len(SHARE
 
 def write_note(out: Path, keys: list[str]) -> None:
     """out/README.md: what the sample is, so that the report can say it next to the numbers."""
-    from .dna import atomic_write_bytes
+    from .dna import DATASET_CARD, SAME_FRAME_DIFFERENT, atomic_write_bytes
 
     pasted = sum(k.startswith("skimage/") and "/noface/" not in k for k in keys)
     people = sum(k.startswith("shared/identities/") for k in keys)
@@ -211,6 +212,9 @@ def write_note(out: Path, keys: list[str]) -> None:
     text += (". With so few people, numbers on it say little about other footage: evaluate on your own frames "
              "(facedeid data extract) for that.")
     atomic_write_bytes(out / "README.md", f"# Sample data set\n\n{text}\n".encode())
+    card = {SAME_FRAME_DIFFERENT: False,
+            "why": "frames with two faces paste the same astronaut photo twice: not two different people"}
+    atomic_write_bytes(out / DATASET_CARD, (json.dumps(card, indent=1) + "\n").encode())
 
 
 def main(argv: list[str] | None = None) -> int:

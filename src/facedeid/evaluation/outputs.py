@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..data.dna import BINS, Frame, boxes_to_pixels, write_image
+from ..data.dna import BINS, Frame, boxes_to_pixels, faces_of_one_frame_differ, write_image
 from . import per_face
 from . import table as tables
 from .measure import BASELINES, FALSE_POSITIVE_IOU, UNTOUCHED_SSIM, Loaded
@@ -145,7 +145,8 @@ def per_face_summary(ev, rows: list[dict]) -> dict:
                     if reference is None else description(reference),
                     "models": per_face.fid_eff(ev.out, rows, ev.models, reference)},
         "reid_by_face_size": {m: per_face.reid_by_band(ev.out, rows, m) for m in ev.models},
-        "impostor_rate_by_face_size": per_face.chance_level(ev.out, rows, bool(getattr(ev.args, "identify", False))),
+        "impostor_rate_by_face_size": per_face.chance_level(
+            ev.out, rows, bool(getattr(ev.args, "identify", False)), faces_of_one_frame_differ(ev.args.dataset_dir)),
     }
 
 

@@ -109,9 +109,10 @@ def reid_by_band(out: Path, rows: list[dict], model: str) -> dict:
             for band, m in _band_masks(sides).items()}
 
 
-def chance_level(out: Path, rows: list[dict], identify: bool) -> dict:
+def chance_level(out: Path, rows: list[dict], identify: bool, same_frame_pairs: bool = True) -> dict:
     """{band: {'impostor_rate', 'pairs', 'same_frame_pairs', 'across_people_pairs'}}: dlib's false match rate on
-    pairs of different people's original faces, banded by the pair's smaller face."""
+    pairs of different people's original faces, banded by the pair's smaller face. Two faces of one frame count as
+    different people unless `same_frame_pairs` is false (data.dna.faces_of_one_frame_differ)."""
     same, across = [], []  # (distance, smaller side) of the pairs
     mains = []  # (person, descriptor, side) of each frame's named face (--identify)
     for key in _keys(rows):
@@ -119,7 +120,7 @@ def chance_level(out: Path, rows: list[dict], identify: bool) -> dict:
         if record is None or "descriptors" not in record:
             continue
         desc, sides = record["descriptors"], _side(record["boxes"])
-        i, j = np.triu_indices(len(desc), 1)
+        i, j = np.triu_indices(len(desc) if same_frame_pairs else 0, 1)
         same += zip(np.linalg.norm(desc[i] - desc[j], axis=1), np.minimum(sides[i], sides[j]))
         if identify and person_of(key) is not None and len(desc):
             main = int(np.argmax((record["boxes"][:, 2] - record["boxes"][:, 0])
