@@ -185,11 +185,6 @@ def reid_distances(orig_desc: np.ndarray, deid_desc: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ per frame
-def face_scores(original: np.ndarray, deid: np.ndarray, boxes: np.ndarray, size: int = 128) -> dict:
-    """Per-face ssim, psnr (normalised) and psnr_db lists for one frame."""
-    return crop_scores(*face_crops(original, deid, boxes, size))
-
-
 def crop_scores(a: np.ndarray, b: np.ndarray) -> dict:
     """Per-face ssim, psnr (normalised) and psnr_db lists for original and de-identified crops [N,S,S,3]."""
     ssims = [ssim(x, y) for x, y in zip(a, b)]

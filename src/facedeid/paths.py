@@ -33,3 +33,10 @@ SCENES = SHARED_FACES / "scenes"  # multi-face photos
 def shared_faces_dir() -> Path | None:
     """The shared faces folder when it is present on this machine."""
     return SHARED_FACES if (SHARED_FACES / "identities").is_dir() else None
+
+
+def cache_dir(name: str) -> Path:
+    """$FACEDEID_CACHE/<name> (default ~/.cache/facedeid/<name>): computed data worth keeping between runs."""
+    import os
+
+    return Path(os.environ.get("FACEDEID_CACHE", Path.home() / ".cache" / "facedeid")) / name

