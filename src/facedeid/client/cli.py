@@ -14,6 +14,13 @@
   for this run and stopped after (said in one line). Several `--url`s spread frames over several servers.
 * A frame that cannot be de-identified is never written with original pixels: that file fails with an error naming
   the frame (no partial file is left under the output's name).
+* Every file is written to a temporary name in the output's folder, decoded back and only then renamed (a failed,
+  killed or interrupted run leaves nothing under the output name). Output types that cannot hold the input (a
+  video as .png, an animation as .jpg) and folders that cannot be written are refused before any work. Ctrl-C
+  stops the run: the file in progress is removed, finished files stay, exit status 130.
+* What leaves with the file: pixels upright (EXIF orientation, video rotation applied), audio (--no-audio drops
+  it); no EXIF/XMP/ICC/text chunks, chapters, subtitle/data streams or container tags unless --keep-metadata
+  names them (docs/reliability.md, "What leaves with the file").
 """
 
 from __future__ import annotations
@@ -33,12 +40,14 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 from .. import cli_args  # noqa: E402
 from ..baselines import METHODS as BASELINES  # noqa: E402
-from ..data.dna import IMAGE_EXTS  # noqa: E402
+from ..data.dna import atomic_temp_file  # noqa: E402
 from ..data.video import VIDEO_EXTS  # noqa: E402
 from .detection_settings import add_detection_arguments, detection_settings_from  # noqa: E402
+from .image_files import MULTI_FRAME_EXTS, RUN_IMAGE_EXTS, frame_count  # noqa: E402
 from .media import InputError, _progress, _say, run_images, run_video  # noqa: E402
 from .tracking import DEFAULT_MEMORY  # noqa: E402
 from .triton import DEFAULT_URL, DeidClient, DeidError, ensemble_name  # noqa: E402
+from .video_io import OUTPUT_MUXERS  # noqa: E402
 
 SUFFIX = "_anonymized"
 
@@ -58,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "--url is given, a local server is started for the run)")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
     p.add_argument("--no-audio", action="store_true", help="do not copy the source's audio into output videos")
+    p.add_argument("--keep-metadata", type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
+                   default=[], metavar="TAGS",
+                   help="comma-separated tags to keep (default none): container tags of a video (e.g. "
+                        "creation_time), 'icc' for an image's colour profile; chapters, subtitles, data streams and "
+                        "EXIF never leave")
     p.add_argument("--draw-boxes", action="store_true",
                    help="draw the detected face boxes on the output (for checking what was replaced)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -77,12 +91,49 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def default_output(src: Path) -> Path:
-    return src.with_name(src.name + SUFFIX) if src.is_dir() else src.with_name(f"{src.stem}{SUFFIX}{src.suffix}")
+    if src.is_dir():
+        return src.with_name(src.name + SUFFIX)
+    return src.with_name(f"{src.stem}{SUFFIX}{writable_suffix(src)}")
+
+
+def writable_suffix(src: Path) -> str:
+    """The source's extension, or .mkv for a video type this run cannot write H.264 into (.webm, .ogv, ...)."""
+    if media_kind(src) == "video" and src.suffix.lower() not in OUTPUT_MUXERS:
+        return ".mkv"
+    return src.suffix
 
 
 def media_kind(path: Path) -> str | None:
     ext = path.suffix.lower()
-    return "image" if ext in IMAGE_EXTS else "video" if ext in VIDEO_EXTS else None
+    return "image" if ext in RUN_IMAGE_EXTS else "video" if ext in VIDEO_EXTS else None
+
+
+def output_problem(src: Path, dst: Path, kind: str) -> str | None:
+    """Why dst's type cannot hold src (checked before any work), or None."""
+    ext = dst.suffix.lower()
+    if kind == "video" and ext not in OUTPUT_MUXERS:
+        return (f"{dst}: a video cannot be written as {dst.suffix or 'a file without extension'} "
+                f"(use {', '.join(OUTPUT_MUXERS)})")
+    if kind == "image" and ext not in RUN_IMAGE_EXTS:
+        return (f"{dst}: an image cannot be written as {dst.suffix or 'a file without extension'} "
+                f"(use {', '.join(RUN_IMAGE_EXTS)})")
+    if kind == "image" and ext not in MULTI_FRAME_EXTS:
+        n = frame_count(src)
+        if n > 1:
+            return f"{src} has {n} frames and {dst.suffix} holds one (use {', '.join(MULTI_FRAME_EXTS)})"
+    return None
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why nothing can be written in `folder` (read-only, full, not a folder), tried with a real temporary file."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = atomic_temp_file(folder / "probe")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        return f"cannot write to {folder} ({exc.strerror or exc})"
+    return None
 
 
 class LocalBaseline:
@@ -123,7 +174,7 @@ def plan(src: Path, dst: Path, overwrite: bool) -> tuple[list[tuple[Path, Path, 
         return [], [f"{src} does not exist"]
     if src.is_dir():
         candidates = sorted(p for p in src.rglob("*") if p.is_file() and not p.name.startswith("."))
-        pairs = [(p, dst / p.relative_to(src)) for p in candidates]
+        pairs = [(p, (dst / p.relative_to(src)).with_suffix(writable_suffix(p))) for p in candidates]
         if not candidates:
             return [], [f"{src} holds no files"]
     else:
@@ -132,14 +183,18 @@ def plan(src: Path, dst: Path, overwrite: bool) -> tuple[list[tuple[Path, Path, 
     for s, d in pairs:
         kind = media_kind(s)
         if kind is None:
-            problems.append(f"{s}: not an image or video ({', '.join(IMAGE_EXTS + VIDEO_EXTS)})")
+            problems.append(f"{s}: not an image or video ({', '.join(RUN_IMAGE_EXTS + VIDEO_EXTS)})")
         elif d.exists() and not overwrite:
             problems.append(f"{s}: {d} exists (--overwrite replaces it)")
         elif d.resolve() == s.resolve():
             problems.append(f"{s}: the output would replace the input")
+        elif (why := output_problem(s, d, kind)) is not None:
+            problems.append(why)
         else:
             jobs.append((s, d, kind))
-    return jobs, problems
+    unwritable = {folder: folder_problem(folder) for folder in sorted({d.parent for _, d, _ in jobs})}
+    problems += [why for why in unwritable.values() if why]
+    return [job for job in jobs if not unwritable[job[1].parent]], problems
 
 
 def _answers(url: str, timeout: float = 1.0) -> bool:
@@ -202,8 +257,27 @@ def main(argv: list[str] | None = None) -> int:
     if not jobs:
         return 2
     model = args.model if args.model in BASELINES else ensemble_name(args.model, with_boxes=False)
-    failed = len(problems)
-    written = 0
+    tally = {"written": 0, "failed": len(problems)}
+    try:
+        code = _run(args, settings, model, jobs, single, tally)
+    except KeyboardInterrupt:
+        # the file in progress has removed its temporary files on the way out (media.run_video, image_files)
+        _say(f"interrupted: {tally['written']} file(s) written to {dst}; the file in progress was not written "
+             "and nothing after it was started")
+        return 130
+    if code:
+        return code
+    if single and tally["written"] and any(kind == "image" for _, _, kind in jobs):
+        _say(f"wrote {dst}")
+    elif not single:
+        _say(f"{src}: wrote {tally['written']} file(s) to {dst}" +
+             (f", {tally['failed']} not done (see above)" if tally["failed"] else ""))
+    return 0 if not tally["failed"] else 1
+
+
+def _run(args, settings, model, jobs, single, tally) -> int:
+    """The jobs through one engine; `tally` counts as it goes (an interrupted run reports what was done)."""
+    src = args.input
     try:
         with server_for_run(args, model) as urls:
             engine = (LocalBaseline(args.model, **settings) if args.model in BASELINES else
@@ -214,17 +288,16 @@ def main(argv: list[str] | None = None) -> int:
                 bar = None if single else _progress(len(jobs), "file", src.name, args.no_progress)
                 images = [(s, d) for s, d, kind in jobs if kind == "image"]
                 if images:
-                    done, bad = run_images(engine, model, images, args, bar)
-                    written, failed = written + done, failed + bad
+                    run_images(engine, model, images, args, bar, tally)
                 for s, d, kind in jobs:
                     if kind != "video":
                         continue
                     try:
                         run_video(engine, model, s, d, args, bar)
-                        written += 1
+                        tally["written"] += 1
                     except (InputError, DeidError) as exc:
                         _say(f"failed {exc}", bar)
-                        failed += 1
+                        tally["failed"] += 1
                     if bar is not None:
                         bar.update(1)
                 if bar is not None:
@@ -234,8 +307,4 @@ def main(argv: list[str] | None = None) -> int:
     except (DeidError, RuntimeError) as exc:  # no server: the reason (and a failed local server's log tail)
         _say(str(exc) or type(exc).__name__)
         return 1
-    if images and single and written:
-        _say(f"wrote {dst}")
-    elif not single:
-        _say(f"{src}: wrote {written} file(s) to {dst}" + (f", {failed} not done (see above)" if failed else ""))
-    return 0 if not failed else 1
+    return 0

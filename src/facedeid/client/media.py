@@ -1,27 +1,38 @@
-"""Frames through a de-identification engine (DeidClient or LocalBaseline) into files: images, and videos at the
-source's frame rate and size with its audio copied in (ffmpeg from imageio-ffmpeg); faces tracked across a
-video's frames (client/tracking.py). What `facedeid run` writes; the command line is client/cli.py."""
+"""Frames through a de-identification engine (DeidClient or LocalBaseline) into files: images (every frame of an
+animated or multi-page one, upright: client/image_files.py) and videos (upright, at the source's size and
+duration, with its audio: client/video_io.py); faces tracked across a video's frames (client/tracking.py). Every
+file is written to a temporary name in the output's folder, decoded back, and only then renamed to its output
+name. What `facedeid run` writes; the command line is client/cli.py."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
-import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 
 from ..baselines import METHODS as BASELINES
-from ..data.dna import ImageError, atomic_temp_file, read_image, write_image
+from ..data.dna import ImageError, atomic_temp_file
+from . import video_io
+from .image_files import Picture, encode_picture, read_picture, write_checked
 from .tracking import DEFAULT_MEMORY, FaceTracker
 from .triton import DeidError
 
 
 class InputError(Exception):
-    """A file this run cannot do (missing, not media, unreadable, output exists): one line, the run goes on."""
+    """A file this run cannot do (missing, not media, unreadable, output exists, output not writable): one line,
+    the run goes on."""
+
+
+def write_problem(dst: Path, exc: BaseException) -> str:
+    """One line for a failed write: the folder's real problem (full, read-only) when it has one."""
+    text = getattr(exc, "strerror", None) or str(exc)
+    reason = video_io.disk_reason(dst.parent, text)
+    return f"{dst}: not written: {reason or text}"
 
 
 class FaceCounts:
@@ -99,30 +110,69 @@ def _say(message: str, bar=None) -> None:
     (bar.write if bar is not None else print)(f"deid: {message}", file=sys.stderr)
 
 
-def run_images(engine, model: str, pairs: list[tuple[Path, Path]], opts, bar=None) -> tuple[int, int]:
-    """(written, failed): images streamed through the engine together; each failure is reported and skipped."""
+def run_images(engine, model: str, pairs: list[tuple[Path, Path]], opts, bar=None,
+               tally: dict | None = None) -> tuple[int, int]:
+    """(written, failed): the frames of all images streamed through the engine together; each image is written
+    once all its frames are back. Each failure is reported and skipped. `tally` ("written", "failed") is counted
+    up as files finish."""
     failed = 0
+    tally = tally if tally is not None else {"written": 0, "failed": 0}
+    pictures: dict[str, Picture] = {}
+    keep = getattr(opts, "keep_metadata", None) or []
 
     def frames():
         nonlocal failed
         for src, _ in pairs:
             try:
-                yield str(src), read_image(src)
+                pic = read_picture(src)
             except ImageError as exc:
                 _say(f"skipped {exc}", bar)
                 failed += 1
+                tally["failed"] += 1
                 if bar is not None:
                     bar.update(1)
+                continue
+            pictures[str(src)] = pic
+            for i, frame in enumerate(pic.frames):
+                yield f"{src}#frame{i}" if len(pic.frames) > 1 else str(src), frame
 
     out_of = {str(s): d for s, d in pairs}
     done, counts = 0, FaceCounts()
+    current: tuple[str, list] | None = None  # (source, de-identified frames so far)
+    broken: set[str] = set()
     for name, deid in _deid_stream(engine, model, frames(), opts.draw_boxes, counts):
+        src = name.split("#frame")[0] if name not in out_of else name
+        if current is None or current[0] != src:
+            current = (src, [])
+        if src in broken:
+            continue
         if isinstance(deid, BaseException):
             _say(f"failed {deid}", bar)
             failed += 1
-        else:
-            write_image(out_of[name], deid)
+            tally["failed"] += 1
+            broken.add(src)
+            if bar is not None:
+                bar.update(1)
+            continue
+        current[1].append(deid)
+        pic = pictures[src]
+        if len(current[1]) < len(pic.frames):
+            continue
+        dst = out_of[src]
+        try:
+            data = encode_picture(pic, current[1], dst.suffix.lower(), keep)
+            write_checked(dst, data, len(pic.frames), tuple(current[1][0].shape[1::-1]))
             done += 1
+            tally["written"] += 1
+            if pic.orientation != 1 or pic.notes or len(pic.frames) > 1:
+                what = [f"{len(pic.frames)} frames"] if len(pic.frames) > 1 else []
+                what += ["EXIF orientation applied, written upright"] if pic.orientation != 1 else []
+                _say(f"{src}: " + ", ".join(what + pic.notes), bar)
+        except (OSError, ImageError, ValueError) as exc:
+            _say(f"failed {write_problem(dst, exc)}", bar)
+            failed += 1
+            tally["failed"] += 1
+        pictures.pop(src, None)
         if bar is not None:
             bar.update(1)
     if done:
@@ -130,106 +180,75 @@ def run_images(engine, model: str, pairs: list[tuple[Path, Path]], opts, bar=Non
     return done, failed
 
 
-def audio_streams(src: Path) -> int:
-    """Number of audio streams in a media file (ffmpeg's stream listing; imageio-ffmpeg ships the binary)."""
-    import imageio_ffmpeg
-
-    proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(src)], capture_output=True,
-                          text=True, errors="replace")
-    return len(re.findall(r"^\s*Stream #\S+.*?: Audio:", proc.stderr, flags=re.M))
-
-
-def add_audio(video: Path, source: Path, dst_tmp: Path) -> None:
-    """Mux `video` (frames) with `source`'s audio into dst_tmp: the audio copied as is, else re-encoded as AAC."""
-    import imageio_ffmpeg
-
-    base = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error", "-i", str(video), "-i", str(source),
-            "-map", "0:v:0", "-map", "1:a", "-c:v", "copy"]
-    errors = ""
-    for audio_codec in (["-c:a", "copy"], ["-c:a", "aac"]):  # copy fails where the container refuses the codec
-        proc = subprocess.run([*base, *audio_codec, str(dst_tmp)], capture_output=True, text=True, errors="replace")
-        if proc.returncode == 0:
-            return
-        errors = proc.stderr.strip().splitlines()[-1:] or [f"ffmpeg exit {proc.returncode}"]
-        errors = errors[0]
-    raise InputError(f"{source}: cannot copy its audio ({errors}); use --no-audio to drop it")
-
-
-def _open_video(src: Path, attempts: int = 3):
-    """(imageio reader, its metadata). Retried: imageio-ffmpeg gives ffmpeg 10 s to print the stream header, which
-    a busy machine can miss; a file that is not a video fails each try at once."""
-    import imageio.v2 as iio
-
-    for attempt in range(attempts):
-        try:
-            reader = iio.get_reader(str(src), format="FFMPEG")
-            return reader, reader.get_meta_data()
-        except Exception as exc:  # noqa: BLE001 - imageio/ffmpeg raise several types for a file that is not video
-            if attempt == attempts - 1:
-                raise InputError(f"{src}: cannot read it as a video ({str(exc).splitlines()[0][:160]})") from exc
-
-
 def run_video(engine, model: str, src: Path, dst: Path, opts, bar=None) -> int:
-    """Frames through the engine into dst (source frame rate and size), then the source's audio; returns frames."""
-    import imageio_ffmpeg
-
-    reader, meta = _open_video(src)
-    fps = opts.fps or meta.get("fps") or 25.0
-    keep_audio = not opts.no_audio and audio_streams(src) > 0
+    """Frames through the engine into dst (upright, the source's size and duration), then the source's audio; the
+    result is decoded back before it takes dst's name. Returns frames written."""
+    try:
+        info = video_io.probe(src)
+    except video_io.VideoFileError as exc:
+        raise InputError(str(exc)) from None
+    if info.truncated:
+        raise InputError(f"{src}: the file is truncated: {info.packets} of about {info.expected_frames} frames can "
+                         "be read; nothing written")
+    rate = Fraction(opts.fps).limit_denominator(video_io.MAX_VFR_DENOMINATOR) if opts.fps else info.rate
+    keep_audio = not opts.no_audio and info.streams.get("Audio", 0) > 0
     if not opts.no_audio and not keep_audio:
         _say(f"{src}: no audio stream; the output has none either", bar)
+    keep = getattr(opts, "keep_metadata", None) or []
     dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = atomic_temp_file(dst, suffix=dst.suffix)
-    os.close(fd)
-    muxed = None
-    # The source's size exactly: 4:2:0 chroma needs even sides, so an odd-sized source is written as 4:4:4 (fewer
-    # players play that, but no pixel row or column is added or lost).
-    odd = any(side % 2 for side in meta["size"])
-    writer = imageio_ffmpeg.write_frames(tmp, tuple(meta["size"]), fps=fps, codec="libx264", quality=8,
-                                         macro_block_size=1, pix_fmt_out="yuv444p" if odd else "yuv420p",
-                                         ffmpeg_log_level="error")
-    # Start ffmpeg now: forking it later, while frames are in flight over gRPC, breaks the encoder (gRPC skips its
-    # fork handlers when other threads are inside it).
-    writer.send(None)
-    duration = meta.get("duration")
-    total = int(round(duration * fps)) if duration and duration != float("inf") else None
-    frame_bar = _progress(total, "frame", src.name, opts.no_progress, leave=bar is None)
+    temps: list[str] = []
+    try:
+        for suffix in (".mkv", dst.suffix):
+            fd, name = atomic_temp_file(dst, suffix=suffix)
+            os.close(fd)
+            temps.append(name)
+    except OSError as exc:
+        for name in temps:
+            os.unlink(name)
+        raise InputError(write_problem(dst, exc)) from None
+    frames_tmp, final_tmp = map(Path, temps)
+    writer = video_io.FrameWriter(frames_tmp, info.width, info.height, rate)
+    reader = video_io.FrameReader(src, info, rate)
+    expected = max(1, round(info.packets * float(rate) / float(info.rate))) if info.packets else None
+    frame_bar = _progress(expected, "frame", src.name, opts.no_progress, leave=bar is None)
     n = 0
     track_memory = getattr(opts, "track_memory", DEFAULT_MEMORY)
     tracker, counts = FaceTracker(memory=track_memory), FaceCounts()
     try:
-        frames = ((f"{src}#frame{i}", np.ascontiguousarray(f[:, :, :3]))
-                  for i, f in enumerate(reader.iter_data()))
+        frames = ((f"{src}#frame{i}", f) for i, f in enumerate(reader))
         stream = (deid_tracked(engine, model, frames, tracker, counts, opts.draw_boxes)
                   if track_memory > 0 and model not in BASELINES
                   else _deid_stream(engine, model, frames, opts.draw_boxes, counts))
         for _, deid in stream:
             if isinstance(deid, BaseException):
                 raise deid
-            writer.send(np.ascontiguousarray(deid))
+            writer.send(deid)
             n += 1
             frame_bar.update(1)
         writer.close()
-        if keep_audio:
-            fd, muxed = atomic_temp_file(dst, suffix=dst.suffix)
-            os.close(fd)
-            add_audio(Path(tmp), src, Path(muxed))
-            os.replace(muxed, dst)
-            os.unlink(tmp)
-        else:
-            os.replace(tmp, dst)
-    except BaseException:
-        writer.close()
-        for path in (tmp, muxed):
-            if path:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
-        raise
+        if expected and n < 0.9 * expected - 1:  # a source that stops decoding part-way is not a finished video
+            why = video_io.last_line(reader.errors()) if reader.errors() else "decoding stopped"
+            raise InputError(f"{src}: only {n} of about {expected} frames could be decoded ({why}); nothing written")
+        fate = video_io.mux(frames_tmp, src, final_tmp, keep_audio, keep, dst.suffix.lower(),
+                            offset=info.video_start - info.start)
+        video_io.verify(final_tmp, n, keep_audio)
+        os.replace(final_tmp, dst)
+    except video_io.VideoFileError as exc:
+        raise InputError(write_problem(dst, exc)) from None
+    except OSError as exc:
+        raise InputError(write_problem(dst, exc)) from None
     finally:
-        frame_bar.close()
+        writer.abort()
         reader.close()
-    size = "x".join(map(str, meta["size"]))
-    _say(f"wrote {dst}: {n} frames, {size} at {fps:g} fps, " + ("with the source's audio" if keep_audio else
-                                                                 "no audio") +
+        frame_bar.close()
+        for name in temps:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
+    size = f"{info.width}x{info.height}"
+    turned = f", rotation {info.rotation}\u00b0 applied" if info.rotation else ""
+    timing = f"{float(rate):.4g} fps" + (f" (variable-rate source resampled, {n / float(rate):.2f} s)"
+                                         if info.vfr and not opts.fps else "")
+    _say(f"wrote {dst}: {n} frames, {size}{turned} at {timing}, " +
+         (f"with the source's audio ({fate})" if keep_audio else "no audio") +
          f"; {counts}; {tracker.held_total} face(s) held by tracking where the detector lost them", bar)
     return n
