@@ -209,7 +209,7 @@ def run_video(engine, model: str, src: Path, dst: Path, opts, bar=None) -> int:
     frames_tmp, final_tmp = map(Path, temps)
     writer = video_io.FrameWriter(frames_tmp, info.width, info.height, rate)
     reader = video_io.FrameReader(src, info, rate)
-    expected = max(1, round(info.packets * float(rate) / float(info.rate))) if info.packets else None
+    expected = info.frames_at(rate)
     frame_bar = _progress(expected, "frame", src.name, opts.no_progress, leave=bar is None)
     n = 0
     track_memory = getattr(opts, "track_memory", DEFAULT_MEMORY)

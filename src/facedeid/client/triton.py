@@ -12,6 +12,10 @@
   it, never a frame sent with that face unprotected.
 * Replies are checked: DEID_FRAME must have the frame's shape and dtype, BOXES must be [N, 4] and, for given
   boxes, as many as were sent (an empty, wrong-shaped or short output is an error, never passed on as a result).
+* Closing never races a request: `close()` first refuses new requests, cancels the ones in flight or waiting to
+  retry and waits for them, and only then closes the channels (a retry on a closed channel was grpc's
+  `UsageError: Channel is closed` that ended runs). A channel found closed while the client is open is opened
+  again and the request retried. `map()` cancels its outstanding requests when its consumer stops early.
 
 `TritonModels` (client/triton_models.py) is the synchronous side for single models. Every Triton client of the
 project is one of these two. Per-request detection settings: client/detection_settings.py.
@@ -39,6 +43,7 @@ DEFAULT_URL = "127.0.0.1:8001"
 BOXES_INPUT = "BOXES_IN"  # the _boxes ensembles' box input (an ensemble input cannot share the output's name)
 RETRYABLE_STATUS = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.RESOURCE_EXHAUSTED")
 RETRYABLE_TEXT = ("not ready", "unavailable", "failed to connect", "connection refused", "socket closed")
+CLOSED_CHANNEL = "channel is closed"  # grpc.aio's UsageError text for a call on a closed channel
 
 
 class DeidError(RuntimeError):
@@ -195,6 +200,8 @@ class DeidClient:
         self._servers = [_Server(u) for u in urls]
         self._rr = itertools.count()
         self.stats = ClientStats(per_url={u: 0 for u in urls})
+        self._closing = False
+        self._tasks: set[asyncio.Task] = set()  # requests in flight or waiting to retry (touched on the loop only)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="deid-client", daemon=True)
         self._thread.start()
@@ -214,6 +221,11 @@ class DeidClient:
             return
 
         async def _close():
+            self._closing = True
+            tasks = [t for t in self._tasks if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)  # nothing touches a channel after this
             for s in self._servers:
                 with contextlib.suppress(Exception):  # closing: a dead connection has nothing left to release
                     await s.backend.close()
@@ -241,6 +253,19 @@ class DeidClient:
         return best[next(self._rr) % len(best)]
 
     async def _infer(self, model: str, frame: np.ndarray, boxes: np.ndarray | None) -> DeidResult:
+        task = asyncio.current_task()
+        self._tasks.add(task)
+        try:
+            return await self._infer_tracked(model, frame, boxes)
+        finally:
+            self._tasks.discard(task)
+
+    def _closed_error(self, model: str) -> DeidError:
+        return DeidError(f"{model}: the client was closed before this frame was done", retryable=False)
+
+    async def _infer_tracked(self, model: str, frame: np.ndarray, boxes: np.ndarray | None) -> DeidResult:
+        if self._closing:
+            raise self._closed_error(model)
         inputs = {"FRAME": np.ascontiguousarray(frame, dtype=np.uint8)}
         outputs = ["DEID_FRAME", "BOXES"]
         if boxes is not None:
@@ -261,6 +286,8 @@ class DeidClient:
         previous: _Server | None = None
         async with self._sem:
             for attempt in range(self.retries + 1):
+                if self._closing:
+                    raise self._closed_error(model)
                 server = self._pick(previous if len(self._servers) > 1 else None)
                 server.in_flight += 1
                 self.stats.requests += 1
@@ -279,7 +306,12 @@ class DeidClient:
                 except Exception as exc:  # noqa: BLE001 - classified below
                     server.failed += 1
                     last = exc
-                    if not is_retryable(exc) or attempt == self.retries:
+                    if self._closing:
+                        raise self._closed_error(model) from None
+                    reopened = CLOSED_CHANNEL in str(exc).lower()
+                    if reopened:  # closed under us (not by close()): a new channel, and the frame asked again
+                        server.backend = self._factory(server.url)
+                    if not (reopened or is_retryable(exc)) or attempt == self.retries:
                         break
                     self.stats.retries += 1
                     delay = min(self.max_backoff_s, self.backoff_s * (2 ** attempt))
@@ -323,6 +355,10 @@ class DeidClient:
     # -------------------------------------------------------------------------------------------- public API
     def submit(self, model: str, frame: np.ndarray, boxes: np.ndarray | None = None) -> Future:
         """Future[DeidResult] for one frame; `boxes` given means the caller supplies the faces."""
+        if self._closing or self._loop.is_closed():
+            fut: Future = Future()
+            fut.set_exception(self._closed_error(model))
+            return fut
         return self._call(self._infer(model, frame, boxes))
 
     def infer(self, model: str, frame: np.ndarray, boxes: np.ndarray | None = None) -> DeidResult:
@@ -336,13 +372,17 @@ class DeidClient:
         """
         window = window or 2 * self.concurrency
         pending: deque = deque()
-        for item in items:
-            frame, boxes = to_request(item)
-            pending.append((item, self.submit(model, frame, boxes)))
-            if len(pending) >= window:
+        try:
+            for item in items:
+                frame, boxes = to_request(item)
+                pending.append((item, self.submit(model, frame, boxes)))
+                if len(pending) >= window:
+                    yield self._pop(pending)
+            while pending:
                 yield self._pop(pending)
-        while pending:
-            yield self._pop(pending)
+        finally:  # the consumer stopped early (an error, Ctrl-C): its requests are not left running
+            for _, fut in pending:
+                fut.cancel()
 
     @staticmethod
     def _pop(pending: deque):

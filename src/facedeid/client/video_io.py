@@ -63,6 +63,11 @@ class VideoProbe:
     chapters: int = 0
     truncated: bool = False
     pix_fmt: str = ""
+    span: float = 0.0  # seconds of video, from the packets (0 when under two)
+
+    def frames_at(self, rate: Fraction) -> int | None:
+        """Frames the video gives at `rate`: its span by the rate (None when the packets do not tell)."""
+        return max(1, round(self.span * float(rate))) if self.span > 0 else None
 
     @property
     def expected_frames(self) -> int:
@@ -113,7 +118,8 @@ def probe(path: Path) -> VideoProbe:
         if len(parts) >= 4:
             pts.append(int(parts[2]))
             durs.append(int(parts[3]))
-    pts.sort()
+    order = sorted(range(len(pts)), key=pts.__getitem__)
+    pts, durs = [pts[i] for i in order], [durs[i] for i in order]
     steps = [b - a for a, b in zip(pts, pts[1:])]
     vfr = len(set(steps)) > 1 and (max(steps) - min(steps)) > 1  # one tick of jitter is rounding, not VFR
     truncated = "partial file" in proc.stderr or "Invalid NAL unit size" in proc.stderr and len(pts) < 2
@@ -123,13 +129,19 @@ def probe(path: Path) -> VideoProbe:
     elif not vfr:
         rate = 1 / (Fraction(round(sum(steps) / len(steps))) * timebase)
     else:
-        span = (pts[-1] - pts[0] + (durs[-1] if durs and durs[-1] > 0 else steps[-1])) * timebase
-        rate = Fraction(len(pts) / float(span)).limit_denominator(MAX_VFR_DENOMINATOR)
+        rate = Fraction(len(pts) / float(_span(pts, durs, steps, timebase))).limit_denominator(MAX_VFR_DENOMINATOR)
     if rate <= 0 or not math.isfinite(float(rate)):
         rate = Fraction(25)
     return VideoProbe(width, height, rotation, rate, vfr, len(pts), duration, float(start.group(1)) if start else 0.0,
                       float(pts[0] * timebase) if pts else 0.0, streams, chapters, truncated,
-                      pix.group(1) if pix else "")
+                      pix.group(1) if pix else "", float(_span(pts, durs, steps, timebase)) if len(pts) > 1 else 0.0)
+
+
+def _span(pts: list[int], durs: list[int], steps: list[int], timebase: Fraction) -> Fraction:
+    """Seconds from the first frame's start to the last frame's end (each packet's own duration, where given)."""
+    typical = sorted(steps)[len(steps) // 2] if steps else 0
+    end = max(p + (d if d > 0 else typical) for p, d in zip(pts, durs))
+    return (end - pts[0]) * timebase
 
 
 class FrameReader:
@@ -138,9 +150,12 @@ class FrameReader:
     def __init__(self, path: Path, info: VideoProbe, rate: Fraction):
         self.path, self.info = path, info
         self._err = tempfile.TemporaryFile()
+        frames = info.frames_at(rate)
+        # at most the source's duration of frames: ffmpeg's constant-rate output may repeat the last frame past it
+        limit = ["-frames:v", str(frames)] if frames else []
         self.proc = subprocess.Popen(
             [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0", "-an", "-sn", "-dn",
-             "-fps_mode", "cfr", "-r", str(rate), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+             "-fps_mode", "cfr", "-r", str(rate), *limit, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._err, **_popen_kwargs())
         self.read = 0
 
@@ -222,16 +237,24 @@ def last_line(text: str) -> str:
 
 
 def container_tags(path: Path) -> dict[str, str]:
-    """The source's container (global) tags, as ffmpeg's metadata file lists them."""
-    proc = subprocess.run([ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-f", "ffmetadata", "-"],
-                          capture_output=True, text=True, errors="replace", timeout=120, **_popen_kwargs())
-    tags = {}
-    for line in proc.stdout.split("\n")[1:]:
-        if line.startswith("["):  # [STREAM] / [CHAPTER] sections follow the global ones
-            break
-        key, sep, value = line.partition("=")
-        if sep:
-            tags[key.strip().lower()] = re.sub(r"\\(.)", r"\1", value)
+    """The source's container (global) tags, as ffmpeg lists them (lower-case keys)."""
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True,
+                          text=True, errors="replace", timeout=120, **_popen_kwargs())
+    tags: dict[str, str] = {}
+    inside = False
+    for line in proc.stderr.splitlines():
+        if line.startswith("Input #0"):
+            inside = True
+            continue
+        if not inside:
+            continue
+        if line.strip() == "Metadata:" and line.startswith("  ") and not line.startswith("   "):
+            continue
+        match = re.match(r"^    (\S[^:]*?)\s*: (.*)$", line)
+        if not match:
+            break  # Duration:, Chapters:, Stream #...: the global tags are over
+        key, value = match.group(1).strip().lower(), match.group(2)
+        tags[key] = value
     return tags
 
 

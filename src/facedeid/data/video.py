@@ -45,12 +45,10 @@ class _OpenCVReader:
         # Frames as players show them: a phone video stores its pixels sideways with a rotation (display matrix)
         # that OpenCV ignores unless asked; the ffmpeg reader rotates by default.
         self.cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
-        width = int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
-        height = int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
-        if int(self.cap.get(cv2.CAP_PROP_ORIENTATION_META) or 0) % 180 == 90:
-            width, height = height, width
         self.info = VideoInfo("opencv", float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0),
-                              max(0, int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)), width, height)
+                              max(0, int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)),
+                              int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0),  # rotated sides once AUTO is on
+                              int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0))
 
     def frames(self) -> Iterator[tuple[int, float, Callable[[], np.ndarray]]]:
         """(index, seconds, fetch) per frame: seconds from the stream's timestamps while they increase, else
