@@ -83,3 +83,70 @@ def test_sustained_concurrent_load(triton, astronaut, tmp_path_factory):
     assert len(latencies) == CLIENTS * FRAMES
     # Flat memory: allow allocator noise, not growth with the number of requests.
     assert rss_end < rss_start * 1.15 + 64 * 2**20, summary["server_rss_mb"]
+
+
+def test_video_run_with_busy_server_and_restart_finishes_or_says_why(exported_repo, tmp_path):
+    """`facedeid run` on a video while other clients keep the server busy, and the server killed and started again
+    on the same ports half-way: the run retries and writes every frame, or stops with one line and leaves nothing
+    under the output name. Either way no traceback (issue 22: `UsageError: Channel is closed.` ended such runs)."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import imageio_ffmpeg
+    import skimage.data
+
+    from facedeid.client.triton import DeidClient
+    from facedeid.serving import local_server
+
+    frame = cv2.resize(skimage.data.astronaut(), (320, 240), interpolation=cv2.INTER_AREA)
+    clip = tmp_path / "clip.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                    "-s", "320x240", "-r", "10", "-i", "-", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(clip)],
+                   input=frame.tobytes() * 80, check=True)
+    ports = (local_server.free_port(), local_server.free_port(), local_server.free_port())
+    log = tmp_path / "server.log"
+    server = local_server.start(exported_repo[0], log, ports=ports)
+    stop = threading.Event()
+
+    def busy():  # another user's client, keeping frames in flight
+        client = DeidClient([server.grpc_url], concurrency=4, timeout_s=60, retries=20)
+        try:
+            while not stop.is_set():
+                futures = [client.submit("deid_mobileunet", frame) for _ in range(8)]
+                for fut in futures:
+                    fut.exception()  # the restart fails some of them; that is the point
+        finally:
+            client.close()
+
+    others = [threading.Thread(target=busy) for _ in range(3)]
+    for thread in others:
+        thread.start()
+    out = tmp_path / "out.mp4"
+    facedeid = Path(sys.executable).parent / "facedeid"
+    run = subprocess.Popen([str(facedeid), "run", str(clip), str(out), "--url", server.grpc_url, "--model",
+                            "mobileunet", "--no-progress", "--retries", "12", "--no-audio"],
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(8)  # part of the clip is through
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait()
+        time.sleep(2)
+        server = local_server.start(exported_repo[0], log, ports=ports)
+        _, err = run.communicate(timeout=600)
+    finally:
+        stop.set()
+        for thread in others:
+            thread.join(timeout=120)
+        if run.poll() is None:
+            run.kill()
+        server.stop()
+    assert "Traceback" not in err and "UsageError" not in err, err
+    lines = err.strip().splitlines()
+    if run.returncode == 0:
+        assert lines[-1].startswith(f"deid: wrote {out}: 80 frames"), err
+    else:
+        assert run.returncode == 1 and len(lines) == 1 and lines[0].startswith("deid: failed"), err
+        assert not out.exists()
+    print(f"video run under load with a restart: exit {run.returncode}: {lines[-1]}")

@@ -473,9 +473,8 @@ def test_full_disk_says_so_and_leaves_nothing(tmp_path):
     full = tmp_path / "full"
     full.mkdir()
     listing = tmp_path / "listing.txt"
-    proc = in_namespace_with_tmpfs(full, "size=64k", ["sh", "-c", f'"$0" run "$1" "$2" --model blur --no-progress --no-audio; '
-                                                     f'rc=$?; ls -A "{full}" > "{listing}"; exit $rc',
-                                                     FACEDEID, clip, full / "out.mp4"])
+    script = f'"$0" run "$1" "$2" --model blur --no-progress --no-audio; rc=$?; ls -A "{full}" > "{listing}"; exit $rc'
+    proc = in_namespace_with_tmpfs(full, "size=64k", ["sh", "-c", script, FACEDEID, clip, full / "out.mp4"])
     if "unshare" in proc.stderr and "Operation not permitted" in proc.stderr:
         pytest.fail(f"user namespaces are not available here: {proc.stderr}")
     assert proc.returncode == 1, proc.stderr
