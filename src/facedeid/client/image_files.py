@@ -47,9 +47,15 @@ def frame_count(path: Path) -> int:
 
     try:
         with Image.open(path) as im:
-            return int(getattr(im, "n_frames", 1) or 1)
+            return _frames_of(im)
     except Exception:  # noqa: BLE001 - PIL raises many types for files it cannot read; read_picture reports them
         return 1
+
+
+def _frames_of(im) -> int:
+    # A camera's MPO ("multi-picture" JPEG) holds previews or a depth map after the picture viewers show; only
+    # that picture is read and written, as a JPEG.
+    return 1 if im.format in ("JPEG", "MPO") else int(getattr(im, "n_frames", 1) or 1)
 
 
 def _transpose(im, orientation: int):
@@ -73,7 +79,7 @@ def read_picture(path: Path) -> Picture:
         orientation = 1
         with contextlib.suppress(Exception):
             orientation = int(im.getexif().get(0x0112, 1) or 1)
-        n = int(getattr(im, "n_frames", 1) or 1)
+        n = _frames_of(im)
         pic = Picture([], orientation=orientation, icc=im.info.get("icc_profile"), loop=im.info.get("loop"))
         if n == 1:
             rgb = read_image(path)
