@@ -26,7 +26,8 @@ FIELDS = {
     "output_dir": ("str", "--output_dir"),
     "save": ("bool", "--save"),
     "url": ("urls", "--url: one address or a list"),
-    "det_threshold": ("prob", "CenterFace score threshold (applied as --threshold where a command has it)"),
+    "det_threshold": ("prob", "CenterFace score threshold (applied as --threshold where a command has it, "
+                              "only when it is not above the product's: a file never makes detection leakier)"),
     "reid_threshold": ("float+", "face recognizer distance threshold (fixed by the product)"),
 }
 
@@ -184,6 +185,15 @@ def parse_args_with_config(parser: argparse.ArgumentParser, argv: list[str] | No
     fixed = _fixed_values()
     for dest, value in result.values.items():
         if dest == "det_threshold" and "threshold" in actions:  # commands with --threshold apply it per request
+            product = fixed[dest][0]
+            if float(value) > product and not math.isclose(float(value), product):
+                # A seed-style config says 0.5; applied, it would leave faces scoring 0.2-0.5 untouched (a leak) and
+                # detect otherwise than `facedeid run`. A leakier detector is chosen on the command line, never by
+                # a file's value.
+                notes.append(f"det_threshold: {value} not applied: above the product's detection threshold "
+                             f"{product} it would leave faces scoring {product}-{value} untouched; the run detects "
+                             f"at {product} as `facedeid run` does (give --threshold {value} to choose otherwise)")
+                continue
             dest = "threshold"
         action = actions.get(dest)
         if action is None:

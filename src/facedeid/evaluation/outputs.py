@@ -141,8 +141,7 @@ def per_face_summary(ev, rows: list[dict]) -> dict:
 
     reference = reference_features(ev.measure.sim)
     return {
-        "fid_eff": {"reference": "no reference: ../shared/data/faces/train/utkface is not on this machine"
-                    if reference is None else description(reference),
+        "fid_eff": {"reference": description(reference),
                     "models": per_face.fid_eff(ev.out, rows, ev.models, reference)},
         "reid_by_face_size": {m: per_face.reid_by_band(ev.out, rows, m) for m in ev.models},
         "impostor_rate_by_face_size": per_face.chance_level(

@@ -81,7 +81,7 @@ def _keys(rows: list[dict], model: str | None = None) -> list[str]:
                    and (model is None or r["model"] == model)})
 
 
-def fid_eff(out: Path, rows: list[dict], models: list[str], reference: np.ndarray | None) -> dict:
+def fid_eff(out: Path, rows: list[dict], models: list[str], reference: np.ndarray) -> dict:
     """{model: {'fid_eff': value or None, 'faces': n}} for every model and `untouched` (the originals' faces)."""
     from ..realism import fid_eff as distance
 
@@ -90,7 +90,7 @@ def fid_eff(out: Path, rows: list[dict], models: list[str], reference: np.ndarra
         records = [_load(out, model, k) for k in _keys(rows, None if model == UNTOUCHED else model)]
         features = [r["fid_features"] for r in records if r is not None]
         features = np.concatenate(features) if features else np.zeros((0, 1280))
-        value = None if reference is None else distance(features, reference)
+        value = distance(features, reference)
         result[model] = {"fid_eff": None if value is None else round(value, 4), "faces": int(len(features))}
     return result
 
