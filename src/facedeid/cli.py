@@ -32,7 +32,7 @@ GROUPS = {
         "extract": ("facedeid.data.extract", "frames and face labels from videos, in DNA format"),
         "photos": ("facedeid.data.photos", "a folder of face photos to DNA format"),
         "summary": ("facedeid.data.summary", "face counts and sizes of a DNA-format set"),
-        "fid-reference": ("facedeid.realism", "rebuild the shipped fid_eff reference from the shared faces"),
+        "fid-reference": ("facedeid.evaluation.realism", "rebuild the shipped fid_eff reference from the shared faces"),
     },
     "train": {
         "inversion": ("facedeid.train.inversion", "train mobileunet / resnet50unet"),

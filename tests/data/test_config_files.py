@@ -1,4 +1,5 @@
-"""YAML configs (config/*.yml) as defaults for the evaluation's flags, with a strict schema (facedeid.config_files)."""
+"""YAML configs (config/*.yml) as defaults for the evaluation's flags, with a strict schema
+(facedeid.evaluation.config_files)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from facedeid.config_files import FIELDS, ConfigError, load_config, parse_args_with_config
 from facedeid.detection import DEFAULT_THRESHOLD
+from facedeid.evaluation.config_files import FIELDS, ConfigError, load_config, parse_args_with_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 SHIPPED = {

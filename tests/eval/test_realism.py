@@ -1,5 +1,5 @@
-"""fid_eff's definition (facedeid.realism): which faces enter it, and that a set of faces is at distance 0 from
-itself and further from its blurred copy."""
+"""fid_eff's definition (facedeid.evaluation.realism): which faces enter it, that a set of faces is at distance 0
+from itself and further from its blurred copy, and that its reference ships with the package."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from facedeid import metrics as M
-from facedeid import realism
 from facedeid.crops import extract_crops
 from facedeid.detection import MIN_GENERATE_SIDE
+from facedeid.evaluation import realism
 
 
 def test_only_faces_the_product_generates_enter_fid_eff():

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import metrics as M
-from .detection import MIN_GENERATE_SIDE
+from .. import metrics as M
+from ..detection import MIN_GENERATE_SIDE
 
 N_REFERENCE = 600
 CACHE_VERSION = 1
@@ -48,8 +48,8 @@ def fid_eff(features: np.ndarray, reference: np.ndarray) -> float | None:
 
 def reference_files(n: int = N_REFERENCE) -> list[Path]:
     """The held-apart UTKFace photos the reference is cut from (spread evenly over the sorted held-apart list)."""
-    from .ksame import held_apart
-    from .paths import SHARED_FACES
+    from ..ksame import held_apart
+    from ..paths import SHARED_FACES
 
     paths = [p for p in sorted((SHARED_FACES / "train" / "utkface").glob("*.jpg")) if held_apart(p.name)]
     return paths[:: max(1, len(paths) // (2 * n))]
@@ -57,8 +57,8 @@ def reference_files(n: int = N_REFERENCE) -> list[Path]:
 
 def reference_crops(detector, n: int = N_REFERENCE) -> np.ndarray:
     """Real faces for fid_eff: held-apart UTKFace crops (never ksame donors), cropped like every face (128 px)."""
-    from .crops import extract_crops
-    from .data.dna import read_image
+    from ..crops import extract_crops
+    from ..data.dna import read_image
 
     crops = []
     for path in reference_files(n):
@@ -77,7 +77,7 @@ def description(reference: np.ndarray) -> str:
 
 
 def _cache_path(files: list[Path], n: int) -> Path:
-    from .paths import cache_dir
+    from ..paths import cache_dir
 
     root = cache_dir("fid_reference")
     h = hashlib.sha1(f"v{CACHE_VERSION}|{n}|{M.FEATURE_NETWORK}|".encode(), usedforsecurity=False)
@@ -89,7 +89,7 @@ def _cache_path(files: list[Path], n: int) -> Path:
 def shipped_reference() -> np.ndarray:
     """[N_REFERENCE,1280] features of the product's reference, as shipped (rebuilt by `facedeid data
     fid-reference`)."""
-    from .paths import WEIGHTS_DIR
+    from ..paths import WEIGHTS_DIR
 
     with np.load(WEIGHTS_DIR / SHIPPED_REFERENCE) as shipped:
         if str(shipped["network"]) != M.FEATURE_NETWORK:
@@ -116,12 +116,12 @@ def computed_reference(sim=None, n: int = N_REFERENCE) -> np.ndarray | None:
     cache = _cache_path(files, n)
     if cache.exists():
         return np.load(cache)
-    from .detection import CenterFaceDetector
+    from ..detection import CenterFaceDetector
 
     features = M.face_features(sim or M.ImageSimilarity(), reference_crops(CenterFaceDetector(threads=1), n))
     import io
 
-    from .data.dna import atomic_write_bytes
+    from ..data.dna import atomic_write_bytes
 
     buffer = io.BytesIO()
     np.save(buffer, features)
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     """`facedeid data fid-reference`: rebuild weights/fid_reference.npz from the shared face collection."""
     import argparse
 
-    from .paths import WEIGHTS_DIR
+    from ..paths import WEIGHTS_DIR
 
     p = argparse.ArgumentParser(description="Rebuild the shipped fid_eff reference (features of the held-apart "
                                             "UTKFace crops) from ../shared/data/faces/train/utkface.")
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     features = computed_reference(n=N_REFERENCE)
     import io
 
-    from .data.dna import atomic_write_bytes
+    from ..data.dna import atomic_write_bytes
 
     buffer = io.BytesIO()
     np.savez_compressed(buffer, features=features.astype(np.float32), files=np.array([f.name for f in files]),

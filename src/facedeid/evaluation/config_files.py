@@ -44,14 +44,14 @@ class ConfigResult:
 
 
 def _generators() -> tuple[str, ...]:
-    from .models.registry import GENERATORS
+    from ..models.registry import GENERATORS
 
     return tuple(GENERATORS)
 
 
 def served_size(model: str | None) -> int:
     """The face crop side the served `model` generator uses (the first generator's for a baseline or none)."""
-    from .models.registry import get_spec
+    from ..models.registry import get_spec
 
     return get_spec(model if model in _generators() else _generators()[0]).size
 
@@ -82,7 +82,7 @@ def _check(where: str, kind: str, value):
             raise bad
         return [u.strip() for u in items]
     if kind == "model":
-        from .baselines import METHODS
+        from ..baselines import METHODS
 
         known = (*_generators(), *METHODS)
         names = [n.strip() for n in value.split(",")] if isinstance(value, str) else []
@@ -146,8 +146,8 @@ def load_config(path) -> tuple[dict, list[str]]:
 
 def _fixed_values() -> dict:
     """Values the evaluation uses without a flag for them: a config may repeat them, not change them."""
-    from .detection import DEFAULT_THRESHOLD
-    from .metrics import REID_THRESHOLD
+    from ..detection import DEFAULT_THRESHOLD
+    from ..metrics import REID_THRESHOLD
 
     return {"reid_threshold": (REID_THRESHOLD, "the recognizer's own threshold"),
             "det_threshold": (DEFAULT_THRESHOLD, "CenterFace score threshold")}
