@@ -42,8 +42,8 @@ def measure(identities: Path, people: str, frames: int, seed: int = 0) -> dict:
 
     from facedeid.detection import DEFAULT_GENERATE_THRESHOLD, CenterFaceDetector
     from facedeid.evaluation.faces import main_face, split_people
-    from facedeid.train.data import list_images, read_rgb
     from facedeid.ksame import SIZE, KSame
+    from facedeid.train.data import list_images, read_rgb
 
     generator, rng = KSame(), np.random.default_rng(seed)
     detector = CenterFaceDetector(threshold=DEFAULT_GENERATE_THRESHOLD, threads=1)
