@@ -37,7 +37,7 @@ def test_the_reference_ships_with_the_package():
     assert np.isfinite(features).all() and np.linalg.norm(features, axis=1).min() > 0
 
 
-@pytest.mark.skipif(not realism.reference_files(), reason="extra check: needs ../shared/data/faces/train/utkface")
+@pytest.mark.shared
 def test_the_shipped_reference_is_what_the_collection_gives_today():
     """The shipped features come from today's held-apart photos and feature network (first face recomputed)."""
     from facedeid.data.dna import read_image
