@@ -6,7 +6,7 @@
 
 import sys
 
-from facedeid.limits_benchmark import main
+from facedeid.benchmark.limits import main
 
 if __name__ == "__main__":
     sys.exit(main())

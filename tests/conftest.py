@@ -6,9 +6,36 @@ import numpy as np
 import pytest
 import skimage.data
 
+from facedeid.paths import shared_faces_dir
 from facedeid.serving import local_server
 
 from helpers import exported_repository
+
+# Tests that need a real Triton server (or the exported repository it serves) are marked `server`, so
+# `pytest -m "not server"` runs the unit tests alone; tests that start their own server say so with the mark.
+SERVER_FIXTURES = {"triton", "exported_repo"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark server tests; leave out the extra checks on the developers' face collection (`shared` mark) where it
+    is absent (a clone alone): they check data that does not ship, and say so in their mark."""
+    has_shared = shared_faces_dir() is not None
+    kept, left_out = [], []
+    for item in items:
+        if SERVER_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.server)
+        (kept if has_shared or item.get_closest_marker("shared") is None else left_out).append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept
+        config._facedeid_left_out = len(left_out)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    left_out = getattr(config, "_facedeid_left_out", 0)
+    if left_out:
+        terminalreporter.write_line(f"{left_out} extra checks on ../shared/data/faces not run: the developers' face "
+                                    "collection is not beside this checkout (they run where it is, as in CI)")
 
 
 @pytest.fixture(scope="session")

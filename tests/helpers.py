@@ -130,3 +130,14 @@ def failing_generator():
         [helper.make_tensor_value_info("OUTPUT", TensorProto.FLOAT, ["batch", 3, 64, 64])],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def load_tool(name: str):
+    """A study script of tools/ as a module (tools/ is not a package: the studies are not part of facedeid)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"tools_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -5,7 +5,7 @@
     facedeid serve                    Triton on model_repository/ (the `tritonserver` command)
     facedeid eval ...                 evaluate on a DNA-format set (eval/triton_eval.py)
     facedeid bench ...                speed benchmark (eval/benchmark.py)
-    facedeid data sample|extract|photos|summary ...
+    facedeid data sample|extract|photos|summary|fid-reference ...
     facedeid train inversion|d2gan|privacy ...
     facedeid demo                     the bundled end-to-end demo (make demo)
 
@@ -32,6 +32,7 @@ GROUPS = {
         "extract": ("facedeid.data.extract", "frames and face labels from videos, in DNA format"),
         "photos": ("facedeid.data.photos", "a folder of face photos to DNA format"),
         "summary": ("facedeid.data.summary", "face counts and sizes of a DNA-format set"),
+        "fid-reference": ("facedeid.evaluation.realism", "rebuild the shipped fid_eff reference from the shared faces"),
     },
     "train": {
         "inversion": ("facedeid.train.inversion", "train mobileunet / resnet50unet"),

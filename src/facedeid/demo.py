@@ -10,32 +10,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
-from .export import export, parity_table
-from .ksame import BANK_PATH
-from .models import GENERATORS
+from .export import export, needs_export, parity_table
 from .paths import DEFAULT_REPOSITORY, REPO_ROOT
 from .serving import local_server
 
 OUT = REPO_ROOT / "demo_out"
-
-
-def needs_export(repository: Path) -> list[str]:
-    stale = []
-    for name, spec in GENERATORS.items():
-        onnx_path = repository / name / "1" / "model.onnx"
-        if not onnx_path.exists():
-            stale.append(name)
-        elif spec.has_checkpoint() and spec.checkpoint.stat().st_mtime > onnx_path.stat().st_mtime:
-            stale.append(name)
-    if not (repository / "face_detector" / "1" / "model.onnx").exists():
-        stale = stale or list(GENERATORS)
-    ksame = repository / "ksame" / "1"  # the served ksame model loads these; without them the server cannot start
-    if not ((ksame / "bank.npz").exists() and (ksame / "centerface.onnx").exists()) or (
-            BANK_PATH.stat().st_mtime > (ksame / "bank.npz").stat().st_mtime):
-        stale.append("ksame")
-    return stale
 
 
 def main() -> int:

@@ -361,3 +361,26 @@ def main(argv: list[str] | None = None, allow_tensorrt: bool = True) -> int:
         return 1
     print(parity_table(results))
     return 0
+
+
+def needs_export(repository: Path) -> list[str]:
+    """The models `repository` lacks or holds older than the shipped weights (what `facedeid run` and the demo export
+    before starting a server)."""
+    from .ksame import BANK_PATH
+
+    stale = []
+    from .models import GENERATORS
+
+    for name, spec in GENERATORS.items():
+        onnx_path = repository / name / "1" / "model.onnx"
+        if not onnx_path.exists():
+            stale.append(name)
+        elif spec.has_checkpoint() and spec.checkpoint.stat().st_mtime > onnx_path.stat().st_mtime:
+            stale.append(name)
+    if not (repository / "face_detector" / "1" / "model.onnx").exists():
+        stale = stale or list(GENERATORS)
+    ksame = repository / "ksame" / "1"  # the served ksame model loads these; without them the server cannot start
+    if not ((ksame / "bank.npz").exists() and (ksame / "centerface.onnx").exists()) or (
+            BANK_PATH.stat().st_mtime > (ksame / "bank.npz").stat().st_mtime):
+        stale.append("ksame")
+    return stale

@@ -245,7 +245,7 @@ def impostor_rate(descriptors: np.ndarray, person: list[str], threshold: float =
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Fréchet distance of two feature sets [N,D], [M,D] (Gaussian fit; the FID formula, Heusel et al. 2017).
 
-    With EfficientNet-Lite0 features of face crops this is `fid_eff` (facedeid.realism: only faces with box short
+    With EfficientNet-Lite0 features of face crops this is `fid_eff` (evaluation.realism: only faces with box short
     side >= detection.MIN_GENERATE_SIDE). Its value depends on N (a small sample inflates it), so compare methods
     only at the same sample sizes.
     """

@@ -1,4 +1,5 @@
-"""YAML configs (config/*.yml) as defaults for the evaluation's flags, with a strict schema (facedeid.config_files)."""
+"""YAML configs (config/*.yml) as defaults for the evaluation's flags, with a strict schema
+(facedeid.evaluation.config_files)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from facedeid.config_files import FIELDS, ConfigError, load_config, parse_args_with_config
+from facedeid.detection import DEFAULT_THRESHOLD
+from facedeid.evaluation.config_files import FIELDS, ConfigError, load_config, parse_args_with_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 SHIPPED = {
@@ -64,7 +66,7 @@ def test_shipped_configs_map_cleanly(name, model):
     values, notes = load_config(CONFIG_DIR / name)
     assert notes == []
     assert values["model"] == model and values["batch_size"] == 16
-    assert values["reid_threshold"] == 0.6 and values["det_threshold"] == 0.5
+    assert values["reid_threshold"] == 0.6 and values["det_threshold"] == DEFAULT_THRESHOLD
 
 
 def test_shipped_configs_use_only_schema_fields():
@@ -109,9 +111,19 @@ def test_config_values_are_defaults_flags_win(tmp_path):
     assert args.model == "resnet50unet" and args.batch_size == 4 and args.save is True
     assert args.dataset_dir == Path("/dataset/dna_frame/") and args.url is None
     assert "colour: unknown field" in err.getvalue() and "train: unknown field" in err.getvalue()
-    # 0.6: the evaluation's own; 0.5: applied as --threshold
-    assert not any(n.startswith(("reid_threshold", "det_threshold", "threshold")) for n in notes)
-    assert args.threshold == 0.5
+    # 0.6: the evaluation's own; 0.5 (the seed's): above the product's detection threshold, so not applied
+    assert not any(n.startswith(("reid_threshold", "threshold")) for n in notes)
+    assert [n for n in notes if n.startswith("det_threshold")] == [
+        f"det_threshold: 0.5 not applied: above the product's detection threshold {DEFAULT_THRESHOLD} it would leave "
+        f"faces scoring {DEFAULT_THRESHOLD}-0.5 untouched; the run detects at {DEFAULT_THRESHOLD} as `facedeid run` "
+        "does (give --threshold 0.5 to choose otherwise)"]
+    assert args.threshold is None  # the server's default: the product's detection
+    args, _ = parse_args_with_config(eval_like_parser(), ["--config", str(path), "--threshold", "0.5"], err)
+    assert args.threshold == 0.5  # a leakier detector only when typed
+    cautious = write(tmp_path, "det_threshold: 0.1\n", "cautious.yml")
+    args, notes = parse_args_with_config(eval_like_parser(), ["--config", str(cautious), "--dataset_dir", "d",
+                                                              "--model", "blur", "--output_dir", "o"], err)
+    assert args.threshold == 0.1 and notes == []  # finding more faces than the product is applied
 
     other = write(tmp_path, "model: d2gan\nreid_threshold: 0.5\nurl: [a:8001, b:8001]\n", "o.yml")
     args, notes = parse_args_with_config(eval_like_parser(), [f"--config={other}", "--dataset_dir", "d",

@@ -73,7 +73,7 @@ def test_tiled_frame_finds_faces_across_tile_edges_and_boxes_are_clean(astronaut
     assert ((eyes[..., 0] >= b[:, None, 0]) & (eyes[..., 0] <= b[:, None, 2])).all()
 
 
-@pytest.mark.skipif(shared_faces_dir() is None, reason="../shared/data/faces is not present on this machine")
+@pytest.mark.shared
 def test_a_large_portrait_gives_one_face_not_fragments():
     frame = read_rgb(shared_faces_dir() / PORTRAIT)
     found = detection.CenterFaceDetector(threads=2).detect(frame)

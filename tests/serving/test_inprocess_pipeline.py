@@ -1,14 +1,15 @@
 """facedeid.pipeline (in process) and the served ensembles return the same frame for the same input.
 
 Both run the same stage functions and the same exported ONNX files with the same thread settings; the test goes
-through the real server over gRPC on real photos, so a step that drifts in either (box cleaning, crops, crowds,
-compose) shows up as a pixel difference.
+through the real server over gRPC on a real photo (scikit-image's astronaut, alone and pasted at six sizes), so a
+step that drifts in either (box cleaning, crops, the blur tier, compose) shows up as a pixel difference.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import skimage.data
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
@@ -17,7 +18,7 @@ from facedeid.compose import MASK_RGB
 from facedeid.pipeline import Deidentifier
 from facedeid.serving.stages import GENERATOR_MAX_BATCH
 
-from helpers import box_region, deid, face_grid, read_rgb, shared_faces_dir
+from helpers import box_region, deid, face_grid
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +32,12 @@ def inprocess(exported_repo):
 
 
 def _scene():
-    folder = shared_faces_dir()
-    if folder is None:
-        pytest.fail("../shared/data/faces is missing: the served-versus-in-process test needs its real scenes")
-    return read_rgb(folder / "scenes" / "dlib_bald_guys.jpg")
+    """A real photo's face at six sizes, 10 to 90 px, on a real background: crowds, tiny faces for the blur tier."""
+    from facedeid.data.sample import ASTRONAUT_FACE, FaceSource, compose_frame
+
+    face = FaceSource("astronaut", skimage.data.astronaut(), tuple(float(v) for v in ASTRONAUT_FACE))
+    frame, _ = compose_frame([face], (0.0002, 0.0008, 0.002, 0.004, 0.008, 0.016), 1280, 720, "coffee")
+    return frame
 
 
 def test_detect_ensemble_and_pipeline_return_the_same_frame(client, inprocess, astronaut):
@@ -67,8 +70,6 @@ def test_boxes_ensemble_and_pipeline_agree_on_cleaning_and_crowds(client, inproc
 
 
 def test_a_frame_without_faces_comes_back_unchanged_from_both(client, inprocess):
-    import skimage.data
-
     background = np.ascontiguousarray(skimage.data.coffee())
     served, _ = deid(client, "deid_mobileunet", background)
     local, boxes = inprocess(background)

@@ -118,7 +118,7 @@ def test_nan_or_wrong_shapes_are_refused_or_contained(generator):
     assert np.isfinite(out).all()
 
 
-@pytest.mark.skipif(shared_faces_dir() is None, reason="../shared/data/faces is not present on this machine")
+@pytest.mark.shared
 def test_build_command_writes_a_bank_and_its_record(tmp_path):
     train = shared_faces_dir() / "train" / "utkface"
     subset = tmp_path / "train"

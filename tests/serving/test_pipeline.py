@@ -94,7 +94,7 @@ def test_a_70_face_frame_gets_70_generated_faces_and_no_grey(client, astronaut, 
     assert after - before == 70, "every face must go through the generator"
 
 
-@pytest.mark.skipif(shared_faces_dir() is None, reason="../shared/data/faces is not present on this machine")
+@pytest.mark.shared
 def test_shared_multi_face_scene_detect(client):
     frame = read_rgb(shared_faces_dir() / "scenes" / "dlib_bald_guys.jpg")
     result, boxes, blurred = deid_detect(client, "deid_mobileunet", frame)

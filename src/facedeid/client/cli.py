@@ -215,8 +215,7 @@ def server_for_run(args, model: str):
     if _answers(DEFAULT_URL):
         yield [DEFAULT_URL]
         return
-    from ..demo import needs_export
-    from ..export import export
+    from ..export import export, needs_export
     from ..paths import DEFAULT_REPOSITORY
     from ..serving import local_server
 

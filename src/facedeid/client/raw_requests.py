@@ -1,6 +1,6 @@
 """Hand-built gRPC inputs for requests that `DeidClient` would refuse to send (wrong dtype, shape or size).
 
-The hostile-input measurements (facedeid.limits_benchmark) and the tests send such requests on purpose, to see what
+The hostile-input measurements (facedeid.benchmark.limits) and the tests send such requests on purpose, to see what
 the server answers; everything else goes through `DeidClient`, which checks its inputs first.
 """
 

@@ -10,7 +10,7 @@ client keeps every served model stateless.
 
 The network generators are continuous, deterministic functions of the crop (no noise input), so a tracked face
 changes little between frames. ksame is deterministic but picks its donor average per crop, so small changes of box
-and exposure switch donors often (`python -m facedeid.ksame stability`); the track ids returned by `update` are what
+and exposure switch donors often (`python tools/ksame_stability.py`); the track ids returned by `update` are what
 a per-track donor would be keyed on, which no served model takes yet.
 """
 

@@ -78,7 +78,7 @@ def _shard_arg(text: str):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    from ..config_files import parse_args_with_config  # `--config config/*.yml`: file values become defaults
+    from .config_files import parse_args_with_config  # `--config config/*.yml`: file values become defaults
 
     parser = build_parser()
     args, _notes = parse_args_with_config(parser, argv)

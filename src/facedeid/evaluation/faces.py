@@ -22,7 +22,7 @@ generator):
   within 0.6) per face-size band, measured on the same people's originals rescaled to each band: the chance level.
 * det, det retention: CenterFace finds the de-identified face (IoU >= 0.5, score >= 0.5 as in the served
   evaluation), and that share over the untouched one.
-* fid_eff (facedeid.realism): Fréchet distance of EfficientNet-Lite0 features (the image-sim network) of the
+* fid_eff (facedeid.evaluation.realism): Fréchet distance of EfficientNet-Lite0 features (the image-sim network) of the
   de-identified face crops vs real face crops: UTKFace training crops held apart from the ksame bank
   (facedeid.ksame.held_apart), cropped the same way. Only the faces the product generates enter it (box short side
   >= detection.MIN_GENERATE_SIDE = 32 px; smaller ones are blurred whatever the model, and upscaled to 128 px they
@@ -130,9 +130,9 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
     from tqdm import tqdm
 
     from ..detection import CenterFaceDetector
-    from ..realism import description as realism_description
-    from ..realism import fid_eff, generated, reference_features
     from ..train.data import list_images, read_rgb
+    from .realism import description as realism_description
+    from .realism import fid_eff, generated, reference_features
 
     # The faces measured are those the product generates a face for (score >= detection.DEFAULT_GENERATE_THRESHOLD,
     # 0.5; it blurs the 0.2-0.5 ones whatever the generator). `det` asks what the served evaluation asks: found

@@ -137,12 +137,11 @@ def finish(ev, frames: list[Frame], rows: list[dict], started: str) -> dict:
 def per_face_summary(ev, rows: list[dict]) -> dict:
     """fid_eff per model (and of the untouched faces), reid per face-size band and dlib's chance level, from the
     per-face records under OUT/faces/ (evaluation/per_face.py)."""
-    from ..realism import description, reference_features
+    from .realism import description, reference_features
 
     reference = reference_features(ev.measure.sim)
     return {
-        "fid_eff": {"reference": "no reference: ../shared/data/faces/train/utkface is not on this machine"
-                    if reference is None else description(reference),
+        "fid_eff": {"reference": description(reference),
                     "models": per_face.fid_eff(ev.out, rows, ev.models, reference)},
         "reid_by_face_size": {m: per_face.reid_by_band(ev.out, rows, m) for m in ev.models},
         "impostor_rate_by_face_size": per_face.chance_level(
@@ -206,7 +205,7 @@ def metrics_json(ev, summaries: dict, frames: list[Frame], started: str) -> dict
             "fid_eff": "Fréchet distance of EfficientNet-Lite0 pooled features of the de-identified face crops "
                        "(the ssim/psnr crops) of faces with box short side >= 32 px (detection.MIN_GENERATE_SIDE: "
                        "the faces the product generates; smaller ones are blurred) vs real face crops "
-                       "(facedeid.realism); `untouched` = the original faces; depends on the face count",
+                       "(facedeid.evaluation.realism); `untouched` = the original faces; depends on the face count",
             "reid_by_face_size": "reid of the faces whose longer box side (native px) lies in each band of "
                                  "metrics.FACE_SIZE_BANDS",
             "impostor_rate_by_face_size": "dlib's chance level: share of pairs of different people's original faces "

@@ -1,10 +1,10 @@
 """Per-face records of an evaluation, kept under OUT/faces/ as the run goes, and what the end of the run computes
-from them: `fid_eff` per model (facedeid.realism) and `reid` beside dlib's chance level per face-size band.
+from them: `fid_eff` per model (facedeid.evaluation.realism) and `reid` beside dlib's chance level per face-size band.
 
 One file per model and frame, OUT/faces/<model>/<key>.npz, written atomically before the frame's row (so --resume
 keeps it and --merge copies it): the label boxes, each face's reid distance (served models and baselines), the
-fid_eff features of the faces the product generates (facedeid.realism.generated: short side >= 32 px) at the same
-crops as ssim/psnr, and for `untouched` (the original frame) the dlib descriptors.
+fid_eff features of the faces the product generates (evaluation.realism.generated: short side >= 32 px) at the
+same crops as ssim/psnr, and for `untouched` (the original frame) the dlib descriptors.
 
 dlib's chance level (`impostor rate`): the share of pairs of *different* people's original faces within 0.6, per
 face-size band (metrics.FACE_SIZE_BANDS, by the smaller face of the pair: its longer box side in native pixels, no
@@ -81,16 +81,16 @@ def _keys(rows: list[dict], model: str | None = None) -> list[str]:
                    and (model is None or r["model"] == model)})
 
 
-def fid_eff(out: Path, rows: list[dict], models: list[str], reference: np.ndarray | None) -> dict:
+def fid_eff(out: Path, rows: list[dict], models: list[str], reference: np.ndarray) -> dict:
     """{model: {'fid_eff': value or None, 'faces': n}} for every model and `untouched` (the originals' faces)."""
-    from ..realism import fid_eff as distance
+    from .realism import fid_eff as distance
 
     result = {}
     for model in [UNTOUCHED, *models]:
         records = [_load(out, model, k) for k in _keys(rows, None if model == UNTOUCHED else model)]
         features = [r["fid_features"] for r in records if r is not None]
         features = np.concatenate(features) if features else np.zeros((0, 1280))
-        value = None if reference is None else distance(features, reference)
+        value = distance(features, reference)
         result[model] = {"fid_eff": None if value is None else round(value, 4), "faces": int(len(features))}
     return result
 

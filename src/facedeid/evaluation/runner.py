@@ -205,8 +205,8 @@ class Evaluation:
 
                     save(self.out, ORIGINAL, x.frame.key, x.descriptors, x.gt_px)
                 from ..metrics import face_features, match_boxes
-                from ..realism import generated
                 from . import per_face
+                from .realism import generated
 
                 x.orig_found = match_boxes(x.gt_px, self.measure.det(x.image)[0])
                 # the untouched faces: fid_eff's reference row and the descriptors of dlib's chance level
@@ -294,7 +294,7 @@ class Evaluation:
             match_boxes,
             reid_distances,
         )
-        from ..realism import generated
+        from .realism import generated
 
         h, w = x.image.shape[:2]
         row = self._row(model, x.frame, status="ok", width=w, height=h, url=url)

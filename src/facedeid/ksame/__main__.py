@@ -1,11 +1,7 @@
-"""`python -m facedeid.ksame build ...` (facedeid/ksame/build.py) and `... stability ...` (ksame/stability.py)."""
+"""`python -m facedeid.ksame build ...` (facedeid/ksame/build.py): rebuild the donor bank."""
 
 import sys
 
-if sys.argv[1:2] == ["stability"]:
-    from .stability import main
-
-    sys.exit(main(sys.argv[2:]))
 from .build import main
 
 sys.exit(main())

@@ -156,8 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     from ..paths import SHARED_FACES
 
     parser = argparse.ArgumentParser(prog="python -m facedeid.ksame", description=__doc__.splitlines()[0],
-                                     epilog="python -m facedeid.ksame stability --help: how often the donor changes "
-                                            "between video frames of one face (facedeid/ksame/stability.py)")
+                                     epilog="python tools/ksame_stability.py --help: how often the donor changes "
+                                            "between video frames of one face")
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="build the donor bank from UTKFace-named face crops")
     b.add_argument("--train-dir", type=Path, default=SHARED_FACES / "train" / "utkface")

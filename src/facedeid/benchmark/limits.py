@@ -26,8 +26,8 @@ from typing import Callable
 
 import numpy as np
 
-from .crops import MAX_BOXES_PER_FRAME
-from .serving import stages
+from ..crops import MAX_BOXES_PER_FRAME
+from ..serving import stages
 
 MB = 1 << 20
 W, H = 640, 480
@@ -83,9 +83,9 @@ def _answer(fn: Callable[[], object]) -> str:
 def cases(client, generator: str, headers: dict, astronaut: np.ndarray, workdir: Path) -> list[Case]:
     import cv2
 
-    from .client.raw_requests import infer_input
-    from .data.dna import read_labels
-    from .data.sample import ASTRONAUT_FACE
+    from ..client.raw_requests import infer_input
+    from ..data.dna import read_labels
+    from ..data.sample import ASTRONAUT_FACE
 
     model = f"deid_{generator}_boxes"
     frame = np.ascontiguousarray(cv2.resize(astronaut, (W, H), interpolation=cv2.INTER_AREA))
@@ -171,7 +171,7 @@ def window_cache(client, server, generator: str, astronaut: np.ndarray) -> dict:
     """compose's memory over 80 requests, each with another window side near compose.WHOLE_WINDOW_SIDE (blend cache)."""
     import cv2
 
-    from .client.raw_requests import infer_input
+    from ..client.raw_requests import infer_input
 
     big = np.ascontiguousarray(cv2.resize(astronaut, (1500, 1500), interpolation=cv2.INTER_AREA))
 
@@ -194,8 +194,8 @@ def window_cache(client, server, generator: str, astronaut: np.ndarray) -> dict:
 def generator_crops(repository: Path, generator: str, count: int = MAX_BOXES_PER_FRAME) -> dict:
     """In-process ONNX Runtime time for `count` crops in batches of 32, one thread, as the CPU server runs it: what
     a frame at the box limit costs the generator where every box gets a generated face."""
-    from .onnx_runtime import cpu_session
-    from .serving.configs import CPU_THREADS
+    from ..onnx_runtime import cpu_session
+    from ..serving.configs import CPU_THREADS
 
     session = cpu_session(repository / generator / "1" / "model.onnx", CPU_THREADS, spin=False)
     name = session.get_inputs()[0].name
@@ -230,9 +230,9 @@ def run(generator: str = "mobileunet", repeats: int = 3, workdir: Path | None = 
     import skimage.data
     import tritonclient.grpc as grpcclient
 
-    from .benchmark import prepare_repository
-    from .models import GENERATORS
-    from .serving import local_server
+    from ..models import GENERATORS
+    from ..serving import local_server
+    from . import prepare_repository
 
     workdir = Path(workdir or tempfile.mkdtemp(prefix="facedeid-limits-"))
     workdir.mkdir(parents=True, exist_ok=True)

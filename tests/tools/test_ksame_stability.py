@@ -1,4 +1,4 @@
-"""ksame's donor choice between video frames (python -m facedeid.ksame stability), on a real photo."""
+"""ksame's donor choice between video frames (tools/ksame_stability.py, a study), on a real photo."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ import json
 import cv2
 import skimage.data
 
-from facedeid.ksame import KSame, stability
-from facedeid.ksame.stability import main
+from facedeid.ksame import KSame
+
+from helpers import load_tool
+
+stability = load_tool("ksame_stability")
+main = stability.main
 
 
 def _one_person(tmp_path):

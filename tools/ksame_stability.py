@@ -1,6 +1,6 @@
 """How often ksame changes donor between video frames of one face: the flicker a viewer sees.
 
-    python -m facedeid.ksame stability [--identities DIR] [--people selection|report] [--frames 30] [--json FILE]
+    python tools/ksame_stability.py [--identities DIR] [--people selection|report] [--frames 30] [--json FILE]
 
 ksame is stateless: each crop gets the bank average nearest to it in pose, skin tone and coarse appearance. In video
 the same face arrives with a slightly different box and exposure in every frame; when that moves it across a
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import cli_args
+from facedeid import cli_args
 
 BOX_JITTER = 0.02  # of the face box's side, per coordinate
 EXPOSURE_JITTER = 0.03
@@ -26,7 +26,7 @@ EXPOSURE_JITTER = 0.03
 
 def jittered_crops(frame: np.ndarray, box: np.ndarray, frames: int, rng: np.random.Generator,
                    size: int) -> np.ndarray:
-    from ..crops import extract_crops
+    from facedeid.crops import extract_crops
 
     side = float(max(box[2] - box[0], box[3] - box[1]))
     crops = []
@@ -40,10 +40,10 @@ def jittered_crops(frame: np.ndarray, box: np.ndarray, frames: int, rng: np.rand
 def measure(identities: Path, people: str, frames: int, seed: int = 0) -> dict:
     from tqdm import tqdm
 
-    from ..detection import DEFAULT_GENERATE_THRESHOLD, CenterFaceDetector
-    from ..evaluation.faces import main_face, split_people
-    from ..train.data import list_images, read_rgb
-    from . import SIZE, KSame
+    from facedeid.detection import DEFAULT_GENERATE_THRESHOLD, CenterFaceDetector
+    from facedeid.evaluation.faces import main_face, split_people
+    from facedeid.ksame import SIZE, KSame
+    from facedeid.train.data import list_images, read_rgb
 
     generator, rng = KSame(), np.random.default_rng(seed)
     detector = CenterFaceDetector(threshold=DEFAULT_GENERATE_THRESHOLD, threads=1)
@@ -71,9 +71,9 @@ def measure(identities: Path, people: str, frames: int, seed: int = 0) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..paths import SHARED_FACES
+    from facedeid.paths import SHARED_FACES
 
-    p = argparse.ArgumentParser(prog="python -m facedeid.ksame stability", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python tools/ksame_stability.py", description=__doc__.splitlines()[0])
     p.add_argument("--identities", type=Path, default=SHARED_FACES / "identities",
                    help="one folder of photos per person (default: the shared collection's identities/)")
     p.add_argument("--people", choices=("selection", "report"), default="selection",
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.identities.is_dir():
         p.error(f"{args.identities} is not a folder")
     result = measure(args.identities, args.people, args.frames, args.seed)
-    result["command"] = "python -m facedeid.ksame stability " + " ".join(argv if argv is not None else sys.argv[1:])
+    result["command"] = "python tools/ksame_stability.py " + " ".join(argv if argv is not None else sys.argv[1:])
     print(f"ksame, {result['people']} people: {result['faces']} faces x {args.frames} jittered frames: donor "
           f"changes in {result['donor_switches']} of {result['frame_pairs']} consecutive pairs "
           f"({(result['switch_rate'] or 0):.1%}); {result['faces_with_a_switch']} faces change donor at least once, "
@@ -96,3 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1) + "\n")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -26,7 +26,8 @@ FIELDS = {
     "output_dir": ("str", "--output_dir"),
     "save": ("bool", "--save"),
     "url": ("urls", "--url: one address or a list"),
-    "det_threshold": ("prob", "CenterFace score threshold (applied as --threshold where a command has it)"),
+    "det_threshold": ("prob", "CenterFace score threshold (applied as --threshold where a command has it, "
+                              "only when it is not above the product's: a file never makes detection leakier)"),
     "reid_threshold": ("float+", "face recognizer distance threshold (fixed by the product)"),
 }
 
@@ -43,14 +44,14 @@ class ConfigResult:
 
 
 def _generators() -> tuple[str, ...]:
-    from .models.registry import GENERATORS
+    from ..models.registry import GENERATORS
 
     return tuple(GENERATORS)
 
 
 def served_size(model: str | None) -> int:
     """The face crop side the served `model` generator uses (the first generator's for a baseline or none)."""
-    from .models.registry import get_spec
+    from ..models.registry import get_spec
 
     return get_spec(model if model in _generators() else _generators()[0]).size
 
@@ -81,7 +82,7 @@ def _check(where: str, kind: str, value):
             raise bad
         return [u.strip() for u in items]
     if kind == "model":
-        from .baselines import METHODS
+        from ..baselines import METHODS
 
         known = (*_generators(), *METHODS)
         names = [n.strip() for n in value.split(",")] if isinstance(value, str) else []
@@ -145,8 +146,8 @@ def load_config(path) -> tuple[dict, list[str]]:
 
 def _fixed_values() -> dict:
     """Values the evaluation uses without a flag for them: a config may repeat them, not change them."""
-    from .detection import DEFAULT_THRESHOLD
-    from .metrics import REID_THRESHOLD
+    from ..detection import DEFAULT_THRESHOLD
+    from ..metrics import REID_THRESHOLD
 
     return {"reid_threshold": (REID_THRESHOLD, "the recognizer's own threshold"),
             "det_threshold": (DEFAULT_THRESHOLD, "CenterFace score threshold")}
@@ -184,6 +185,15 @@ def parse_args_with_config(parser: argparse.ArgumentParser, argv: list[str] | No
     fixed = _fixed_values()
     for dest, value in result.values.items():
         if dest == "det_threshold" and "threshold" in actions:  # commands with --threshold apply it per request
+            product = fixed[dest][0]
+            if float(value) > product and not math.isclose(float(value), product):
+                # A seed-style config says 0.5; applied, it would leave faces scoring 0.2-0.5 untouched (a leak) and
+                # detect otherwise than `facedeid run`. A leakier detector is chosen on the command line, never by
+                # a file's value.
+                notes.append(f"det_threshold: {value} not applied: above the product's detection threshold "
+                             f"{product} it would leave faces scoring {product}-{value} untouched; the run detects "
+                             f"at {product} as `facedeid run` does (give --threshold {value} to choose otherwise)")
+                continue
             dest = "threshold"
         action = actions.get(dest)
         if action is None:
