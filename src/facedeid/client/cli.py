@@ -80,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retries", type=int, default=8, help="retries while a server is unavailable (about 40 s)")
     p.add_argument("--ready-timeout", type=float, default=60.0,
                    help="seconds to wait for the server(s) to be ready (default 60)")
-    p.add_argument("--fps", type=float, default=None, help="output video frame rate (default: the input's)")
+    p.add_argument("--fps", type=float, default=None,
+                   help="output video frame rate (default: the input's; a variable-rate input: its frames / "
+                        "duration); frames are dropped or repeated by timestamp, so duration and audio sync are kept")
     p.add_argument("--repository", type=Path, default=None,
                    help="model repository for a server started for the run (default: model_repository/)")
     add_detection_arguments(p)
