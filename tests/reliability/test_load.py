@@ -130,6 +130,7 @@ def test_video_run_with_busy_server_and_restart_finishes_or_says_why(exported_re
                            stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(8)  # part of the clip is through
+        assert run.poll() is None, "the run ended before the restart: nothing was tested"
         server.process.send_signal(signal.SIGKILL)
         server.process.wait()
         time.sleep(2)
