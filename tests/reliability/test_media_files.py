@@ -576,3 +576,26 @@ def test_client_close_never_races_requests_in_flight(triton):
                 assert "closed before this frame was done" in str(exc), exc
         with pytest.raises(DeidError, match="closed"):
             client.submit("deid_mobileunet", frame).result()
+
+
+def test_every_output_container_is_written_and_read_back_as_a_source(tmp_path):
+    """Each container the run writes plays back with every frame and the sound, and is itself a source the run
+    reads (AVI has decode times only, MPEG-TS and FLV start their streams after zero)."""
+    from facedeid.client.video_io import OUTPUT_MUXERS
+
+    frames = numbered(12)
+    silent = encode_video(frames, tmp_path / "silent.mp4")
+    clip = tmp_path / "clip.mp4"
+    subprocess.run([ffmpeg(), "-v", "error", "-i", str(silent), "-f", "lavfi", "-i", "sine=duration=1.2",
+                    "-c:v", "copy", "-c:a", "aac", "-shortest", str(clip)], check=True)
+    for ext in OUTPUT_MUXERS:
+        out = tmp_path / f"out{ext}"
+        proc = run(clip, out, "--model", "blur")
+        assert proc.returncode == 0, (ext, proc.stderr[-1000:])
+        assert len(video_frames(out)) == 12 and "Audio:" in ffmpeg_info(out), ext
+        if ext in (".avi", ".ts", ".flv"):
+            again = tmp_path / f"again_{ext[1:]}.mp4"
+            proc = run(out, again, "--model", "blur")
+            assert proc.returncode == 0, (ext, proc.stderr[-1000:])
+            assert len(video_frames(again)) == 12, ext
+            assert stream_duration(again, "a") == pytest.approx(stream_duration(out, "a"), abs=0.05), ext

@@ -230,7 +230,7 @@ def run_video(engine, model: str, src: Path, dst: Path, opts, bar=None) -> int:
             why = video_io.last_line(reader.errors()) if reader.errors() else "decoding stopped"
             raise InputError(f"{src}: only {n} of about {expected} frames could be decoded ({why}); nothing written")
         fate = video_io.mux(frames_tmp, src, final_tmp, keep_audio, keep, dst.suffix.lower(),
-                            offset=info.video_start - info.start)
+                            offset=info.video_start)
         video_io.verify(final_tmp, n, keep_audio)
         os.replace(final_tmp, dst)
     except video_io.VideoFileError as exc:

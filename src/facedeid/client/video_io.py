@@ -31,6 +31,7 @@ import numpy as np
 OUTPUT_MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi", ".ts": "mpegts",
                  ".mts": "mpegts", ".m2ts": "mpegts", ".flv": "flv", ".3gp": "3gp"}
 MAX_VFR_DENOMINATOR = 1001
+NOPTS = -(2 ** 63)  # ffmpeg's "no timestamp"
 
 
 class VideoFileError(Exception):
@@ -58,7 +59,7 @@ class VideoProbe:
     packets: int  # video packets the file holds (readable ones)
     duration: float  # seconds, as the container says
     start: float  # container start time (s)
-    video_start: float  # first video timestamp (s)
+    video_start: float  # first video timestamp (s), after the file start that ffmpeg subtracts from every stream
     streams: dict = field(default_factory=dict)  # kind -> count (Video, Audio, Subtitle, Data, Attachment)
     chapters: int = 0
     truncated: bool = False
@@ -115,14 +116,21 @@ def probe(path: Path) -> VideoProbe:
         if line.startswith("#"):
             continue
         parts = [p.strip() for p in line.split(",")]
-        if len(parts) >= 4:
-            pts.append(int(parts[2]))
-            durs.append(int(parts[3]))
+        try:
+            stamp = int(parts[2]) if int(parts[2]) != NOPTS else int(parts[1])  # AVI: decode times only
+            if stamp != NOPTS:
+                pts.append(stamp)
+                durs.append(int(parts[3]))
+        except (IndexError, ValueError):
+            continue
     order = sorted(range(len(pts)), key=pts.__getitem__)
     pts, durs = [pts[i] for i in order], [durs[i] for i in order]
+    count = len(pts)
     steps = [b - a for a, b in zip(pts, pts[1:])]
+    if steps and min(steps) <= 0:  # repeated or unordered timestamps say nothing about time: the header's rate
+        pts, durs, steps = pts[:1], durs[:1], []
     vfr = len(set(steps)) > 1 and (max(steps) - min(steps)) > 1  # one tick of jitter is rounding, not VFR
-    truncated = "partial file" in proc.stderr or "Invalid NAL unit size" in proc.stderr and len(pts) < 2
+    truncated = "partial file" in proc.stderr or "Invalid NAL unit size" in proc.stderr and count < 2
     fps = re.search(r"([\d.]+) fps", video.group(2))
     if truncated or len(pts) < 2:  # the header's rate: the packets that could be read say little
         rate = Fraction(fps.group(1)).limit_denominator(MAX_VFR_DENOMINATOR) if fps else Fraction(25)
@@ -132,7 +140,7 @@ def probe(path: Path) -> VideoProbe:
         rate = Fraction(len(pts) / float(_span(pts, durs, steps, timebase))).limit_denominator(MAX_VFR_DENOMINATOR)
     if rate <= 0 or not math.isfinite(float(rate)):
         rate = Fraction(25)
-    return VideoProbe(width, height, rotation, rate, vfr, len(pts), duration, float(start.group(1)) if start else 0.0,
+    return VideoProbe(width, height, rotation, rate, vfr, count, duration, float(start.group(1)) if start else 0.0,
                       float(pts[0] * timebase) if pts else 0.0, streams, chapters, truncated,
                       pix.group(1) if pix else "", float(_span(pts, durs, steps, timebase)) if len(pts) > 1 else 0.0)
 
@@ -271,7 +279,8 @@ def mux(video: Path, source: Path, dst_tmp: Path, audio: bool, keep: list[str], 
         base += ["-i", str(source), "-map", "0:v:0", "-map", "1:a"]
     else:
         base += ["-map", "0:v:0"]
-    base += ["-c:v", "copy", "-map_metadata", "-1", "-map_chapters", "-1", "-sn", "-dn",
+    base += ["-c:v", "copy", *(["-bsf:v", "h264_mp4toannexb"] if OUTPUT_MUXERS[ext] == "avi" else []),
+             "-map_metadata", "-1", "-map_chapters", "-1", "-sn", "-dn",
              "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact"]
     if keep:
         tags = container_tags(source)
@@ -293,6 +302,8 @@ def mux(video: Path, source: Path, dst_tmp: Path, audio: bool, keep: list[str], 
         errors = last_line(proc.stderr)
         if write_failure(errors):
             raise VideoFileError(f"cannot write the video ({errors})")
+    # blame the audio only when the video alone can be written
+    mux(video, source, dst_tmp, False, keep, ext)
     raise VideoFileError(f"cannot copy the source's audio ({errors}); use --no-audio to drop it")
 
 
