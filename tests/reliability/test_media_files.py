@@ -599,3 +599,13 @@ def test_every_output_container_is_written_and_read_back_as_a_source(tmp_path):
             assert proc.returncode == 0, (ext, proc.stderr[-1000:])
             assert len(video_frames(again)) == 12, ext
             assert stream_duration(again, "a") == pytest.approx(stream_duration(out, "a"), abs=0.05), ext
+
+
+def test_keep_metadata_icc_keeps_the_colour_profile_only(tmp_path):
+    src = tmp_path / "photo.jpg"
+    phone_photo(src, 6)
+    proc = run(src, tmp_path / "kept.jpg", "--model", "blur", "--keep-metadata", "icc")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with Image.open(src) as im_src, Image.open(tmp_path / "kept.jpg") as im:
+        assert im.info.get("icc_profile") == im_src.info["icc_profile"]
+        assert not im.getexif() and "xmp" not in im.info
