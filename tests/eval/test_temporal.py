@@ -9,7 +9,7 @@ import skimage.data
 
 from facedeid.data.camera_clips import Move, make_clip
 from facedeid.data.sample import ASTRONAUT_FACE
-from facedeid.evaluation.temporal import face_changes, read_video, summarize
+from facedeid.evaluation.temporal import face_changes, facedeid_run, read_video, summarize
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +52,11 @@ def test_a_face_that_switches_between_two_replacements_jumps(clip):
 
 def test_ksame_through_facedeid_run_holds_its_face_over_the_move(triton, tmp_path):
     """The product path: the clip through `facedeid run` (tracked, ksame) on the real server, then the metric."""
-    from facedeid.client import cli as run_cli
-
     path = tmp_path / "astronaut.mp4"
     record = make_clip(np.ascontiguousarray(skimage.data.astronaut()[:, :, :3]), ASTRONAUT_FACE[None], path,
                        Move(frames=12))
     out = tmp_path / "out.mp4"
-    assert run_cli.main([str(path), str(out), "--url", triton.grpc_url, "--no-audio", "--no-progress"]) == 0
+    facedeid_run(path, out, "ksame", triton.grpc_url)  # the default model, in its own process as users run it
     inputs, outputs = read_video(path), read_video(out)
     faces = [np.asarray(f, np.float32) for f in record["faces"]]
     x1, y1, x2, y2 = faces[0].reshape(4).astype(int)

@@ -107,8 +107,27 @@ def clip_sources() -> list[tuple[str, np.ndarray, np.ndarray]]:
     return [(name, photo, detector(photo)[0]) for name, photo in photos]
 
 
+def facedeid_run(clip: Path, out: Path, model: str, url: str | None) -> None:
+    """`facedeid run clip out --model model` as a user runs it, in its own process (each run forks ffmpeg, which
+    must not happen beside an earlier run's gRPC threads in the same process)."""
+    import subprocess
+
+    argv = [str(clip), str(out), "--model", model, "--no-audio", "--overwrite", "--no-progress"]
+    if url and model not in ("blur", "mosaic"):
+        argv += ["--url", url]
+    for attempt in range(2):  # once more after a failure: a shared, busy machine can time a request out
+        proc = subprocess.run([sys.executable, "-c", "import sys; from facedeid.cli import main; "
+                               "sys.exit(main(sys.argv[1:]))", "run", *argv], capture_output=True, text=True)
+        if proc.returncode == 0:
+            return
+        said = [line for line in proc.stderr.splitlines() if line.startswith("deid: ")]
+        reason = (said or proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        print(f"temporal: facedeid run failed on {clip.name} with --model {model} (try {attempt + 1}): {reason}",
+              file=sys.stderr)
+    raise RuntimeError(f"facedeid run failed on {clip} with --model {model}: {reason}")
+
+
 def run(models: list[str], work: Path, url: str, frames: int) -> dict:
-    from ..client import cli as run_cli
     from ..data.camera_clips import Move, make_clip
 
     move = Move(frames=frames)
@@ -124,11 +143,7 @@ def run(models: list[str], work: Path, url: str, frames: int) -> dict:
         records = []
         for clip, record in clips:
             out = work / f"{clip.stem}.{model}.mp4"
-            argv = [str(clip), str(out), "--model", model, "--no-audio", "--overwrite", "--no-progress"]
-            if model not in ("blur", "mosaic"):
-                argv += ["--url", url]
-            if run_cli.main(argv) != 0:
-                raise RuntimeError(f"facedeid run failed on {clip} with --model {model}")
+            facedeid_run(clip, out, model, url)
             inputs, outputs = read_video(clip), read_video(out)
             faces = [np.asarray(f, np.float32).reshape(-1, 4) for f in record["faces"]]
             part = face_changes(inputs, outputs, np.asarray(record["affines"]), faces)
