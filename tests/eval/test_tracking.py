@@ -180,6 +180,21 @@ def test_ksame_keeps_one_donor_per_track_and_the_same_boxes_give_the_same_faces(
     print(f"per-frame choice: {free}; track: {donors[0]}")
 
 
+def test_a_donor_outside_the_bank_or_one_per_box_missing_is_refused(triton):
+    from facedeid.client.triton import DeidError
+
+    frame = astronaut(320)
+    box = np.array([[115, 35, 170, 110]], np.float32)
+    with DeidClient(triton.grpc_url, concurrency=1, retries=0) as client:
+        with pytest.raises(DeidError, match="DONOR must be -1"):
+            client.infer("deid_ksame_boxes", frame, box, np.array([100000]))
+        with pytest.raises(DeidError, match="one per box"):
+            client.infer("deid_ksame_boxes", frame, np.concatenate([box, box + 150]), np.array([3]))
+        fixed = client.infer("deid_ksame_boxes", frame, box, np.array([3]))
+        assert fixed.donors.tolist() == [3]
+        assert client.infer("deid_ksame_boxes", frame, np.zeros((0, 4), np.float32), np.zeros(0)).donors.size == 0
+
+
 def test_a_false_positive_in_a_tracked_video_is_never_given_a_face(triton):
     """A real false positive: in this shared crowd photo CenterFace scores a hand on a jacket 0.23 (no face there:
     dlib's HOG detector finds the man beside it, not it). Panned as a video, it must be blurred in every frame it is
