@@ -9,7 +9,7 @@ import skimage.data
 
 from facedeid.data.camera_clips import Move, make_clip
 from facedeid.data.sample import ASTRONAUT_FACE
-from facedeid.evaluation.temporal import face_changes, facedeid_run, read_video, summarize
+from facedeid.evaluation.temporal import face_changes, facedeid_run, read_video, summarize, write_result
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +46,21 @@ def test_a_face_that_switches_between_two_replacements_jumps(clip):
         x1, y1, x2, y2 = faces[t].reshape(4).astype(int)
         out[y1:y2, x1:x2] = cv2.resize(patches[t % 2], (x2 - x1, y2 - y1), interpolation=cv2.INTER_NEAREST)
         flicker.append(out)
-    summary = summarize(face_changes(frames, flicker, affines, faces))
+    records = face_changes(frames, flicker, affines, faces)
+    summary = summarize(records)
     assert summary["jumps"] == summary["pairs"] == 9
+
+
+def test_the_result_files(clip, tmp_path):
+    import csv
+    import json
+
+    frames, affines, faces = clip
+    records = face_changes(frames, frames, affines, faces)
+    write_result({"models": {"none": {**summarize(records), "per_face": records}}}, tmp_path / "t.json")
+    assert json.loads((tmp_path / "t.json").read_text())["models"]["none"]["pairs"] == 9
+    rows = list(csv.DictReader(open(tmp_path / "t_faces.csv")))
+    assert len(rows) == 9 and {r["jump"] for r in rows} == {"0"} and rows[0]["model"] == "none"
 
 
 def test_ksame_through_facedeid_run_holds_its_face_over_the_move(triton, tmp_path):

@@ -113,10 +113,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _temporal(args) -> int:
-    import json
-
     from ..client.triton import DEFAULT_URL
-    from .temporal import run, table
+    from .temporal import run, table, write_result
 
     url = ",".join(args.url) if args.url else DEFAULT_URL
     models = [m for m in args.model.split(",") if m]
@@ -126,6 +124,6 @@ def _temporal(args) -> int:
         print(f"triton_eval: {exc}", file=sys.stderr)
         return 1
     result["command"] = "facedeid eval " + " ".join(args.argv)
-    (args.output_dir / "temporal.json").write_text(json.dumps(result, indent=1) + "\n")
+    write_result(result, args.output_dir / "temporal.json")
     print(table(result))
     return 0

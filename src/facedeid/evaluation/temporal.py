@@ -154,6 +154,26 @@ def run(models: list[str], work: Path, url: str, frames: int) -> dict:
     return result
 
 
+FACE_COLUMNS = ("model", "clip", "frame", "face", "side", "input", "output", "jump")
+
+
+def write_result(result: dict, path: Path) -> None:
+    """The summary as JSON at `path`, every face pair as CSV beside it (`<stem>_faces.csv`)."""
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    faces = path.with_name(f"{path.stem}_faces.csv")
+    summary = {**result, "models": {m: {k: v for k, v in s.items() if k != "per_face"}
+                                    for m, s in result["models"].items()}, "per_face": faces.name}
+    path.write_text(json.dumps(summary, indent=1) + "\n")
+    with open(faces, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(FACE_COLUMNS)
+        for model, s in result["models"].items():
+            for r in s.get("per_face", []):
+                writer.writerow([model, *(int(r[c]) if c == "jump" else r.get(c, "") for c in FACE_COLUMNS[1:])])
+
+
 def table(result: dict) -> str:
     lines = ["| model | face change (grey levels) | input's change | ratio | jumps | face pairs |",
              "| --- | ---: | ---: | ---: | ---: | ---: |"]
@@ -169,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma list (generators, blur, mosaic)")
     p.add_argument("--frames", type=int, default=40, help="frames per clip (default 40)")
     p.add_argument("--work", type=Path, default=Path("temporal_clips"), help="folder for the clips and outputs")
-    p.add_argument("--json", type=Path, default=None, help="also write the result here")
+    p.add_argument("--json", type=Path, default=None,
+                   help="also write the summary here, and every face pair to <stem>_faces.csv beside it")
     args = cli_args.finish(p).parse_args(argv)
     if args.frames < 2:
         p.error("--frames must be at least 2")
@@ -192,8 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         argv if argv is not None else sys.argv[1:])
     print(table(result))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+        write_result(result, args.json)
     return 0
 
 
