@@ -82,6 +82,23 @@ def test_both_variants_parse_and_keep_the_interface(generator_backend):
             assert cpu[stage].parameters["det_size"].string_value == str(CPU_DET_SIZE)
 
 
+def test_track_inputs_only_where_a_generator_has_a_choice():
+    """DONOR/DONOR_USED only on ksame's chain; BLUR_BOXES_IN on every _boxes ensemble; detect_faces only detects."""
+    cpu = {name: parsed(text) for name, text in configs.all_configs("python").items()}
+    for name in ("mobileunet", "resnet50unet", "d2gan", "ksame"):
+        boxes = cpu[f"deid_{name}_boxes"]
+        names = {t.name for t in boxes.input}
+        assert "BLUR_BOXES_IN" in names and [t.optional for t in boxes.input if t.name == "BLUR_BOXES_IN"] == [True]
+        has_donor = name in configs.DONOR_GENERATORS
+        assert ("DONOR" in names) == has_donor, name
+        assert ("DONOR_USED" in {t.name for t in boxes.output}) == has_donor, name
+        assert ("DONOR" in {t.name for t in cpu[f"generate_{name}"].input}) == has_donor, name
+    detect = cpu[configs.DETECT_ENSEMBLE]
+    assert [s.model_name for s in detect.ensemble_scheduling.step] == [
+        "detect_prep", configs.DETECTOR, configs.DETECTOR, "face_prep"]
+    assert {t.name for t in detect.output} == {"BOXES", "BLUR_BOXES", "LANDMARKS"}
+
+
 def test_cpu_default_instances_and_warmup():
     cpu = {name: parsed(text) for name, text in configs.all_configs("python").items()}
     for stage in ("detect_prep", "face_prep", "box_prep", "compose"):

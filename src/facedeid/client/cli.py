@@ -7,9 +7,9 @@
   sub-paths. A folder run reports each file it cannot do (not media, unreadable, ...) in one line and goes on.
 * Generators go through the server's detection ensemble `deid_<model>`; `--model blur|mosaic` anonymises locally
   the way `deface` does (CenterFace boxes), for comparison.
-* Video: a face found in one frame stays anonymised for up to `--track-memory` frames where the detector loses it
-  (IoU tracking in the client, `facedeid.client.tracking`): such a frame is sent again to `deid_<model>_boxes`
-  with the held boxes added.
+* Video: faces are tracked in the client (`facedeid.client.tracking`): each frame is detected by `detect_faces`
+  and sent to `deid_<model>_boxes` with each track's smoothed box and fixed replacement (ksame's donor); scene cuts
+  end tracks; low-confidence faces, and for up to `--track-memory` frames a face the detector lost, are blurred.
 * No --url and nothing answering on the default address: the missing exports are made, a local server is started
   for this run and stopped after (said in one line). Several `--url`s spread frames over several servers.
 * A frame that cannot be de-identified is never written with original pixels: that file fails with an error naming
@@ -87,8 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model repository for a server started for the run (default: model_repository/)")
     add_detection_arguments(p)
     p.add_argument("--track-memory", type=int, default=DEFAULT_MEMORY,
-                   help=f"video: frames a face stays anonymised after the detector loses it (default {DEFAULT_MEMORY}; "
-                        "0 = off)")
+                   help=f"video: frames a face stays anonymised (blurred) after the detector loses it (default "
+                        f"{DEFAULT_MEMORY}; 0 = off)")
     return cli_args.finish(p)
 
 

@@ -19,7 +19,7 @@ from ..baselines import METHODS as BASELINES
 from ..data.dna import ImageError, atomic_temp_file
 from . import video_io
 from .image_files import Picture, encode_picture, read_picture, write_checked
-from .tracking import DEFAULT_MEMORY, FaceTracker
+from .tracking import DEFAULT_MEMORY, FaceTracker, deid_video
 from .triton import DeidError
 
 
@@ -81,20 +81,12 @@ def _deid_stream(engine, model: str, frames: Iterable[tuple[str, np.ndarray]], b
 def deid_tracked(engine, model: str, frames: Iterable[tuple[str, np.ndarray]], tracker: FaceTracker,
                  counts: FaceCounts | None = None,
                  boxes: bool = False) -> Iterator[tuple[str, np.ndarray | BaseException]]:
-    """Frames of one video, in order, through the detect ensemble; faces the tracker holds (seen in the last frames,
-    missed in this one) are added and the frame is sent again with all boxes to `<model>_boxes`."""
-    for (name, frame), result in engine.map(model, frames, lambda it: (it[1], None)):
+    """Frames of one video, in order, tracked (client/tracking.py: one replacement per track, smoothed boxes, the
+    blur tier for low-confidence and lost faces, tracks ended at scene cuts)."""
+    for name, result, _ in deid_video(engine, model, frames, tracker):
         if isinstance(result, BaseException):
-            yield name, DeidError(f"{name}: {result}")
+            yield name, result
             continue
-        found = np.concatenate([result.boxes, getattr(result, "blurred", np.zeros((0, 4), np.float32))])
-        held, _ = tracker.update(found)
-        if len(held):
-            try:
-                result = engine.infer(f"{model}_boxes", frame, np.concatenate([found, held]))
-            except DeidError as exc:
-                yield name, DeidError(f"{name}: {exc}")
-                continue
         if counts is not None:
             counts.add(result)
         yield name, _output(result, boxes)
@@ -213,11 +205,11 @@ def run_video(engine, model: str, src: Path, dst: Path, opts, bar=None) -> int:
     frame_bar = _progress(expected, "frame", src.name, opts.no_progress, leave=bar is None)
     n = 0
     track_memory = getattr(opts, "track_memory", DEFAULT_MEMORY)
-    tracker, counts = FaceTracker(memory=track_memory), FaceCounts()
+    tracker, counts = FaceTracker(memory=track_memory, fps=float(rate)), FaceCounts()
     try:
         frames = ((f"{src}#frame{i}", f) for i, f in enumerate(reader))
         stream = (deid_tracked(engine, model, frames, tracker, counts, opts.draw_boxes)
-                  if track_memory > 0 and model not in BASELINES
+                  if model not in BASELINES
                   else _deid_stream(engine, model, frames, opts.draw_boxes, counts))
         for _, deid in stream:
             if isinstance(deid, BaseException):

@@ -41,6 +41,8 @@ from .detection_settings import detection_inputs
 # Triton's gRPC port on this machine: the local server binds 127.0.0.1 (`localhost` may resolve to ::1 first).
 DEFAULT_URL = "127.0.0.1:8001"
 BOXES_INPUT = "BOXES_IN"  # the _boxes ensembles' box input (an ensemble input cannot share the output's name)
+BLUR_INPUT = "BLUR_BOXES_IN"  # the _boxes ensembles' optional blur-tier boxes
+DETECT_MODEL = "detect_faces"  # serving/configs.py DETECT_ENSEMBLE: detection only
 RETRYABLE_STATUS = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.RESOURCE_EXHAUSTED")
 RETRYABLE_TEXT = ("not ready", "unavailable", "failed to connect", "connection refused", "socket closed")
 CLOSED_CHANNEL = "channel is closed"  # grpc.aio's UsageError text for a call on a closed channel
@@ -62,8 +64,33 @@ class DeidResult:
     latency_s: float  # wall time of the successful request
     url: str
     attempts: int = 1
-    # float32 [K,4] low-confidence faces the server blurred instead (detect mode; empty with caller boxes)
+    # float32 [K,4] low-confidence faces the server blurred instead (detect mode; with caller boxes: those sent blurred)
     blurred: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    donors: np.ndarray | None = None  # int [N]: the donor each box got, from generators with one (ksame's DONOR_USED)
+
+
+@dataclass
+class Detections:
+    """What `detect_faces` found in a frame: the generate tier, the blur tier, and the landmarks of the first."""
+    boxes: np.ndarray  # float32 [N,4] confident faces (GENERATE_THRESHOLD and size)
+    blurred: np.ndarray  # float32 [K,4] low-confidence or small faces
+    landmarks: np.ndarray  # float32 [N,10]
+
+
+def clip_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """[K,4] boxes clipped to the frame (compose refuses blur boxes outside it); ones left empty are dropped."""
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4).copy()
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
+    return boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
+
+
+def _detections(out: dict) -> Detections:
+    def rows(name: str, width: int) -> np.ndarray:
+        value = out.get(name)
+        return np.zeros((0, width), np.float32) if value is None else np.asarray(value, np.float32).reshape(-1, width)
+
+    return Detections(rows("BOXES", 4), rows("BLUR_BOXES", 4), rows("LANDMARKS", 10))
 
 
 def triton_dtype(array: np.ndarray) -> str:
@@ -252,23 +279,28 @@ class DeidClient:
         best = [s for s in candidates if s.in_flight == low]
         return best[next(self._rr) % len(best)]
 
-    async def _infer(self, model: str, frame: np.ndarray, boxes: np.ndarray | None) -> DeidResult:
+    async def _infer(self, model: str, frame: np.ndarray, boxes: np.ndarray | None, donors: np.ndarray | None = None,
+                     blur: np.ndarray | None = None) -> DeidResult:
         task = asyncio.current_task()
         self._tasks.add(task)
         try:
-            return await self._infer_tracked(model, frame, boxes)
+            return await self._infer_tracked(model, frame, boxes, donors, blur)
         finally:
             self._tasks.discard(task)
 
     def _closed_error(self, model: str) -> DeidError:
         return DeidError(f"{model}: the client was closed before this frame was done", retryable=False)
 
-    async def _infer_tracked(self, model: str, frame: np.ndarray, boxes: np.ndarray | None) -> DeidResult:
+    async def _infer_tracked(self, model: str, frame: np.ndarray, boxes: np.ndarray | None,
+                             donors: np.ndarray | None = None, blur: np.ndarray | None = None) -> DeidResult:
         if self._closing:
             raise self._closed_error(model)
         inputs = {"FRAME": np.ascontiguousarray(frame, dtype=np.uint8)}
         outputs = ["DEID_FRAME", "BOXES"]
-        if boxes is not None:
+        if model == DETECT_MODEL:
+            inputs.update(self.settings)
+            outputs = ["BOXES", "BLUR_BOXES", "LANDMARKS"]
+        elif boxes is not None:
             boxes = np.asarray(boxes, np.float32)
             if boxes.size == 0:
                 boxes = boxes.reshape(0, 4)  # "no faces", whatever the empty shape
@@ -279,6 +311,11 @@ class DeidClient:
                 self.stats.failures += 1
                 raise DeidError(f"{model}: {exc}", retryable=False) from None
             inputs[BOXES_INPUT] = np.ascontiguousarray(boxes)
+            if blur is not None and len(blur):
+                inputs[BLUR_INPUT] = np.ascontiguousarray(clip_boxes(blur, frame.shape[1], frame.shape[0]))
+            if donors is not None:
+                inputs["DONOR"] = np.ascontiguousarray(np.asarray(donors, np.int32).reshape(-1))
+                outputs.append("DONOR_USED")
         else:
             inputs.update(self.settings)
             outputs.append("BLUR_BOXES")
@@ -298,7 +335,13 @@ class DeidClient:
                         server.backend.infer(model, inputs, outputs, self.timeout_s),
                         timeout=self.timeout_s + 5,
                     )
+                    if model == DETECT_MODEL:
+                        return _detections(out)
                     result = self._check(out, frame, server.url, None if boxes is None else len(boxes))
+                    if blur is not None and len(blur):
+                        result.blurred = inputs[BLUR_INPUT]
+                    if "DONOR_USED" in out:
+                        result.donors = np.asarray(out["DONOR_USED"]).reshape(-1)[: len(result.boxes)]
                     result.latency_s = time.perf_counter() - start
                     result.attempts = attempt + 1
                     server.done += 1
@@ -353,16 +396,24 @@ class DeidClient:
         return DeidResult(np.asarray(deid), boxes, 0.0, url, blurred=blurred)
 
     # -------------------------------------------------------------------------------------------- public API
-    def submit(self, model: str, frame: np.ndarray, boxes: np.ndarray | None = None) -> Future:
-        """Future[DeidResult] for one frame; `boxes` given means the caller supplies the faces."""
+    def submit(self, model: str, frame: np.ndarray, boxes: np.ndarray | None = None,
+               donors: np.ndarray | None = None, blur: np.ndarray | None = None) -> Future:
+        """Future[DeidResult] for one frame; `boxes` given means the caller supplies the faces. With boxes, `blur`
+        [K,4] are faces for the blur tier and `donors` [N] fix each box's donor (-1: the generator chooses; only
+        for DONOR generators, client/tracking.py)."""
         if self._closing or self._loop.is_closed():
             fut: Future = Future()
             fut.set_exception(self._closed_error(model))
             return fut
-        return self._call(self._infer(model, frame, boxes))
+        return self._call(self._infer(model, frame, boxes, donors, blur))
 
-    def infer(self, model: str, frame: np.ndarray, boxes: np.ndarray | None = None) -> DeidResult:
-        return self.submit(model, frame, boxes).result()
+    def infer(self, model: str, frame: np.ndarray, boxes: np.ndarray | None = None,
+              donors: np.ndarray | None = None, blur: np.ndarray | None = None) -> DeidResult:
+        return self.submit(model, frame, boxes, donors, blur).result()
+
+    def submit_detect(self, frame: np.ndarray) -> Future:
+        """Future[Detections] of one frame from `detect_faces` (detection only, with this client's settings)."""
+        return self.submit(DETECT_MODEL, frame)
 
     def map(self, model: str, items: Iterable[Any], to_request: Callable[[Any], tuple],
             window: int | None = None) -> Iterator[tuple[Any, DeidResult | BaseException]]:

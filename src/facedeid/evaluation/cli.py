@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-labels-ok", dest="no_labels_ok", action="store_true",
                    help="images without a label file are face-free frames by intent (no warning; still counted "
                         "as missing_labels in metrics.json)")
+    p.add_argument("--temporal", action="store_true",
+                   help="also (or, without --dataset-dir, only) measure video stability of the same models on clips "
+                        "with a known camera move, through the tracked video path (evaluation/temporal.py): "
+                        "OUT/temporal.json and its table")
     p.add_argument("--no-report", action="store_true", help="skip OUT/report.html")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--shard", type=_shard_arg, default=None, metavar="K/N",
@@ -88,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return merge_main(args)
     missing = [flag for flag, value in (("--dataset-dir", args.dataset_dir), ("--model", args.model)) if not value]
+    if args.temporal and args.model and not args.dataset_dir:
+        return _temporal(args)
     if missing:
         parser.error(f"the following arguments are required: {', '.join(missing)}")
     if getattr(args, "identify", False) and args.shard is not None:
@@ -103,4 +109,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    return _temporal(args) if args.temporal else 0
+
+
+def _temporal(args) -> int:
+    from ..client.triton import DEFAULT_URL
+    from .temporal import run, table, write_result
+
+    url = ",".join(args.url) if args.url else DEFAULT_URL
+    models = [m for m in args.model.split(",") if m]
+    try:
+        result = run(models, args.output_dir / "temporal", url, frames=40)
+    except RuntimeError as exc:
+        print(f"triton_eval: {exc}", file=sys.stderr)
+        return 1
+    result["command"] = "facedeid eval " + " ".join(args.argv)
+    write_result(result, args.output_dir / "temporal.json")
+    print(table(result))
     return 0

@@ -231,19 +231,48 @@ class KSame:
         self.bank = bank if isinstance(bank, Bank) else Bank(bank)
         self.landmarks = landmarks or Landmarks()
 
-    def __call__(self, tensor: np.ndarray) -> np.ndarray:
+    def __call__(self, tensor: np.ndarray, donors: np.ndarray | None = None) -> np.ndarray:
+        return self.tracked(tensor, donors)[0]
+
+    def tracked(self, tensor: np.ndarray, donors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Served form: (crops [N,3,S,S] in [-1, 1] -> replaced crops, [N] donor index each got). `donors` [N]: a
+        fixed average per crop (a video track's, so its face never changes), -1 where the crop chooses its own."""
         from ..crops import from_tensor, to_tensor
 
         tensor = np.asarray(tensor, np.float32)
         if tensor.ndim != 4 or tensor.shape[1:] != (3, SIZE, SIZE):
             raise ValueError(f"INPUT must have shape [N, 3, {SIZE}, {SIZE}], got {list(tensor.shape)}")
-        return to_tensor(self.generate(from_tensor(np.nan_to_num(tensor))))
+        out, used = self.generate_with_donors(from_tensor(np.nan_to_num(tensor)), donors)
+        return to_tensor(out), used
 
-    def generate(self, crops: np.ndarray) -> np.ndarray:
+    def generate(self, crops: np.ndarray, donors: np.ndarray | None = None) -> np.ndarray:
         """[N,S,S,3] uint8 crops -> [N,S,S,3] uint8 crops (same convention as facedeid.crops.extract_crops)."""
+        return self.generate_with_donors(crops, donors)[0]
+
+    def generate_with_donors(self, crops: np.ndarray,
+                             donors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """`generate`, and the [N] bank index each crop got (`donors` >= 0 are kept, -1 chooses)."""
+        donors = self.check_donors(donors, len(crops))
+        if not len(crops):
+            return crops.copy(), donors
         points, scores = self.landmarks(crops)
-        return np.stack([self.replace(c, p if s >= LANDMARK_MIN_SCORE else None) for c, p, s
-                         in zip(crops, points, scores)]) if len(crops) else crops.copy()
+        out, used = [], donors.copy()
+        for i, (c, p, s) in enumerate(zip(crops, points, scores)):
+            face, used[i] = self.replace_with_donor(c, p if s >= LANDMARK_MIN_SCORE else None, int(donors[i]))
+            out.append(face)
+        return np.stack(out), used
+
+    def check_donors(self, donors: np.ndarray | None, n: int) -> np.ndarray:
+        """[N] int64 donor indices, -1 = choose; anything else outside the bank is refused (ValueError)."""
+        if donors is None:
+            return np.full(n, -1, np.int64)
+        donors = np.asarray(donors).reshape(-1)
+        if len(donors) != n or not np.issubdtype(donors.dtype, np.integer):
+            raise ValueError(f"DONOR must hold one integer per crop ({n}), got {donors.dtype} {list(donors.shape)}")
+        if ((donors < -1) | (donors >= len(self.bank.faces))).any():
+            raise ValueError(f"DONOR must be -1 (choose) or a bank index in 0..{len(self.bank.faces) - 1}, got "
+                             f"{sorted(set(donors.tolist()))}")
+        return donors.astype(np.int64)
 
     def donors(self, crops: np.ndarray) -> np.ndarray:
         """[N] index of the bank average each crop would get (what `generate` chooses)."""
@@ -261,15 +290,21 @@ class KSame:
         pose = yaw_of(bank.template if points is None else apply(to_template, points))
         return to_crop, aligned, bank.choose(pose, skin_tone(aligned, bank.ring), thumbnail(aligned, bank.inner))
 
-    def replace(self, crop: np.ndarray, points: np.ndarray | None) -> np.ndarray:
+    def replace(self, crop: np.ndarray, points: np.ndarray | None, donor: int = -1) -> np.ndarray:
+        return self.replace_with_donor(crop, points, donor)[0]
+
+    def replace_with_donor(self, crop: np.ndarray, points: np.ndarray | None,
+                           donor: int = -1) -> tuple[np.ndarray, int]:
+        """(the crop with its inner face replaced, the bank index used: `donor`, or the nearest if -1)."""
         bank, size = self.bank, crop.shape[0]
         to_crop, aligned, index = self._choose(crop, points)
+        index = index if donor < 0 else donor
         face = match_colour(sharpen(bank.faces[index]), aligned, bank.ring)
         face = cv2.warpAffine(face, to_crop, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         mask = cv2.warpAffine(bank.inner, to_crop, (size, size), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT)[..., None]
         out = crop.astype(np.float32) * (1 - mask) + face.astype(np.float32) * mask
-        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+        return np.clip(out + 0.5, 0, 255).astype(np.uint8), index
 
 
 # --------------------------------------------------------------------- donor labels (used by the builder)

@@ -121,8 +121,9 @@ def ksame_config() -> str:
     from ..ksame import NAME, SIZE
 
     text = f'name: "{NAME}"\nbackend: "python"\nmax_batch_size: {GENERATOR_MAX_BATCH}\n'
-    text += _io("input", [_tensor("INPUT", "FP32", [3, SIZE, SIZE])])
-    text += _io("output", [_tensor("OUTPUT", "FP32", [3, SIZE, SIZE])])
+    # DONOR: the bank average a video track fixed (-1 or absent: chosen per crop); DONOR_USED: what each crop got.
+    text += _io("input", [_tensor("INPUT", "FP32", [3, SIZE, SIZE]), _tensor("DONOR", "INT32", [1], optional=True)])
+    text += _io("output", [_tensor("OUTPUT", "FP32", [3, SIZE, SIZE]), _tensor("DONOR_USED", "INT32", [1])])
     text += f"dynamic_batching {{ max_queue_delay_microseconds: {QUEUE_DELAY_US} }}\n"
     return text + _instances("python") + _params(threads=CPU_THREADS)
 
@@ -163,13 +164,23 @@ def generate_config(generator: str, crop_size: int, instances: int = GENERATE_IN
     """`generate_<gen>`: every crop of a frame through the generator, in batches of at most GENERATOR_MAX_BATCH.
 
     Each instance waits on its frame's generator requests; several instances keep several frames' crops in the
-    generator's queue at once, so its dynamic batcher can still merge them (one instance: one frame at a time)."""
-    crops_t = [_tensor("CROPS", "FP32", [-1, 3, crop_size, crop_size])]
-    return _python_stage(f"generate_{generator}", crops_t,
-                         [_tensor("GENERATED", "FP32", [-1, 3, crop_size, crop_size])], instances,
-                         generator=generator, max_batch=GENERATOR_MAX_BATCH)
+    generator's queue at once, so its dynamic batcher can still merge them (one instance: one frame at a time).
+    A generator with a per-face choice (DONOR_GENERATORS) also passes DONOR in and DONOR_USED out."""
+    inputs = [_tensor("CROPS", "FP32", [-1, 3, crop_size, crop_size])]
+    outputs = [_tensor("GENERATED", "FP32", [-1, 3, crop_size, crop_size])]
+    params = dict(generator=generator, max_batch=GENERATOR_MAX_BATCH)
+    if generator in DONOR_GENERATORS:
+        inputs.append(DONOR)
+        outputs.append(DONOR_USED)
+        params["donor"] = 1
+    return _python_stage(f"generate_{generator}", inputs, outputs, instances, **params)
 
 
+# Generators with a choice per face that a video track fixes (client/tracking.py): the ksame donor average.
+DONOR_GENERATORS = ("ksame",)
+DETECT_ENSEMBLE = "detect_faces"  # detection only: what the tracked video path asks before it fixes its boxes
+DONOR = _tensor("DONOR", "INT32", [-1], optional=True)
+DONOR_USED = _tensor("DONOR_USED", "INT32", [-1])
 FRAME = _tensor("FRAME", "UINT8", [-1, -1, 3])
 BOXES = _tensor("BOXES", "FP32", [-1, 4])
 BLUR_BOXES = _tensor("BLUR_BOXES", "FP32", [-1, 4])
@@ -218,37 +229,64 @@ def _step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> str:
     return f'    {{\n      model_name: "{model}"\n      model_version: -1\n{ins}{outs}    }}'
 
 
-def ensemble_config(generator: str, boxes_given: bool) -> str:
-    name = f"deid_{generator}" + ("_boxes" if boxes_given else "")
-    outputs = [_tensor("DEID_FRAME", "UINT8", [-1, -1, 3]), BOXES]
-    compose_inputs = {"FRAME": "FRAME", "GENERATED": "generated", "BOXES": "BOXES"}
-    if boxes_given:
-        inputs = [FRAME, _tensor("BOXES_IN", "FP32", [-1, 4])]
-        steps = [_step("box_prep", {"FRAME": "FRAME", "BOXES_IN": "BOXES_IN"}, {"CROPS": "crops", "BOXES": "BOXES"})]
-    else:
-        inputs = [FRAME, *SETTINGS.values()]
-        outputs += [BLUR_BOXES, _tensor("LANDMARKS", "FP32", [-1, 10])]
-        compose_inputs["BLUR_BOXES"] = "BLUR_BOXES"
-        full = {n: f"det_{n.lower()}" for n in MAP_NAMES}
-        small = {n: f"det_{n.lower()}_small" for n in MAP_NAMES}
-        steps = [
-            _step("detect_prep", {"FRAME": "FRAME", "DET_SIZE": "DET_SIZE"},
-                  {"IMAGE": "det_image", "IMAGE_SMALL": "det_image_small"}),
-            _step(DETECTOR, {"IMAGE": "det_image"}, full),
-            _step(DETECTOR, {"IMAGE": "det_image_small"}, small),
-            _step("face_prep", {"FRAME": "FRAME", **{n: v for n, v in full.items()},
-                                **{f"{n}_SMALL": v for n, v in small.items()}, **{k: k for k in SETTINGS}},
-                  {"CROPS": "crops", "BOXES": "BOXES", "BLUR_BOXES": "BLUR_BOXES", "LANDMARKS": "LANDMARKS"}),
-        ]
-    steps += [
-        _step(f"generate_{generator}", {"CROPS": "crops"}, {"GENERATED": "generated"}),
-        _step("compose", compose_inputs, {"DEID_FRAME": "DEID_FRAME"}),
+def _detect_steps(crops: bool = True) -> list[str]:
+    full = {n: f"det_{n.lower()}" for n in MAP_NAMES}
+    small = {n: f"det_{n.lower()}_small" for n in MAP_NAMES}
+    return [
+        _step("detect_prep", {"FRAME": "FRAME", "DET_SIZE": "DET_SIZE"},
+              {"IMAGE": "det_image", "IMAGE_SMALL": "det_image_small"}),
+        _step(DETECTOR, {"IMAGE": "det_image"}, full),
+        _step(DETECTOR, {"IMAGE": "det_image_small"}, small),
+        _step("face_prep", {"FRAME": "FRAME", **{n: v for n, v in full.items()},
+                            **{f"{n}_SMALL": v for n, v in small.items()}, **{k: k for k in SETTINGS}},
+              {**({"CROPS": "crops"} if crops else {}), "BOXES": "BOXES", "BLUR_BOXES": "BLUR_BOXES",
+               "LANDMARKS": "LANDMARKS"}),
     ]
+
+
+def _ensemble(name: str, inputs: list[str], outputs: list[str], steps: list[str]) -> str:
     text = f'name: "{name}"\nplatform: "ensemble"\nmax_batch_size: 0\n'
     text += _io("input", inputs)
     text += _io("output", outputs)
     text += "ensemble_scheduling {\n  step [\n" + ",\n".join(steps) + "\n  ]\n}\n"
     return text
+
+
+def detect_ensemble_config() -> str:
+    """`detect_faces`: the detect ensembles' detection without generation (BOXES: generate tier, BLUR_BOXES: blur
+    tier). The tracked video path detects here, fixes each track's boxes and choices, then calls a `_boxes`
+    ensemble: no frame is generated twice."""
+    outputs = [BOXES, BLUR_BOXES, _tensor("LANDMARKS", "FP32", [-1, 10])]
+    # face_prep's CROPS stay unmapped: Triton refuses an ensemble tensor nothing consumes
+    return _ensemble(DETECT_ENSEMBLE, [FRAME, *SETTINGS.values()], outputs, _detect_steps(crops=False))
+
+
+def ensemble_config(generator: str, boxes_given: bool) -> str:
+    name = f"deid_{generator}" + ("_boxes" if boxes_given else "")
+    outputs = [_tensor("DEID_FRAME", "UINT8", [-1, -1, 3]), BOXES]
+    compose_inputs = {"FRAME": "FRAME", "GENERATED": "generated", "BOXES": "BOXES"}
+    generate_inputs, generate_outputs = {"CROPS": "crops"}, {"GENERATED": "generated"}
+    if boxes_given:
+        # BLUR_BOXES_IN: boxes the caller wants in the blur tier (a tracked video's low-confidence or lost faces).
+        inputs = [FRAME, _tensor("BOXES_IN", "FP32", [-1, 4]),
+                  _tensor("BLUR_BOXES_IN", "FP32", [-1, 4], optional=True)]
+        compose_inputs["BLUR_BOXES"] = "BLUR_BOXES_IN"
+        steps = [_step("box_prep", {"FRAME": "FRAME", "BOXES_IN": "BOXES_IN"}, {"CROPS": "crops", "BOXES": "BOXES"})]
+        if generator in DONOR_GENERATORS:
+            inputs.append(DONOR)
+            outputs.append(DONOR_USED)
+            generate_inputs["DONOR"] = "DONOR"
+            generate_outputs["DONOR_USED"] = "DONOR_USED"
+    else:
+        inputs = [FRAME, *SETTINGS.values()]
+        outputs += [BLUR_BOXES, _tensor("LANDMARKS", "FP32", [-1, 10])]
+        compose_inputs["BLUR_BOXES"] = "BLUR_BOXES"
+        steps = _detect_steps()
+    steps += [
+        _step(f"generate_{generator}", generate_inputs, generate_outputs),
+        _step("compose", compose_inputs, {"DEID_FRAME": "DEID_FRAME"}),
+    ]
+    return _ensemble(name, inputs, outputs, steps)
 
 
 def all_configs(backend: str = "python", det_size: int = detection.CPU_DET_SIZE,
@@ -259,7 +297,8 @@ def all_configs(backend: str = "python", det_size: int = detection.CPU_DET_SIZE,
     if len(sizes) != 1:
         raise ValueError(f"all generators must share one crop size for the shared prep models, got {sizes}")
     configs = {DETECTOR: detector_config(backend),
-               **stage_configs(sizes.pop(), det_size=det_size, full_size=full_size)}
+               **stage_configs(sizes.pop(), det_size=det_size, full_size=full_size),
+               DETECT_ENSEMBLE: detect_ensemble_config()}
     for name in GENERATORS:
         configs[name] = generator_config(name, backend)
         configs[f"generate_{name}"] = generate_config(name, GENERATORS[name].size)

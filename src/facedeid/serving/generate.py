@@ -6,6 +6,10 @@ crops into batches of at most `max_batch` and sends them to the generator as con
 generator's dynamic batcher still merges them with other frames' crops), then joins the outputs in order.
 A frame with hundreds of faces therefore costs ceil(N / 32) generator executions, never a masked face.
 
+A generator with a per-face choice (ksame's donor average; config parameter `donor: "1"`) also takes the optional
+DONOR [N] INT32 (one per box; -1 or absent: the generator chooses) and returns DONOR_USED [M], what each crop got:
+the stateless half of "one face, one replacement, for a whole track" (client/tracking.py keeps the other half).
+
 Fail closed: a batch the generator answers with an error makes the whole request an error (the ensemble then
 returns no frame); a generator that fails inside returns NaN crops, which compose masks.
 """
@@ -36,20 +40,28 @@ class ChunkedGenerator:
         self.pb_utils = pb_utils
         self.generator = params["generator"]
         self.max_batch = int(params["max_batch"])
+        self.donor = params.get("donor", "0") == "1"
 
-    async def _generate(self, crops: np.ndarray) -> np.ndarray:
+    async def _generate(self, crops: np.ndarray, donors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         pb = self.pb_utils
         pieces = split_batches(crops, self.max_batch)
-        requests = [pb.InferenceRequest(model_name=self.generator, requested_output_names=["OUTPUT"],
-                                        inputs=[pb.Tensor("INPUT", np.ascontiguousarray(piece))])
-                    for piece in pieces]
+        outputs_wanted = ["OUTPUT", "DONOR_USED"] if donors is not None else ["OUTPUT"]
+        requests = []
+        for start, piece in zip(range(0, len(crops), self.max_batch), pieces):
+            inputs = [pb.Tensor("INPUT", np.ascontiguousarray(piece))]
+            if donors is not None:
+                inputs.append(pb.Tensor("DONOR", np.ascontiguousarray(donors[start : start + len(piece)])))
+            requests.append(pb.InferenceRequest(model_name=self.generator, requested_output_names=outputs_wanted,
+                                                inputs=inputs))
         replies = await asyncio.gather(*(r.async_exec() for r in requests))
-        outputs = []
+        outputs, used = [], []
         for reply in replies:
             if reply.has_error():
                 raise RuntimeError(f"generator {self.generator} failed: {reply.error().message()}")
             outputs.append(pb.get_output_tensor_by_name(reply, "OUTPUT").as_numpy())
-        return np.concatenate(outputs)
+            if donors is not None:
+                used.append(pb.get_output_tensor_by_name(reply, "DONOR_USED").as_numpy().reshape(-1))
+        return np.concatenate(outputs), (np.concatenate(used) if used else np.zeros(0, np.int32))
 
     async def execute(self, requests):
         pb = self.pb_utils
@@ -59,11 +71,29 @@ class ChunkedGenerator:
                 tensor = pb.get_input_tensor_by_name(request, "CROPS")
                 if tensor is None:
                     raise ValueError("missing input tensor CROPS")
-                generated = await self._generate(tensor.as_numpy())
-                return pb.InferenceResponse(output_tensors=[pb.Tensor("GENERATED", generated)])
+                crops = tensor.as_numpy()
+                if not self.donor:
+                    generated, _ = await self._generate(crops)
+                    return pb.InferenceResponse(output_tensors=[pb.Tensor("GENERATED", generated)])
+                given = pb.get_input_tensor_by_name(request, "DONOR")
+                donors = pad_donors(None if given is None else given.as_numpy(), len(crops))
+                generated, used = await self._generate(crops, donors.reshape(-1, 1))
+                return pb.InferenceResponse(output_tensors=[pb.Tensor("GENERATED", generated),
+                                                            pb.Tensor("DONOR_USED", used.astype(np.int32))])
             except ValueError as error:
                 return pb.InferenceResponse(error=pb.TritonError(str(error)))
             except Exception as error:  # noqa: BLE001 - report per request, keep serving
                 return pb.InferenceResponse(error=pb.TritonError(f"{type(error).__name__}: {error}"))
 
         return list(await asyncio.gather(*(one(r) for r in requests)))
+
+
+def pad_donors(donors: np.ndarray | None, crops: int) -> np.ndarray:
+    """DONOR [N] (one per box, or absent/empty) -> [M] int32 for the M crops, -1 = the generator chooses. A frame
+    without faces has N = 0 and one blank crop (crop_batch); any other count than one per crop is refused."""
+    donors = np.zeros(0, np.int32) if donors is None else np.asarray(donors).reshape(-1)
+    if len(donors) == 0:
+        return np.full(crops, -1, np.int32)
+    if len(donors) != crops:
+        raise ValueError(f"DONOR has {len(donors)} values for {crops} face boxes; send one per box (-1: choose)")
+    return donors.astype(np.int32)

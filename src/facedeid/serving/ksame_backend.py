@@ -3,6 +3,10 @@
 Its version folder holds what export wrote there: `bank.npz` (the donor averages) and `centerface.onnx` (the
 detector network, run on each crop for its five landmarks). Like the ONNX generators it fails closed: if a batch
 cannot be generated, every crop comes back NaN and compose masks those faces.
+
+Optional input DONOR [1] INT32 per crop: the bank average to use (-1 or absent: the nearest, chosen per crop);
+output DONOR_USED [1] INT32: the average each crop got. A video client fixes a track's donor from the first reply
+and sends it back with every later frame, so the model stays stateless and a face never changes replacement.
 """
 
 from __future__ import annotations
@@ -30,13 +34,33 @@ class KSameModel:
         self.generator = KSame(Bank(folder / BANK_FILE), Landmarks(folder / LANDMARK_MODEL_FILE, threads))
 
     def execute(self, requests):
+        from .python_backend import invalid_argument
+
         pb_utils = self.pb_utils
-        batches = [pb_utils.get_input_tensor_by_name(r, "INPUT").as_numpy() for r in requests]
+        responses: list = [None] * len(requests)
+        good, batches, donors = [], [], []
+        for i, request in enumerate(requests):
+            batch = pb_utils.get_input_tensor_by_name(request, "INPUT").as_numpy()
+            tensor = pb_utils.get_input_tensor_by_name(request, "DONOR")
+            try:  # a bad DONOR is that request's error, not a masked batch for everyone in it
+                donors.append(self.generator.check_donors(None if tensor is None else tensor.as_numpy(), len(batch)))
+            except ValueError as error:
+                responses[i] = pb_utils.InferenceResponse(error=invalid_argument(pb_utils, str(error)))
+                continue
+            good.append(i)
+            batches.append(batch)
+        if not good:
+            return responses
         counts = [len(b) for b in batches]
         try:
-            out = self.generator(np.concatenate(batches, axis=0))
+            out, used = self.generator.tracked(np.concatenate(batches, axis=0), np.concatenate(donors))
         except Exception as error:  # noqa: BLE001 - any failure must mask, never pass original pixels on
             pb_utils.Logger.log_error(f"ksame failed, faces will be masked: {type(error).__name__}: {error}")
             out = np.full((sum(counts),) + batches[0].shape[1:], np.nan, np.float32)
-        return [pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("OUTPUT", np.ascontiguousarray(part))])
-                for part in np.split(out, np.cumsum(counts)[:-1])]
+            used = np.full(sum(counts), -1, np.int64)
+        splits = np.cumsum(counts)[:-1]
+        for i, part, used_part in zip(good, np.split(out, splits), np.split(used, splits)):
+            responses[i] = pb_utils.InferenceResponse(output_tensors=[
+                pb_utils.Tensor("OUTPUT", np.ascontiguousarray(part)),
+                pb_utils.Tensor("DONOR_USED", used_part.astype(np.int32).reshape(-1, 1))])
+        return responses
