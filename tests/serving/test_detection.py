@@ -159,9 +159,10 @@ def test_a_face_too_small_to_generate_is_blurred_and_counted(client, astronaut):
 
 def test_full_size_caps_the_full_resolution_pass_and_boxes_stay_in_frame_pixels(astronaut):
     frame, truth = big_canvas(astronaut)  # 2600x3400: tiled at native resolution
-    # The cap yields to min_face: 24 px faces need at least half the frame's size (1700 px), 128 px faces do not.
+    # The cap yields to min_face: 24 px faces need two thirds of the frame's size (2267 px: two tiles), 128 px faces
+    # do not.
     image, small = stages.detector_inputs(frame, 384, full_size=768)
-    assert image.shape == (1, 3, 1312, 1728) and small.shape == (1, 3, 320, 384)
+    assert image.shape == (2, 3, 1760, 1280) and small.shape == (1, 3, 320, 384)
     image, small = stages.detector_inputs(frame, 384, full_size=768, min_face=128)
     assert image.shape == (1, 3, 608, 768) and small.shape == (1, 3, 320, 384)
     detector = detection.CenterFaceDetector(threads=2)

@@ -56,7 +56,7 @@ def test_a_capped_full_pass_still_keeps_24px_faces(h, w):
     loose = detection.plan(h, w, detection.CPU_DET_SIZE, detection.CPU_FULL_SIZE, min_face=128)
     assert loose.smallest_face() <= 128
     assert max(loose.full_h, loose.full_w) <= max(h, w, detection.CPU_FULL_SIZE + 32)
-    for bad in (4, 11, 300, 24.5, float("nan")):
+    for bad in (4, 15, 300, 24.5, float("nan")):
         with pytest.raises(ValueError, match="min_face"):
             detection.check_min_face(bad)
 

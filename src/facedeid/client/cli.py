@@ -35,7 +35,13 @@ from .. import cli_args  # noqa: E402
 from ..baselines import METHODS as BASELINES  # noqa: E402
 from ..data.dna import IMAGE_EXTS  # noqa: E402
 from ..data.video import VIDEO_EXTS  # noqa: E402
-from .detection_settings import add_detection_arguments, detection_settings_from  # noqa: E402
+from .detection_settings import (  # noqa: E402
+    add_detection_arguments,
+    add_rotations_argument,
+    detection_settings_from,
+    smallest_face_note,
+    use_rotations,
+)
 from .media import InputError, _progress, _say, run_images, run_video  # noqa: E402
 from .tracking import DEFAULT_MEMORY  # noqa: E402
 from .triton import DEFAULT_URL, DeidClient, DeidError, ensemble_name  # noqa: E402
@@ -70,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repository", type=Path, default=None,
                    help="model repository for a server started for the run (default: model_repository/)")
     add_detection_arguments(p)
+    add_rotations_argument(p)
     p.add_argument("--track-memory", type=int, default=DEFAULT_MEMORY,
                    help=f"video: frames a face stays anonymised after the detector loses it (default {DEFAULT_MEMORY}; "
                         "0 = off)")
@@ -211,11 +218,16 @@ def main(argv: list[str] | None = None) -> int:
                                  settings=settings))
             try:
                 engine.wait_ready([model], timeout_s=args.ready_timeout)
+                note = None if args.model in BASELINES else smallest_face_note(urls)
+                if note:
+                    _say(note)
                 bar = None if single else _progress(len(jobs), "file", src.name, args.no_progress)
                 images = [(s, d) for s, d, kind in jobs if kind == "image"]
                 if images:
+                    use_rotations(engine, args.rotations, "image")
                     done, bad = run_images(engine, model, images, args, bar)
                     written, failed = written + done, failed + bad
+                use_rotations(engine, args.rotations, "video")
                 for s, d, kind in jobs:
                     if kind != "video":
                         continue

@@ -45,3 +45,46 @@ def detection_settings_from(args) -> dict:
     settings = {k: getattr(args, k, None) for k in ("threshold", "det_size", "generate_threshold")}
     detection_inputs(**settings)
     return settings
+
+
+ROTATION_CHOICES = ("auto", "on", "off")
+
+
+def add_rotations_argument(parser) -> None:
+    """--rotations: also detect on the frame turned 90/180/270 degrees (faces at any roll)."""
+    parser.add_argument("--rotations", choices=ROTATION_CHOICES, default="auto",
+                        help="also detect faces turned 90/180/270 degrees (lying down, camera on its side) and paste "
+                             "their generated faces at that roll; auto: on for images, off for videos, where it costs "
+                             "about a fifth of the detector's frames/s (docs/benchmarks.md)")
+
+
+def use_rotations(engine, choice: str, kind: str) -> None:
+    """Set the ROTATIONS input of `engine`'s detect requests for files of `kind` ("image" or "video")."""
+    settings = getattr(engine, "settings", None)
+    if settings is None:  # a local baseline: upright detection only
+        return
+    settings["ROTATIONS"] = np.int32([choice == "on" or (choice == "auto" and kind == "image")])
+
+
+def smallest_face_note(urls: list[str] | None, timeout: float = 5.0) -> str | None:
+    """One line when the server's detection config (face_prep `min_face`) cannot guarantee faces down to
+    detection.MIN_FACE pixels, naming the smallest face it guarantees; None when it can (or cannot be asked)."""
+    from ..detection import MIN_FACE
+
+    if not urls:
+        return None
+    try:
+        import tritonclient.grpc as grpcclient
+
+        client = grpcclient.InferenceServerClient(urls[0].split(",")[0])
+        try:
+            config = client.get_model_config("face_prep", as_json=True, client_timeout=timeout)["config"]
+        finally:
+            client.close()
+        min_face = int(float(config["parameters"]["min_face"]["string_value"]))
+    except Exception:  # noqa: BLE001 - an older server or none: nothing to say here, the run reports errors itself
+        return None
+    if min_face <= MIN_FACE:
+        return None
+    return (f"this server's detection settings (face_prep min_face {min_face}) guarantee faces of {min_face} px "
+            f"and larger on their short side; smaller faces may be left unchanged")
