@@ -137,3 +137,14 @@ def test_bad_roll_and_rotations_are_clear_errors_through_the_server(client, astr
         infer(client, "deid_mobileunet", astronaut, ROTATIONS=[2])
     out = infer(client, "deid_mobileunet", astronaut, ROTATIONS=[1])  # an upright face stays upright
     assert len(out["BOXES"]) == 1 and out["ROLL"].tolist() == [0.0]
+
+
+def test_the_run_names_the_smallest_face_a_server_guarantees(triton):
+    from facedeid.client.detection_settings import face_prep_parameters, smallest_face_note
+
+    params = face_prep_parameters(triton.grpc_url, headers=triton.admin_headers)
+    assert params is not None and params["min_face"] == str(detection.MIN_FACE) and params["rotations"] == "0"
+    assert smallest_face_note(params) is None  # the committed configs keep 24 px faces: nothing to say
+    note = smallest_face_note({**params, "min_face": "48"})
+    assert "48 px" in note and "smaller faces may be left unchanged" in note
+    assert face_prep_parameters(triton.grpc_url, headers={"triton-grpc-protocol-admin-key": "wrong"}) is None

@@ -39,6 +39,7 @@ from .detection_settings import (  # noqa: E402
     add_detection_arguments,
     add_rotations_argument,
     detection_settings_from,
+    face_prep_parameters,
     smallest_face_note,
     use_rotations,
 )
@@ -218,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
                                  settings=settings))
             try:
                 engine.wait_ready([model], timeout_s=args.ready_timeout)
-                note = None if args.model in BASELINES else smallest_face_note(urls)
+                first_url = urls[0].split(",")[0] if urls else None
+                note = smallest_face_note(face_prep_parameters(first_url)) if first_url else None
                 if note:
                     _say(note)
                 bar = None if single else _progress(len(jobs), "file", src.name, args.no_progress)

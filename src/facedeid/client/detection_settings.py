@@ -66,23 +66,33 @@ def use_rotations(engine, choice: str, kind: str) -> None:
     settings["ROTATIONS"] = np.int32([choice == "on" or (choice == "auto" and kind == "image")])
 
 
-def smallest_face_note(urls: list[str] | None, timeout: float = 5.0) -> str | None:
-    """One line when the server's detection config (face_prep `min_face`) cannot guarantee faces down to
-    detection.MIN_FACE pixels, naming the smallest face it guarantees; None when it can (or cannot be asked)."""
-    from ..detection import MIN_FACE
+def face_prep_parameters(url: str, timeout: float = 5.0, headers: dict | None = None) -> dict[str, str] | None:
+    """face_prep's config parameters on the server at `url`, or None when it cannot be asked (model config is a
+    restricted API: `headers`, else the admin key in $TRITON_ADMIN_KEY; or an older server)."""
+    from ..serving.tritonserver_cli import admin_headers
 
-    if not urls:
-        return None
     try:
         import tritonclient.grpc as grpcclient
 
-        client = grpcclient.InferenceServerClient(urls[0].split(",")[0])
+        client = grpcclient.InferenceServerClient(url)
         try:
-            config = client.get_model_config("face_prep", as_json=True, client_timeout=timeout)["config"]
+            config = client.get_model_config("face_prep", headers=headers or admin_headers(), as_json=True,
+                                             client_timeout=timeout)["config"]
         finally:
             client.close()
-        min_face = int(float(config["parameters"]["min_face"]["string_value"]))
-    except Exception:  # noqa: BLE001 - an older server or none: nothing to say here, the run reports errors itself
+    except Exception:  # noqa: BLE001 - nothing to say then: the run reports real errors itself
+        return None
+    return {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+
+
+def smallest_face_note(parameters: dict[str, str] | None) -> str | None:
+    """One line when face_prep's `min_face` cannot guarantee faces down to detection.MIN_FACE pixels, naming the
+    smallest face it guarantees; None when it can or is unknown."""
+    from ..detection import MIN_FACE
+
+    try:
+        min_face = int(float(parameters["min_face"]))
+    except (TypeError, KeyError, ValueError):
         return None
     if min_face <= MIN_FACE:
         return None
