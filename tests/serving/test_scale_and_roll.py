@@ -148,3 +148,23 @@ def test_the_run_names_the_smallest_face_a_server_guarantees(triton):
     note = smallest_face_note({**params, "min_face": "48"})
     assert "48 px" in note and "smaller faces may be left unchanged" in note
     assert face_prep_parameters(triton.grpc_url, headers={"triton-grpc-protocol-admin-key": "wrong"}) is None
+
+
+@needs_shared
+def test_facedeid_run_finds_a_rolled_face_in_an_image_by_default(triton, tmp_path):
+    """`facedeid run` on a still: --rotations auto is on for images, so the sideways face is replaced; off, the
+    detector alone misses it and the file comes back as it was."""
+    from PIL import Image
+
+    from facedeid.client import cli as run_cli
+
+    frame = rolled_portrait(1)
+    src = tmp_path / "sideways.png"
+    Image.fromarray(frame).save(src)
+    assert run_cli.main([str(src), str(tmp_path / "auto.png"), "--url", triton.grpc_url, "--no-progress"]) == 0
+    assert run_cli.main([str(src), str(tmp_path / "off.png"), "--url", triton.grpc_url, "--no-progress",
+                         "--rotations", "off"]) == 0
+    auto = np.asarray(Image.open(tmp_path / "auto.png").convert("RGB"))
+    off = np.asarray(Image.open(tmp_path / "off.png").convert("RGB"))
+    assert np.array_equal(off, frame)
+    assert np.abs(auto.astype(np.float32) - frame).mean() > 2
