@@ -18,6 +18,12 @@ set -eu
 : "${TRITON_MODEL_CONFIG_NAME:=}"
 : "${TRITON_ADMIN_KEY_FILE:=/run/secrets/triton_admin_key}"
 : "${TRITONSERVER:=/opt/tritonserver/bin/tritonserver}"
+# glibc malloc: few arenas, blocks of 1 MiB or more mmapped (returned when freed), so the server's memory comes
+# back after large frames (docs/reliability.md); the same defaults as facedeid.serving.tritonserver_cli.MALLOC_ENV.
+: "${MALLOC_ARENA_MAX:=2}"
+: "${MALLOC_MMAP_THRESHOLD_:=1048576}"
+: "${MALLOC_TRIM_THRESHOLD_:=4194304}"
+export MALLOC_ARENA_MAX MALLOC_MMAP_THRESHOLD_ MALLOC_TRIM_THRESHOLD_
 
 if [ -e "$TRITON_ADMIN_KEY_FILE" ]; then
   if [ ! -r "$TRITON_ADMIN_KEY_FILE" ]; then

@@ -77,7 +77,7 @@ def deid(client, model, frame, boxes=None):
 
 
 SETTING_TYPES = {"THRESHOLD": ("FP32", np.float32), "DET_SIZE": ("INT32", np.int32),
-                 "GENERATE_THRESHOLD": ("FP32", np.float32)}
+                 "GENERATE_THRESHOLD": ("FP32", np.float32), "ROTATIONS": ("INT32", np.int32)}
 
 
 def deid_detect(client, model, frame, **settings):

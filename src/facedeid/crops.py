@@ -168,6 +168,18 @@ def window_crop(frame: np.ndarray, window: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(padded, (size, size), interpolation=cv2.INTER_AREA)
 
 
+def turn(faces: np.ndarray, turns: np.ndarray) -> np.ndarray:
+    """Square crops [N,S,S,3] each turned turns[i] quarter turns counter-clockwise (np.rot90; negative: clockwise),
+    so a rolled face is generated upright and its generated face turned back to the roll it was found at."""
+    turns = np.asarray(turns, np.int64) % 4
+    if not turns.any():
+        return faces
+    out = faces.copy()
+    for i in np.flatnonzero(turns):
+        out[i] = np.rot90(faces[i], int(turns[i]))
+    return out
+
+
 def extract_crops(frame: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Face crops [N,S,S,3] uint8 and their windows [N,4] for boxes [N,4] in one frame."""
     windows = expand_boxes(boxes)

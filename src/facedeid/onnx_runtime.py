@@ -14,8 +14,12 @@ from pathlib import Path
 import numpy as np
 
 
-def cpu_session(model_path: Path | str | bytes, threads: int = 0, spin: bool = True):
+def cpu_session(model_path: Path | str | bytes, threads: int = 0, spin: bool = True, arena: bool = True):
     """ONNX Runtime CPU session. `spin=False` stops idle pool threads from busy-waiting for the next op/run.
+
+    `arena=False` for a model fed inputs of any size (the detector): ONNX Runtime's CPU arena keeps the largest
+    buffers it ever needed (a 4K frame's tiles: hundreds of MB per process) for the life of the session; without
+    it they go back to the allocator after each run (docs/reliability.md, "Memory after large frames").
 
     Spinning keeps a core busy after every op; that is cheap on a machine of its own, but in a Triton server where
     the detector and the generator are separate processes (and Python stages run beside them) on few cores, the
@@ -31,6 +35,7 @@ def cpu_session(model_path: Path | str | bytes, threads: int = 0, spin: bool = T
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     if not spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.enable_cpu_mem_arena = arena
     source = model_path if isinstance(model_path, bytes) else str(model_path)
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from . import crops as crop_ops
-from .detection import DEFAULT_GENERATE_THRESHOLD, DEFAULT_MAX_SIDE, DEFAULT_THRESHOLD, MIN_GENERATE_SIDE
+from .detection import DEFAULT_GENERATE_THRESHOLD, DEFAULT_MAX_SIDE, DEFAULT_THRESHOLD, MIN_FACE, MIN_GENERATE_SIDE
 from .serving import stages
 
 STEPS = ("detect_prep", "face_detector", "face_prep", "generator", "compose")  # the served models, in order
@@ -82,7 +82,8 @@ class Deidentifier:
     def __init__(self, detector: Callable[[np.ndarray], Maps] | None, generator: Callable[[np.ndarray], np.ndarray],
                  size: int, threshold: float = DEFAULT_THRESHOLD, det_size: int = DEFAULT_MAX_SIDE,
                  max_pixels: int = stages.MAX_FRAME_PIXELS, generate_threshold: float = DEFAULT_GENERATE_THRESHOLD,
-                 min_generate_side: float = MIN_GENERATE_SIDE, full_size: int = 0):
+                 min_generate_side: float = MIN_GENERATE_SIDE, full_size: int = 0, rotations: bool = False,
+                 min_face: int = MIN_FACE):
         self.detector = detector
         self.generator = generator
         self.size = size
@@ -91,6 +92,8 @@ class Deidentifier:
         self.generate_threshold = generate_threshold
         self.min_generate_side = min_generate_side
         self.full_size = full_size
+        self.rotations = rotations  # also detect on the frame turned 90/180/270 degrees (the ROTATIONS input)
+        self.min_face = min_face
         self.max_pixels = max_pixels
         self.step_ms = dict.fromkeys(STEPS, 0.0)
 
@@ -118,7 +121,8 @@ class Deidentifier:
                    size=int(prep["crop_size"]), threshold=float(prep["threshold"]),
                    det_size=int(prep.get("det_size", DEFAULT_MAX_SIDE)), max_pixels=stages.frame_limit(prep),
                    generate_threshold=float(prep.get("generate_threshold", DEFAULT_GENERATE_THRESHOLD)),
-                   min_generate_side=stages.min_generate_side(prep), full_size=stages.full_size(prep))
+                   min_generate_side=stages.min_generate_side(prep), full_size=stages.full_size(prep),
+                   rotations=prep.get("rotations", "0") == "1", min_face=stages.min_face(prep))
 
     @classmethod
     def from_checkpoint(cls, name: str, checkpoint: Path | None = None, detector: OnnxDetector | None = None,
@@ -140,17 +144,17 @@ class Deidentifier:
         marks = [time.perf_counter()]
         if boxes is None:
             full_maps, small_maps = self._maps(frame, marks)
-            crops, used, blurred, _ = stages.prep_detected(
+            crops, used, blurred, _, roll = stages.prep_detected(
                 frame, full_maps, small_maps, self.size, self.threshold, self.det_size, self.generate_threshold,
-                self.max_pixels, self.min_generate_side, self.full_size)
+                self.max_pixels, self.min_generate_side, self.full_size, self.rotations, self.min_face)
         else:
             marks += [marks[0], marks[0]]  # no detection steps
-            crops, used = stages.prep_given(frame, np.asarray(boxes, np.float32), self.size, self.max_pixels)
+            crops, used, roll = stages.prep_given(frame, np.asarray(boxes, np.float32), self.size, self.max_pixels)
             blurred = np.zeros((0, 4), np.float32)
         marks.append(time.perf_counter())
         generated = self.generator(crops)
         marks.append(time.perf_counter())
-        out = stages.compose_frame(frame, generated, used, self.max_pixels, blur_boxes=blurred)
+        out = stages.compose_frame(frame, generated, used, self.max_pixels, blur_boxes=blurred, roll=roll)
         marks.append(time.perf_counter())
         for step, t0, t1 in zip(STEPS, marks, marks[1:]):
             self.step_ms[step] += (t1 - t0) * 1e3
@@ -159,7 +163,8 @@ class Deidentifier:
     def _maps(self, frame: np.ndarray, marks: list[float]) -> tuple[Maps, Maps]:
         if self.detector is None:
             raise ValueError("this Deidentifier has no detector: give the face boxes")
-        image, small = stages.detector_inputs(frame, self.det_size, self.max_pixels, self.full_size)
+        image, small = stages.detector_inputs(frame, self.det_size, self.max_pixels, self.full_size, self.rotations,
+                                              self.min_face)
         marks.append(time.perf_counter())
         maps = self.detector(image), self.detector(small)
         marks.append(time.perf_counter())

@@ -16,7 +16,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from facedeid.detection import CPU_DET_SIZE, CPU_FULL_SIZE, DEFAULT_MAX_SIDE
+from facedeid.detection import CPU_DET_SIZE, CPU_FULL_SIZE, DEFAULT_MAX_SIDE, MIN_FACE
 from facedeid.models import GENERATORS
 from facedeid.serving import configs
 from facedeid.serving import tritonserver_cli as server
@@ -80,6 +80,28 @@ def test_both_variants_parse_and_keep_the_interface(generator_backend):
             assert gpu[stage].parameters["det_size"].string_value == str(DEFAULT_MAX_SIDE)
             assert cpu[stage].parameters["full_size"].string_value == str(CPU_FULL_SIZE)
             assert cpu[stage].parameters["det_size"].string_value == str(CPU_DET_SIZE)
+            # both configs keep 24 px faces (the cap yields to min_face) and detect upright unless asked (ROTATIONS)
+            for config in (cpu[stage], gpu[stage]):
+                assert config.parameters["min_face"].string_value == str(MIN_FACE)
+                assert config.parameters["rotations"].string_value == "0"
+
+
+def test_roll_interface_is_optional_and_backward_compatible():
+    """ROTATIONS (detect ensembles) and ROLL_IN (boxes ensembles) are optional inputs; ROLL is a new output; every
+    input and output that existed before keeps its name, type and shape."""
+    cpu = {name: parsed(text) for name, text in configs.all_configs("python").items()}
+    for name in GENERATORS:
+        detect, boxes = cpu[f"deid_{name}"], cpu[f"deid_{name}_boxes"]
+        ins = {t.name: t for t in detect.input}
+        assert ins["ROTATIONS"].optional and list(ins["ROTATIONS"].dims) == [1]
+        assert [t.name for t in detect.input if not t.optional] == ["FRAME"]
+        assert [t.name for t in detect.output] == ["DEID_FRAME", "BOXES", "BLUR_BOXES", "LANDMARKS", "ROLL"]
+        assert [(t.name, t.optional) for t in boxes.input] == [("FRAME", False), ("BOXES_IN", False),
+                                                              ("ROLL_IN", True)]
+        assert [t.name for t in boxes.output] == ["DEID_FRAME", "BOXES", "ROLL"]
+    compose = {t.name: t for t in cpu["compose"].input}
+    assert compose["ROLL"].optional and compose["BLUR_BOXES"].optional
+    assert list(next(t for t in cpu["detect_prep"].output if t.name == "IMAGE_SMALL").dims) == [-1, 3, -1, -1]
 
 
 def test_track_inputs_only_where_a_generator_has_a_choice():

@@ -159,17 +159,21 @@ def test_a_face_too_small_to_generate_is_blurred_and_counted(client, astronaut):
 
 def test_full_size_caps_the_full_resolution_pass_and_boxes_stay_in_frame_pixels(astronaut):
     frame, truth = big_canvas(astronaut)  # 2600x3400: tiled at native resolution
+    # The cap yields to min_face: 24 px faces need two thirds of the frame's size (2267 px: two tiles), 128 px faces
+    # do not.
     image, small = stages.detector_inputs(frame, 384, full_size=768)
+    assert image.shape == (2, 3, 1760, 1280) and small.shape == (1, 3, 320, 384)
+    image, small = stages.detector_inputs(frame, 384, full_size=768, min_face=128)
     assert image.shape == (1, 3, 608, 768) and small.shape == (1, 3, 320, 384)
     detector = detection.CenterFaceDetector(threads=2)
     maps = tuple(detector.run(image)), tuple(detector.run(small))
-    _, boxes, blurred, _ = stages.prep_detected(frame, *maps, 128, det_size=384, full_size=768)
+    _, boxes, blurred, _, _ = stages.prep_detected(frame, *maps, 128, det_size=384, full_size=768, min_face=128)
     found = np.concatenate([boxes, blurred])
     assert len(found) == len(truth)
     for box in truth:
         assert max(_iou(box, b) for b in found) > 0.6
     with pytest.raises(ValueError, match="HEATMAP|maps"):  # face_prep and detect_prep must agree on full_size
-        stages.prep_detected(frame, *maps, 128, det_size=384, full_size=0)
+        stages.prep_detected(frame, *maps, 128, det_size=384, full_size=768)
     for bad in (100, 4096, 512.5):
         with pytest.raises(ValueError, match="full_size"):
             detection.check_full_size(bad)

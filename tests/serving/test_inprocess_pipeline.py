@@ -94,3 +94,26 @@ def test_boxes_ensemble_and_pipeline_refuse_the_same_box_outside_the_frame(clien
         inprocess(astronaut, boxes)
     assert "box 1 [5000, 5000, 5100, 5100] lies outside the 512x512 frame" in str(local.value)
     assert str(local.value) in served.value.message()
+
+
+def test_rotations_in_process_and_served_return_the_same_frame(client, exported_repo):
+    """A portrait turned 90 degrees with ROTATIONS: same boxes, same roll, same pixels in process and served."""
+    import cv2
+
+    from helpers import tensor
+
+    folder = shared_faces_dir()
+    if folder is None:
+        pytest.fail("../shared/data/faces is missing: this test needs its real portrait")
+    image = read_rgb(folder / "identities" / "bradley_cooper" / "1.png")
+    image = cv2.resize(image, None, fx=640 / max(image.shape[:2]), fy=640 / max(image.shape[:2]),
+                       interpolation=cv2.INTER_AREA)
+    frame = np.ascontiguousarray(np.rot90(image, 1))
+    result = client.infer("deid_mobileunet", [tensor("FRAME", frame, "UINT8"),
+                                              tensor("ROTATIONS", np.int32([1]), "INT32")])
+    local = Deidentifier.from_repository(exported_repo[0], "mobileunet")
+    local.rotations = True
+    out, boxes = local(frame)
+    assert len(boxes) == 1 and result.as_numpy("ROLL").tolist() == [270.0]
+    np.testing.assert_array_equal(boxes, result.as_numpy("BOXES"))
+    np.testing.assert_array_equal(out, result.as_numpy("DEID_FRAME"))

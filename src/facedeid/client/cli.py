@@ -42,7 +42,14 @@ from .. import cli_args  # noqa: E402
 from ..baselines import METHODS as BASELINES  # noqa: E402
 from ..data.dna import atomic_temp_file  # noqa: E402
 from ..data.video import VIDEO_EXTS  # noqa: E402
-from .detection_settings import add_detection_arguments, detection_settings_from  # noqa: E402
+from .detection_settings import (  # noqa: E402
+    add_detection_arguments,
+    add_rotations_argument,
+    detection_settings_from,
+    face_prep_parameters,
+    smallest_face_note,
+    use_rotations,
+)
 from .image_files import MULTI_FRAME_EXTS, RUN_IMAGE_EXTS, frame_count  # noqa: E402
 from .media import InputError, _progress, _say, run_images, run_video  # noqa: E402
 from .tracking import DEFAULT_MEMORY  # noqa: E402
@@ -86,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repository", type=Path, default=None,
                    help="model repository for a server started for the run (default: model_repository/)")
     add_detection_arguments(p)
+    add_rotations_argument(p)
     p.add_argument("--track-memory", type=int, default=DEFAULT_MEMORY,
                    help=f"video: frames a face stays anonymised (blurred) after the detector loses it (default "
                         f"{DEFAULT_MEMORY}; 0 = off)")
@@ -286,10 +294,16 @@ def _run(args, settings, model, jobs, single, tally) -> int:
                                  settings=settings))
             try:
                 engine.wait_ready([model], timeout_s=args.ready_timeout)
+                first_url = urls[0].split(",")[0] if urls else None
+                note = smallest_face_note(face_prep_parameters(first_url)) if first_url else None
+                if note:
+                    _say(note)
                 bar = None if single else _progress(len(jobs), "file", src.name, args.no_progress)
                 images = [(s, d) for s, d, kind in jobs if kind == "image"]
                 if images:
+                    use_rotations(engine, args.rotations, "image")
                     run_images(engine, model, images, args, bar, tally)
+                use_rotations(engine, args.rotations, "video")
                 for s, d, kind in jobs:
                     if kind != "video":
                         continue

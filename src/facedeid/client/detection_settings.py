@@ -45,3 +45,56 @@ def detection_settings_from(args) -> dict:
     settings = {k: getattr(args, k, None) for k in ("threshold", "det_size", "generate_threshold")}
     detection_inputs(**settings)
     return settings
+
+
+ROTATION_CHOICES = ("auto", "on", "off")
+
+
+def add_rotations_argument(parser) -> None:
+    """--rotations: also detect on the frame turned 90/180/270 degrees (faces at any roll)."""
+    parser.add_argument("--rotations", choices=ROTATION_CHOICES, default="auto",
+                        help="also detect faces turned 90/180/270 degrees (lying down, camera on its side) and paste "
+                             "their generated faces at that roll; auto: on for images, off for videos, where it costs "
+                             "about a fifth of the detector's frames/s (docs/benchmarks.md)")
+
+
+def use_rotations(engine, choice: str, kind: str) -> None:
+    """Set the ROTATIONS input of `engine`'s detect requests for files of `kind` ("image" or "video")."""
+    settings = getattr(engine, "settings", None)
+    if settings is None:  # a local baseline: upright detection only
+        return
+    settings["ROTATIONS"] = np.int32([choice == "on" or (choice == "auto" and kind == "image")])
+
+
+def face_prep_parameters(url: str, timeout: float = 5.0, headers: dict | None = None) -> dict[str, str] | None:
+    """face_prep's config parameters on the server at `url`, or None when it cannot be asked (model config is a
+    restricted API: `headers`, else the admin key in $TRITON_ADMIN_KEY; or an older server)."""
+    from ..serving.tritonserver_cli import admin_headers
+
+    try:
+        import tritonclient.grpc as grpcclient
+
+        client = grpcclient.InferenceServerClient(url)
+        try:
+            config = client.get_model_config("face_prep", headers=headers or admin_headers(), as_json=True,
+                                             client_timeout=timeout)["config"]
+        finally:
+            client.close()
+    except Exception:  # noqa: BLE001 - nothing to say then: the run reports real errors itself
+        return None
+    return {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+
+
+def smallest_face_note(parameters: dict[str, str] | None) -> str | None:
+    """One line when face_prep's `min_face` cannot guarantee faces down to detection.MIN_FACE pixels, naming the
+    smallest face it guarantees; None when it can or is unknown."""
+    from ..detection import MIN_FACE
+
+    try:
+        min_face = int(float(parameters["min_face"]))
+    except (TypeError, KeyError, ValueError):
+        return None
+    if min_face <= MIN_FACE:
+        return None
+    return (f"this server's detection settings (face_prep min_face {min_face}) guarantee faces of {min_face} px "
+            f"and larger on their short side; smaller faces may be left unchanged")

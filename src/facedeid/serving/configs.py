@@ -190,6 +190,10 @@ SETTINGS = {
     "DET_SIZE": _tensor("DET_SIZE", "INT32", [1], optional=True),
     "GENERATE_THRESHOLD": _tensor("GENERATE_THRESHOLD", "FP32", [1], optional=True),
 }
+# Optional ensemble input: 1 also detects on the frame turned 90/180/270 degrees (absent: the prep stages' default).
+ROTATIONS = _tensor("ROTATIONS", "INT32", [1], optional=True)
+ROLL = _tensor("ROLL", "FP32", [-1])  # per box: degrees its crop was turned to stand the face upright
+ROLL_IN = _tensor("ROLL_IN", "FP32", [-1], optional=True)  # per caller box, the same (absent: all upright)
 MAP_NAMES = ("HEATMAP", "SCALE", "OFFSET", "LANDMARKS")
 
 
@@ -199,26 +203,29 @@ def _maps(suffix: str = "") -> list[str]:
 
 def stage_configs(crop_size: int, instances: int = CPU_STAGE_INSTANCES, det_size: int = detection.CPU_DET_SIZE,
                   full_size: int = detection.CPU_FULL_SIZE,
-                  min_generate_side: float = detection.MIN_GENERATE_SIDE) -> dict[str, str]:
+                  min_generate_side: float = detection.MIN_GENERATE_SIDE,
+                  min_face: int = detection.MIN_FACE) -> dict[str, str]:
     """The Python stages. `det_size`/`full_size` are the detection defaults of detect_prep and face_prep: the CPU
-    cap by default; GPU hosts detect natively (`full_size` 0, `det_size` 640: gpu_configs)."""
+    cap by default; GPU hosts detect natively (`full_size` 0, `det_size` 640: gpu_configs). `min_face`: the
+    smallest face the capped pass keeps findable. Rotations are off unless a request sends ROTATIONS."""
     crops_t = _tensor("CROPS", "FP32", [-1, 3, crop_size, crop_size])
+    detect = dict(det_size=det_size, full_size=full_size, min_face=min_face, rotations=0)
     return {
         "detect_prep": _python_stage(
-            "detect_prep", [FRAME, SETTINGS["DET_SIZE"]],
-            [_tensor("IMAGE", "FP32", [-1, 3, -1, -1]), _tensor("IMAGE_SMALL", "FP32", [1, 3, -1, -1])],
-            instances, det_size=det_size, full_size=full_size),
+            "detect_prep", [FRAME, SETTINGS["DET_SIZE"], ROTATIONS],
+            [_tensor("IMAGE", "FP32", [-1, 3, -1, -1]), _tensor("IMAGE_SMALL", "FP32", [-1, 3, -1, -1])],
+            instances, **detect),
         "face_prep": _python_stage(
-            "face_prep", [FRAME, *_maps(), *_maps("_SMALL"), *SETTINGS.values()],
-            [crops_t, BOXES, BLUR_BOXES, _tensor("LANDMARKS", "FP32", [-1, 10])], instances, crop_size=crop_size,
-            threshold=detection.DEFAULT_THRESHOLD, det_size=det_size,
-            generate_threshold=detection.DEFAULT_GENERATE_THRESHOLD, min_generate_side=min_generate_side,
-            full_size=full_size),
-        "box_prep": _python_stage("box_prep", [FRAME, _tensor("BOXES_IN", "FP32", [-1, 4])], [crops_t, BOXES],
-                                  instances, crop_size=crop_size),
+            "face_prep", [FRAME, *_maps(), *_maps("_SMALL"), *SETTINGS.values(), ROTATIONS],
+            [crops_t, BOXES, BLUR_BOXES, _tensor("LANDMARKS", "FP32", [-1, 10]), ROLL], instances,
+            crop_size=crop_size, threshold=detection.DEFAULT_THRESHOLD,
+            generate_threshold=detection.DEFAULT_GENERATE_THRESHOLD, min_generate_side=min_generate_side, **detect),
+        "box_prep": _python_stage("box_prep", [FRAME, _tensor("BOXES_IN", "FP32", [-1, 4]), ROLL_IN],
+                                  [crops_t, BOXES, ROLL], instances, crop_size=crop_size),
         "compose": _python_stage(
             "compose", [FRAME, _tensor("GENERATED", "FP32", [-1, 3, crop_size, crop_size]), BOXES,
-                        _tensor("BLUR_BOXES", "FP32", [-1, 4], optional=True)],
+                        _tensor("BLUR_BOXES", "FP32", [-1, 4], optional=True),
+                        _tensor("ROLL", "FP32", [-1], optional=True)],
             [_tensor("DEID_FRAME", "UINT8", [-1, -1, 3])], instances),
     }
 
@@ -233,14 +240,15 @@ def _detect_steps(crops: bool = True) -> list[str]:
     full = {n: f"det_{n.lower()}" for n in MAP_NAMES}
     small = {n: f"det_{n.lower()}_small" for n in MAP_NAMES}
     return [
-        _step("detect_prep", {"FRAME": "FRAME", "DET_SIZE": "DET_SIZE"},
+        _step("detect_prep", {"FRAME": "FRAME", "DET_SIZE": "DET_SIZE", "ROTATIONS": "ROTATIONS"},
               {"IMAGE": "det_image", "IMAGE_SMALL": "det_image_small"}),
         _step(DETECTOR, {"IMAGE": "det_image"}, full),
         _step(DETECTOR, {"IMAGE": "det_image_small"}, small),
         _step("face_prep", {"FRAME": "FRAME", **{n: v for n, v in full.items()},
-                            **{f"{n}_SMALL": v for n, v in small.items()}, **{k: k for k in SETTINGS}},
+                            **{f"{n}_SMALL": v for n, v in small.items()}, **{k: k for k in SETTINGS},
+                            "ROTATIONS": "ROTATIONS"},
               {**({"CROPS": "crops"} if crops else {}), "BOXES": "BOXES", "BLUR_BOXES": "BLUR_BOXES",
-               "LANDMARKS": "LANDMARKS"}),
+               "LANDMARKS": "LANDMARKS", "ROLL": "ROLL"}),
     ]
 
 
@@ -256,30 +264,32 @@ def detect_ensemble_config() -> str:
     """`detect_faces`: the detect ensembles' detection without generation (BOXES: generate tier, BLUR_BOXES: blur
     tier). The tracked video path detects here, fixes each track's boxes and choices, then calls a `_boxes`
     ensemble: no frame is generated twice."""
-    outputs = [BOXES, BLUR_BOXES, _tensor("LANDMARKS", "FP32", [-1, 10])]
+    outputs = [BOXES, BLUR_BOXES, _tensor("LANDMARKS", "FP32", [-1, 10]), ROLL]
     # face_prep's CROPS stay unmapped: Triton refuses an ensemble tensor nothing consumes
-    return _ensemble(DETECT_ENSEMBLE, [FRAME, *SETTINGS.values()], outputs, _detect_steps(crops=False))
+    return _ensemble(DETECT_ENSEMBLE, [FRAME, *SETTINGS.values(), ROTATIONS], outputs, _detect_steps(crops=False))
 
 
 def ensemble_config(generator: str, boxes_given: bool) -> str:
     name = f"deid_{generator}" + ("_boxes" if boxes_given else "")
     outputs = [_tensor("DEID_FRAME", "UINT8", [-1, -1, 3]), BOXES]
-    compose_inputs = {"FRAME": "FRAME", "GENERATED": "generated", "BOXES": "BOXES"}
+    compose_inputs = {"FRAME": "FRAME", "GENERATED": "generated", "BOXES": "BOXES", "ROLL": "ROLL"}
     generate_inputs, generate_outputs = {"CROPS": "crops"}, {"GENERATED": "generated"}
     if boxes_given:
         # BLUR_BOXES_IN: boxes the caller wants in the blur tier (a tracked video's low-confidence or lost faces).
-        inputs = [FRAME, _tensor("BOXES_IN", "FP32", [-1, 4]),
+        inputs = [FRAME, _tensor("BOXES_IN", "FP32", [-1, 4]), ROLL_IN,
                   _tensor("BLUR_BOXES_IN", "FP32", [-1, 4], optional=True)]
+        outputs.append(ROLL)
         compose_inputs["BLUR_BOXES"] = "BLUR_BOXES_IN"
-        steps = [_step("box_prep", {"FRAME": "FRAME", "BOXES_IN": "BOXES_IN"}, {"CROPS": "crops", "BOXES": "BOXES"})]
+        steps = [_step("box_prep", {"FRAME": "FRAME", "BOXES_IN": "BOXES_IN", "ROLL_IN": "ROLL_IN"},
+                       {"CROPS": "crops", "BOXES": "BOXES", "ROLL": "ROLL"})]
         if generator in DONOR_GENERATORS:
             inputs.append(DONOR)
             outputs.append(DONOR_USED)
             generate_inputs["DONOR"] = "DONOR"
             generate_outputs["DONOR_USED"] = "DONOR_USED"
     else:
-        inputs = [FRAME, *SETTINGS.values()]
-        outputs += [BLUR_BOXES, _tensor("LANDMARKS", "FP32", [-1, 10])]
+        inputs = [FRAME, *SETTINGS.values(), ROTATIONS]
+        outputs += [BLUR_BOXES, _tensor("LANDMARKS", "FP32", [-1, 10]), ROLL]
         compose_inputs["BLUR_BOXES"] = "BLUR_BOXES"
         steps = _detect_steps()
     steps += [

@@ -112,11 +112,12 @@ class LocalServer:
 
 
 def start(repository: Path, log_path: Path, timeout: float = 180.0, extra_args: list[str] | None = None,
-          ports: tuple[int, int, int] | None = None) -> LocalServer:
+          ports: tuple[int, int, int] | None = None, malloc_env: bool = True) -> LocalServer:
     """Launch the server and block until every model is ready; raise with the log tail if it is not.
 
     The restricted APIs are locked as in the containers; the key ($TRITON_ADMIN_KEY, else a fresh random one) is
-    `server.admin_key`."""
+    `server.admin_key`. `malloc_env=False` leaves glibc's malloc settings at their defaults (tritonserver_cli.MALLOC_ENV
+    otherwise)."""
     import tritonclient.http as httpclient
 
     http_port, grpc_port, metrics_port = ports or (free_port(), free_port(), free_port())
@@ -124,7 +125,8 @@ def start(repository: Path, log_path: Path, timeout: float = 180.0, extra_args: 
             f"--metrics-port={metrics_port}", "--exit-on-error=true", "--exit-timeout-secs=10", *(extra_args or [])]
     log = open(log_path, "ab")  # noqa: SIM115 - stays open for the server's lifetime
     key = os.environ.get("TRITON_ADMIN_KEY") or secrets.token_hex(16)
-    process = subprocess.Popen(build_command(args, key), env=server_env(), stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(build_command(args, key), env=server_env(malloc_env), stdout=log,
+                               stderr=subprocess.STDOUT)
     server = LocalServer(process, http_port, grpc_port, metrics_port, Path(log_path), key)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

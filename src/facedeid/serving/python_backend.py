@@ -76,7 +76,7 @@ class OnnxModel:
         if batched:
             self.generator = BatchedGenerator(path, threads, spin)
         else:
-            self.session = cpu_session(path, threads, spin)
+            self.session = cpu_session(path, threads, spin, arena=False)  # any frame size: no arena (detector)
 
     def execute(self, requests):
         pb_utils = self.pb_utils

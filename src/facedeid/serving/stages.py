@@ -110,9 +110,11 @@ def detection_settings(threshold: np.ndarray | None = None, det_size: np.ndarray
 
 
 def detector_inputs(frame: np.ndarray, det_size: int = detection.DEFAULT_MAX_SIDE,
-                    max_pixels: int = MAX_FRAME_PIXELS, full_size: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """FRAME [H,W,3] uint8 -> (IMAGE [T,3,h,w] full resolution / tiles, IMAGE_SMALL [1,3,h',w'] downscaled)."""
-    return detection.preprocess_multiscale(check_frame(frame, max_pixels), det_size, full_size)
+                    max_pixels: int = MAX_FRAME_PIXELS, full_size: int = 0, rotations: bool = False,
+                    min_face: int = detection.MIN_FACE) -> tuple[np.ndarray, np.ndarray]:
+    """FRAME [H,W,3] uint8 -> (IMAGE [T,3,h,w] full resolution / tiles, IMAGE_SMALL [R,3,h',w'] downscaled: R = 1,
+    or 4 turned copies with `rotations`)."""
+    return detection.preprocess_multiscale(check_frame(frame, max_pixels), det_size, full_size, rotations, min_face)
 
 
 def full_size(params: dict[str, str]) -> int:
@@ -120,8 +122,46 @@ def full_size(params: dict[str, str]) -> int:
     return detection.check_full_size(float(params.get("full_size", 0)))
 
 
-def crop_batch(frame: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
-    """Generator input for one frame: [M,3,S,S] float32, one crop per box (no cap), M at least 1.
+def min_face(params: dict[str, str]) -> int:
+    """The `min_face` config parameter of detect_prep and face_prep: the smallest face (pixels) a capped full pass
+    must keep findable (absent: detection.MIN_FACE)."""
+    return detection.check_min_face(float(params.get("min_face", detection.MIN_FACE)))
+
+
+def rotations(tensor: np.ndarray | None, default: bool) -> bool:
+    """The optional per-request input ROTATIONS (one value: 1 also detects on the frame turned 90/180/270 degrees,
+    0 does not) over the config's `rotations` default."""
+    if tensor is None:
+        return default
+    if np.asarray(tensor).size != 1:
+        raise ValueError(f"ROTATIONS must hold exactly one value, got shape {list(np.shape(tensor))}")
+    value = np.asarray(tensor).reshape(-1)[0].item()
+    if value not in (0, 1):
+        raise ValueError(f"ROTATIONS must be 0 or 1, got {value}")
+    return bool(value)
+
+
+def roll_degrees(turns: np.ndarray) -> np.ndarray:
+    """Quarter turns [N] -> ROLL [N] float32: degrees the face's crop is turned counter-clockwise to stand it
+    upright (0, 90, 180, 270)."""
+    return (np.asarray(turns, np.int64) % 4 * 90).astype(np.float32)
+
+
+def roll_turns(roll: np.ndarray | None, count: int, name: str = "ROLL") -> np.ndarray:
+    """ROLL [N] degrees (multiples of 90; None: every face upright) -> quarter turns [N] int64, checked."""
+    if roll is None:
+        return np.zeros(count, np.int64)
+    roll = np.asarray(roll)
+    if roll.ndim != 1 or len(roll) != count:
+        raise ValueError(f"{name} must have shape [{count}] (one value per box), got {list(roll.shape)}")
+    if not np.isfinite(roll).all() or (np.asarray(roll, np.float64) % 90 != 0).any():
+        raise ValueError(f"{name} must be multiples of 90 degrees (0, 90, 180, 270), got {roll.tolist()[:8]}")
+    return (np.asarray(roll, np.float64) // 90).astype(np.int64) % 4
+
+
+def crop_batch(frame: np.ndarray, boxes: np.ndarray, size: int, turns: np.ndarray | None = None) -> np.ndarray:
+    """Generator input for one frame: [M,3,S,S] float32, one crop per box (no cap), M at least 1; a crop with
+    `turns` [N] quarter turns is turned that many times counter-clockwise, so the generator sees the face upright.
 
     Triton rejects an empty batch at the generator, so a frame without faces sends one blank crop that compose
     ignores (compose only uses as many crops as there are boxes).
@@ -129,6 +169,8 @@ def crop_batch(frame: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     if len(boxes) == 0:
         return np.zeros((1, 3, size, size), np.float32)
     faces, _ = crops.extract_crops(frame, boxes, size)
+    if turns is not None:
+        faces = crops.turn(faces, turns)
     return crops.to_tensor(faces)
 
 
@@ -138,6 +180,8 @@ def _check_maps(maps: tuple[np.ndarray, ...], images: int | None, suffix: str = 
         if tensor.ndim != 4 or tensor.shape[1] != channels or (images is not None and tensor.shape[0] != images):
             raise ValueError(f"{name}{suffix} must have shape [{images or 'T'}, {channels}, h, w], "
                              f"got {list(tensor.shape)}")
+    if images is None:
+        images = maps[0].shape[0]
     if len({tuple(m.shape[2:]) for m in maps}) != 1 or len({m.shape[0] for m in maps}) != 1:
         raise ValueError(f"detector maps{suffix} must have the same T and the same h, w, "
                          f"got {[list(m.shape) for m in maps]}")
@@ -150,30 +194,37 @@ def prep_detected(frame: np.ndarray, full_maps: tuple[np.ndarray, ...], small_ma
                   det_size: int = detection.DEFAULT_MAX_SIDE,
                   generate_threshold: float = detection.DEFAULT_GENERATE_THRESHOLD,
                   max_pixels: int = MAX_FRAME_PIXELS, min_generate_side: float = detection.MIN_GENERATE_SIDE,
-                  full_size: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                  full_size: int = 0, rotations: bool = False, min_face: int = detection.MIN_FACE,
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Decode the CenterFace outputs of both scales for FRAME ->
-    (CROPS [M,3,S,S], BOXES [N,4] generated faces, BLUR_BOXES [K,4] low-confidence faces and faces whose shorter
-    side is under `min_generate_side` pixels, LANDMARKS [N,10])."""
+    (CROPS [M,3,S,S] turned upright, BOXES [N,4] generated faces, BLUR_BOXES [K,4] low-confidence faces and faces
+    whose shorter side is under `min_generate_side` pixels, LANDMARKS [N,10], ROLL [N] degrees each crop was
+    turned)."""
     check_frame(frame, max_pixels)
-    p = detection.plan(frame.shape[0], frame.shape[1], det_size, full_size)
+    p = detection.plan(frame.shape[0], frame.shape[1], det_size, full_size, rotations, min_face)
     _check_maps(full_maps, len(p.origins))
     expected = (p.tile_h // 4, p.tile_w // 4)
     if full_maps[0].shape[2:] != expected:
         raise ValueError(f"detector maps must be {list(expected)} for this frame, DET_SIZE and full_size, "
                          f"got {list(full_maps[0].shape[2:])}")
-    _check_maps(small_maps, 1, "_SMALL")
-    small_expected = (p.small.height // 4, p.small.width // 4) if p.small is not None else (8, 8)
+    _check_maps(small_maps, p.small_images, "_SMALL")
+    if p.roll_side:
+        small_expected = (p.roll_side // 4, p.roll_side // 4)
+    else:
+        small_expected = (p.small.height // 4, p.small.width // 4) if p.small is not None else (8, 8)
     if small_maps[0].shape[2:] != small_expected:
-        raise ValueError(f"detector maps_SMALL must be {list(small_expected)} for this frame and DET_SIZE, "
-                         f"got {list(small_maps[0].shape[2:])}")
+        raise ValueError(f"detector maps_SMALL must be {list(small_expected)} for this frame, DET_SIZE and "
+                         f"ROTATIONS, got {list(small_maps[0].shape[2:])}")
     found = detection.decode_multiscale(p, full_maps, small_maps, threshold)
     sure, unsure = found.split(generate_threshold, min_generate_side)
-    return crop_batch(frame, sure.boxes, size), sure.boxes, unsure.boxes, sure.landmarks
+    return (crop_batch(frame, sure.boxes, size, sure.roll), sure.boxes, unsure.boxes, sure.landmarks,
+            roll_degrees(sure.roll))
 
 
-def prep_given(frame: np.ndarray, boxes: np.ndarray, size: int,
-               max_pixels: int = MAX_FRAME_PIXELS) -> tuple[np.ndarray, np.ndarray]:
-    """Caller-supplied BOXES [N,4] pixels -> (CROPS [M,3,S,S], BOXES [N,4] clipped to the frame).
+def prep_given(frame: np.ndarray, boxes: np.ndarray, size: int, max_pixels: int = MAX_FRAME_PIXELS,
+               roll: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Caller-supplied BOXES [N,4] pixels (and optional ROLL_IN [N] degrees, multiples of 90) -> (CROPS [M,3,S,S]
+    turned upright, BOXES [N,4] clipped to the frame, ROLL [N]).
 
     A box that cannot be anonymised as given is refused, never dropped (crops.check_boxes), and so is a request
     over the cost limits (check_paint_cost). N = 0 is a frame without faces.
@@ -181,7 +232,8 @@ def prep_given(frame: np.ndarray, boxes: np.ndarray, size: int,
     check_frame(frame, max_pixels)
     boxes = crops.check_boxes(boxes, frame.shape[1], frame.shape[0], MAX_BOXES_PER_REQUEST)
     check_paint_cost(boxes, frame.shape[1], frame.shape[0])
-    return crop_batch(frame, boxes, size), boxes
+    turns = roll_turns(roll, len(boxes), "ROLL_IN")
+    return crop_batch(frame, boxes, size, turns), boxes, roll_degrees(turns)
 
 
 def _check_boxes_inside(name: str, boxes: np.ndarray, w: int, h: int) -> None:
@@ -196,8 +248,11 @@ def _check_boxes_inside(name: str, boxes: np.ndarray, w: int, h: int) -> None:
 
 
 def compose_frame(frame: np.ndarray, generated: np.ndarray, boxes: np.ndarray,
-                  max_pixels: int = MAX_FRAME_PIXELS, blur_boxes: np.ndarray | None = None) -> np.ndarray:
-    """FRAME + GENERATED [M,3,S,S] + BOXES [N,4] (+ BLUR_BOXES [K,4]) -> DEID_FRAME.
+                  max_pixels: int = MAX_FRAME_PIXELS, blur_boxes: np.ndarray | None = None,
+                  roll: np.ndarray | None = None) -> np.ndarray:
+    """FRAME + GENERATED [M,3,S,S] + BOXES [N,4] (+ BLUR_BOXES [K,4], + ROLL [N]) -> DEID_FRAME.
+
+    ROLL (degrees, from the prep stages) turns each generated face back to its face's roll before it is pasted.
 
     Non-finite or missing crops are masked. BLUR_BOXES (low-confidence detections) are blurred the way deface
     blurs, after the generated faces are painted: privacy first, and no generated face on something that may not
@@ -223,6 +278,8 @@ def compose_frame(frame: np.ndarray, generated: np.ndarray, boxes: np.ndarray,
         generated = generated[: len(boxes)]
         valid = composer.finite_faces(generated)
         faces = crops.from_tensor(np.nan_to_num(generated))
+        if roll is not None:
+            faces = crops.turn(faces, -roll_turns(roll, len(boxes))[: len(faces)])
         frame = composer.compose(frame, faces, windows, valid)
     if blur_boxes is not None and len(blur_boxes):
         frame = baselines.blur(frame, blur_boxes)

@@ -55,8 +55,18 @@ def backend_directory(cache_root: Path | None = None) -> Path:
     return backends
 
 
-def server_env() -> dict[str, str]:
+# glibc malloc settings for the server and its Python-backend stubs (they inherit the environment), unless the
+# caller sets them: few arenas (each stub thread would otherwise get its own, which keeps its peak), and blocks of
+# 1 MiB or more (frames, tiles, crops batches) always mmapped, so freeing them returns them to the system at once
+# instead of raising glibc's dynamic threshold and keeping them in the heap. docker/start-triton.sh sets the same.
+MALLOC_ENV = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "1048576", "MALLOC_TRIM_THRESHOLD_": "4194304"}
+
+
+def server_env(malloc: bool = True) -> dict[str, str]:
     env = os.environ.copy()
+    if malloc:
+        for key, value in MALLOC_ENV.items():
+            env.setdefault(key, value)
     libs = str(_libs_dir())
     env["LD_LIBRARY_PATH"] = f"{libs}:{env['LD_LIBRARY_PATH']}" if env.get("LD_LIBRARY_PATH") else libs
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
