@@ -252,8 +252,10 @@ def identification(probes: np.ndarray, probe_person: list[str], probe_photo: lis
     person is identified only through *other* photos of them. Probes of people with no other photo in the gallery
     can only be wrong (nearest is someone else), so callers keep only probes whose person has one.
     """
-    probes = np.asarray(probes, np.float64).reshape(-1, 128)
-    gallery = np.asarray(gallery, np.float64).reshape(-1, 128)
+    gallery = np.asarray(gallery, np.float64)
+    width = gallery.shape[-1] if gallery.ndim == 2 else 128  # 128 for dlib; other recognizers' widths too
+    probes = np.asarray(probes, np.float64).reshape(-1, width)
+    gallery = gallery.reshape(-1, width)
     hits = np.zeros(len(probes), bool)
     g_person, g_photo = np.asarray(gallery_person), np.asarray(gallery_photo)
     for i, desc in enumerate(probes):
@@ -268,7 +270,8 @@ def identification(probes: np.ndarray, probe_person: list[str], probe_photo: lis
 
 def impostor_rate(descriptors: np.ndarray, person: list[str], threshold: float = REID_THRESHOLD) -> tuple[float, int]:
     """Share of pairs of faces of *different* people within `threshold` (dlib's false match rate), and the pairs."""
-    d = np.asarray(descriptors, np.float64).reshape(-1, 128)
+    d = np.asarray(descriptors, np.float64)
+    d = d.reshape(-1, d.shape[-1] if d.ndim == 2 else 128)
     p = np.asarray(person)
     i, j = np.triu_indices(len(d), 1)
     different = p[i] != p[j]
