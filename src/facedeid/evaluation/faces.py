@@ -53,6 +53,7 @@ SELECTION_PEOPLE = ("alex_lacamoire", "amy_adams", "deepface_angelina", "deepfac
                     "paul_rudd", "steve_carell", "tom_cruise")
 COLUMNS = (*BINS, "average")
 GRID_FACES = 24
+GRID_CELL = 160  # px per face in the largest-faces grid (originals beside their replacements)
 
 
 def main_face(boxes: np.ndarray) -> int:
@@ -207,7 +208,7 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
     scene_rows: dict[str, dict] = {}
     original_features = {}  # photo -> image-sim features of the untouched photo, the same for every method
     for name, method in methods(generators, checkpoints).items():
-        crops_all = []
+        crops_all, largest = [], []  # largest: (box side, original crop, de-identified crop) for the big-face grid
         for subset, out in ((probes, rows), (scene_photos, scene_rows)):
             per_face = []  # (bin, ident or None, reid, det, ssim, psnr_db, image_sim)
             for person, photo, frame, boxes in tqdm(subset, desc=name, unit="photo", file=sys.stderr):
@@ -246,6 +247,11 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
                                      scores["psnr_db"][i], sim_value, box_side(boxes[i]), ident_ctx, *sharp,
                                      ident2, ident2_ctx))
                 crops_all.append(faces[generated(boxes)])
+                if grids is not None:
+                    big = [i for i in range(len(boxes)) if box_side(boxes[i]) >= 128]
+                    if big:
+                        o, d = M.face_crops(frame, deid, boxes[big], GRID_CELL)
+                        largest += [(box_side(boxes[i]), a, c) for i, a, c in zip(big, o, d)]
             if subset:
                 out[name] = summarise(per_face)
                 out[name]["by_face_size"] = summarise_bands(per_face)
@@ -254,6 +260,10 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
         rows[name]["fid_faces"] = len(crops_all)  # faces the product generates (realism.generated)
         if grids is not None and name != "untouched":
             write_grid(grids / f"faces_{name}.jpg", crops_all[:GRID_FACES])
+            largest.sort(key=lambda t: -t[0])
+            pairs = [c for _, a, d in largest[:GRID_FACES] for c in (a, d)]
+            if pairs:  # original | de-identified, side by side, the largest faces first
+                write_grid(grids / f"largest_{name}.jpg", np.stack(pairs), cols=8, cell=GRID_CELL)
     for table in (rows, scene_rows):
         for row in table.values():
             row["det_retention"] = {c: (None if row["det"][c] is None or not table["untouched"]["det"][c]

@@ -7,19 +7,26 @@ at least k people. This is a bound no trained generator gives.
 How a crop is replaced (`KSame.generate`, the served `ksame` model runs exactly this):
 1. landmarks: CenterFace (the detector already served) runs on the crop itself and gives the five landmarks of the
    face nearest the crop centre (so `deid_ksame_boxes`, where the caller gives only boxes, works the same way);
-   a crop where none is found gets the bank's template landmarks at the crop's standard face position;
+   a crop where none is found gets the bank's template landmarks at the crop's standard face position. From the
+   five points the bank's face rectangle is placed and dlib's 68-point shape predictor (face_recognition_models)
+   gives the dense landmarks (facedeid.ksame.warp; a few ms);
 2. donor group: the bank average nearest to the target in pose (yaw from the landmarks), skin tone (Lab lightness
-   of the skin around the inner face) and coarse appearance (a 16x16 grey thumbnail of the aligned inner face);
-3. alignment: a similarity transform (least squares over the five landmarks) from the bank's template to the
-   target's landmarks;
-4. colour: Lab mean (and, bounded, spread) of the average's skin ring moved to the target's skin ring; chroma
-   spread is never increased, so the transfer cannot over-saturate;
-5. light unsharp mask, then a tight inner-face mask (eyebrows to chin, cheek to cheek, feathered): outside it the
-   target's own crop is returned, so no donor hair or background can ghost in. Compose then blends the crop into
-   the frame with its feathered window, as for every generator.
+   of the skin band just inside the face outline) and coarse appearance (a 16x16 grey thumbnail of the face);
+3. geometry: the average (every donor warped piecewise-affinely onto one mean shape of 68 landmarks, so features
+   line up and the average stays sharp) is warped triangle by triangle onto the crop: onto the mean shape placed
+   by a 5-point similarity (`geometry="mean"`), or onto the target's own 68 landmarks (`"target"`: expression and
+   face shape kept), or a blend;
+4. colour: Lab mean (and, bounded, spread) of the average's skin band moved to the target's; chroma spread is
+   never increased, so the transfer cannot over-saturate; optional `detail`: the target's fine skin texture on
+   cheeks, forehead and chin (not on brows, eyes, nose or mouth);
+5. light unsharp mask, then the inner-face mask from the landmarks (jaw line to just above the brows, shrunk and
+   feathered; `cover="head"`: an ellipse over forehead, hair and ears too): outside it the target's own crop is
+   returned. Compose then blends the crop into the frame with its feathered window, as for every generator.
 
 The bank (`weights/ksame_bank.npz`, built by `python -m facedeid.ksame build`, facedeid/ksame/build.py) holds only
-the averages, never a single donor's face; its record (`ksame_bank.json`) lists the donor files, k and the groups.
+the averages at 256 px (trimmed means: per pixel the k = 14 donors less the 2 lowest and 2 highest values, so every
+pixel averages 10 donors and a feature few donors have, such as glasses, is dropped, not ghosted), never a single
+donor's face; its record (`ksame_bank.json`) lists the donor files, k and the groups.
 Donors are UTKFace crops (non-commercial research use only): the shared training crops, which were screened to
 hold none of the evaluated people (../shared/data/faces/README.md, "Training set").
 """
