@@ -24,6 +24,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from . import cli_args, detection
@@ -233,9 +234,11 @@ def export_detector(repository: Path = DEFAULT_REPOSITORY, backend: str = "pytho
 def _ksame_parity_crops(bank, batch: int, seed: int) -> np.ndarray:
     """Real faces (the bank's own averages, as crops) mixed with noise crops: both code paths of the generator."""
     from .crops import to_tensor
+    from .ksame import SIZE
 
     rng = np.random.default_rng(seed)
-    crops = to_tensor(bank.faces[rng.choice(len(bank.faces), batch)])
+    crops = to_tensor(np.stack([cv2.resize(f, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+                                for f in bank.faces[rng.choice(len(bank.faces), batch)]]))
     crops[1::3] = _random_crops(len(crops[1::3]), crops.shape[-1], seed)
     return crops
 

