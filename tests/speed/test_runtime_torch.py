@@ -101,3 +101,19 @@ def test_run_local_without_a_server(tmp_path, scene):
     bad = subprocess.run([str(FACEDEID), "run", str(src), str(tmp_path / "x.png"), "--local", "--device", "tpu"],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "--device must be cpu, cuda" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_sample_with_frames_makes_a_set_of_that_length(tmp_path):
+    """`facedeid data sample --frames N`: the 163- and 1,000-frame sets of the evaluation's speed and memory checks."""
+    from facedeid.data.dna import boxes_to_pixels, read_image, scan_dataset
+    from facedeid.data.sample import build
+
+    keys = build(tmp_path, shared=None, frames=20)
+    frames = scan_dataset(tmp_path)
+    assert len(keys) == len(frames) == 20
+    extra = [f for f in frames if f.key.startswith("extra/")]
+    assert len(extra) == 8 and {f.n_faces for f in extra} == {1, 2, 3}
+    for f in extra:  # every pasted face lies inside its frame with a real size
+        image = read_image(f.image_path)
+        boxes = boxes_to_pixels(f.boxes_norm, image.shape[1], image.shape[0])
+        assert (boxes[:, 2] > boxes[:, 0] + 4).all() and (boxes[:, 3] <= image.shape[0] + 0.5).all()
