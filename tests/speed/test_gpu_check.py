@@ -1,5 +1,5 @@
 """The GPU check's CPU smoke run: the same command a lent GPU machine runs (facedeid bench gpu-check), at tiny sizes
-with a short time guard, writes every section of its JSON and its table."""
+(every section runs: a shared CPU's load must not skip any), writes every section of its JSON and its table."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ def test_gpu_check_smoke_on_cpu(tmp_path):
     out = tmp_path / "gpu_check.json"
     proc = subprocess.run([str(FACEDEID), "bench", "gpu-check", "--smoke", "--device", "cpu", "--guard-s", "90",
                            "--json", str(out), "--markdown", str(tmp_path / "gpu_check.md")],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())
-    assert result["device"] == "cpu" and result["smoke"] and result["wall_s"] < 150
+    assert result["device"] == "cpu" and result["smoke"] and not result["skipped"]
     rates = result["generators"]["faces_per_s"]["mobileunet/fp32"]
     assert set(rates) == {"1", "2"} and all(v > 0 for v in rates.values())
     err = result["generators"]["error_vs_fp32"]["mobileunet/fp16"]

