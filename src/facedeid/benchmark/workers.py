@@ -91,7 +91,9 @@ def work_torch(setup: dict, frames: list[np.ndarray]) -> list[dict]:
     from ..pipeline import Deidentifier
 
     device = setup.get("device") or None
-    torch.set_num_threads(setup["torch_threads"])
+    # the in-process thread setting, as the onnxruntime mode: on the shared 2-core machine two torch threads made a
+    # network's forward pass up to 40x slower than one (evaluation/measure.py CLIENT_THREADS)
+    torch.set_num_threads(setup["inproc_threads"])
     deidentify = Deidentifier.local(setup["generator"], device)
     run = _inprocess_run("torch", deidentify, setup, frames, sync=torch.cuda.synchronize
                          if torch.cuda.is_available() and device != "cpu" else None)
