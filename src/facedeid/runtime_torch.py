@@ -310,8 +310,14 @@ class LocalEngine:
         self.deid = deidentifier(name, self.device, **{k: v for k, v in settings.items() if v is not None})
 
     def infer(self, model: str, frame: np.ndarray, boxes: np.ndarray | None = None) -> LocalResult:
+        """One frame; a frame that cannot be done raises DeidError with the reason, as the server client does."""
         t0 = time.perf_counter()
-        out, used, blurred = self.deid.deidentify(frame, boxes if model.endswith("_boxes") else None)
+        try:
+            out, used, blurred = self.deid.deidentify(frame, boxes if model.endswith("_boxes") else None)
+        except Exception as exc:  # noqa: BLE001 - the caller reports the frame and never writes it
+            from .client.triton import DeidError
+
+            raise DeidError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
         return LocalResult(out, used, blurred, time.perf_counter() - t0)
 
     def map(self, model: str, items: Iterable[Any], to_request: Callable[[Any], tuple],
@@ -320,7 +326,7 @@ class LocalEngine:
             frame, boxes = to_request(item)
             try:
                 yield item, self.infer(model if boxes is None else f"{model}_boxes", frame, boxes)
-            except ValueError as exc:  # a refused frame, as the server would refuse it
+            except Exception as exc:  # noqa: BLE001 - handed to the caller per frame, as DeidClient.map does
                 yield item, exc
 
     def wait_ready(self, *_a, **_k) -> list[str]:
