@@ -133,6 +133,14 @@ class Deidentifier:
         spec = get_spec(name)
         return cls(detector, TorchGenerator(spec.load(checkpoint, allow_untrained=allow_untrained)), spec.size)
 
+    @classmethod
+    def local(cls, name: str, device: str | None = None, precision: str | None = None, **settings) -> Deidentifier:
+        """The served generator `name` with the PyTorch detector and generator on `device` (default: cuda where
+        present; fp16, channels_last and CUDA graphs there): facedeid.runtime_torch, `facedeid run --local`."""
+        from .runtime_torch import deidentifier
+
+        return deidentifier(name, device, precision, **settings)
+
     def __call__(self, frame: np.ndarray, boxes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(de-identified frame, generated boxes) like deid_<generator> (boxes None) or deid_<generator>_boxes."""
         out, used, _ = self.deidentify(frame, boxes)

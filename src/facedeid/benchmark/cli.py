@@ -14,9 +14,20 @@ from .workers import DEFAULT_CONCURRENCY, DEFAULT_MODES, INPROC_SPIN, INPROC_THR
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its tables; 1 when a mode failed (its error is in the report)."""
+    import sys
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["gpu-check"]:  # `facedeid bench gpu-check`: the one-call GPU measurement (gpu_check.py)
+        from .gpu_check import main as gpu_check
+
+        return gpu_check(argv[1:])
     parser = argparse.ArgumentParser(description="Benchmark eager / onnxruntime / triton / blur on the same frames.")
     parser.add_argument("--model", default="mobileunet", help="generator (default mobileunet)")
     parser.add_argument("--modes", default=",".join(DEFAULT_MODES), help=f"comma list of {', '.join(MODES)}")
+    parser.add_argument("--in-process", action="store_true",
+                        help="time only the in-process PyTorch pipeline (mode torch, facedeid.runtime_torch)")
+    parser.add_argument("--device", default=None,
+                        help="device of the torch mode: cpu or cuda (default: cuda where PyTorch sees one)")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes over the frames per mode")
     parser.add_argument("--frames", type=int, default=None, help="use the first N scene frames (default: all)")
     parser.add_argument("--concurrency", default=",".join(map(str, DEFAULT_CONCURRENCY)),
@@ -55,7 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         worker_main(args.worker, args.setup, args.worker_out)
         return 0
-    modes = [m for m in args.modes.split(",") if m]
+    modes = ["torch"] if args.in_process else [m for m in args.modes.split(",") if m]
+    if "torch" in modes:
+        from ..runtime_torch import pick_device
+
+        try:
+            args.device = pick_device(args.device)
+        except ValueError as exc:
+            parser.error(str(exc))
     unknown = set(modes) - set(MODES)
     if unknown:
         parser.error(f"unknown modes {sorted(unknown)}; choose from {', '.join(MODES)}")
@@ -67,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args.model, modes, args.repeats, args.frames, [int(c) for c in args.concurrency.split(",")],
                  args.url, args.repository, args.server_pid, overrides, flops, args.workdir,
                  inproc_threads=args.inproc_threads, inproc_spin=bool(args.inproc_spin),
-                 torch_threads=args.torch_threads)
+                 torch_threads=args.torch_threads, device=args.device)
     args.json.write_text(json.dumps(result, indent=1))
     text = markdown(result)
     print(text)

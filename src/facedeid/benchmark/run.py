@@ -93,7 +93,8 @@ def run(generator: str = "mobileunet", modes=DEFAULT_MODES, repeats: int = 3, fr
         server_pid: int | None = None, overrides: dict | None = None, flops_generators=None,
         workdir: Path | None = None, frame_files: list[str] | None = None, matmul_n: int = MATMUL_N,
         flops_batch: int = 2, inproc_threads: int | None = None, inproc_spin: bool = INPROC_SPIN,
-        torch_threads: int | None = None, admin_key: str | None = None, log=print) -> dict:
+        torch_threads: int | None = None, admin_key: str | None = None, device: str | None = None,
+        log=print) -> dict:
     """Run the benchmark; returns the full result (config, machine, every run, summary).
 
     `admin_key` unlocks the statistics API of a server given by `url` (default $TRITON_ADMIN_KEY)."""
@@ -122,7 +123,7 @@ def run(generator: str = "mobileunet", modes=DEFAULT_MODES, repeats: int = 3, fr
         "spin": spin_enabled(gen_params.get("spin")),
         "inproc_threads": inproc_threads or INPROC_THREADS, "workdir": str(workdir), "inproc_spin": inproc_spin,
         "torch_threads": torch_threads or os.cpu_count() or 1, "concurrency": list(concurrency), "matmul_n": matmul_n,
-        "flops_batch": flops_batch,
+        "flops_batch": flops_batch, "device": device,
         "generators": list(flops_generators if flops_generators is not None else GENERATORS),
     }
     server = None

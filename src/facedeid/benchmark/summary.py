@@ -71,11 +71,12 @@ def summarize(result: dict) -> dict:
 def stage_breakdown(runs: list[dict]) -> list[dict]:
     """Time per frame in each step: Triton's statistics per ensemble step, and the in-process onnxruntime timers."""
     out = []
-    inproc = [r for r in runs if r.get("step_ms_per_frame")]
-    for model in (inproc[0]["step_ms_per_frame"] if inproc else []):
-        out.append({"label": "onnxruntime (in-process)", "model": model, "queue_ms": 0.0, "input_ms": 0.0,
-                    "infer_ms": _median(r["step_ms_per_frame"][model] for r in inproc), "output_ms": 0.0,
-                    "executions_per_frame": 1.0})
+    for mode in dict.fromkeys(r["label"] for r in runs if r.get("step_ms_per_frame")):  # onnxruntime, torch
+        inproc = [r for r in runs if r["label"] == mode and r.get("step_ms_per_frame")]
+        for model in inproc[0]["step_ms_per_frame"]:
+            out.append({"label": f"{mode} (in-process)", "model": model, "queue_ms": 0.0, "input_ms": 0.0,
+                        "infer_ms": _median(r["step_ms_per_frame"][model] for r in inproc), "output_ms": 0.0,
+                        "executions_per_frame": 1.0})
     labels = dict.fromkeys(r["label"] for r in runs if r.get("server_stats"))
     for label in labels:
         group = [r for r in runs if r["label"] == label]

@@ -17,8 +17,9 @@ import numpy as np
 from ..metrics import percentile
 from ..paths import SCENES
 
-MODES = ("eager", "onnxruntime", "triton", "blur", "blur640")
-DEFAULT_MODES = MODES
+DEFAULT_MODES = ("eager", "onnxruntime", "triton", "blur", "blur640")
+# torch: the served steps in-process on PyTorch (facedeid.runtime_torch) on setup["device"]; `--in-process` runs it
+MODES = (*DEFAULT_MODES, "torch")
 DEFAULT_CONCURRENCY = (1, 4, 16)
 EAGER_BATCH_FRAMES = 16
 WARMUP_FRAMES = 2
@@ -80,6 +81,28 @@ def work_onnxruntime(setup: dict, frames: list[np.ndarray]) -> list[dict]:
 
     deidentify = Deidentifier.from_repository(Path(setup["repository"]), setup["generator"],
                                               threads=setup["inproc_threads"], spin=setup["inproc_spin"])
+    return [_inprocess_run("onnxruntime", deidentify, setup, frames)]
+
+
+def work_torch(setup: dict, frames: list[np.ndarray]) -> list[dict]:
+    """The served steps in-process on PyTorch (facedeid.runtime_torch: fp16 + CUDA graphs on cuda, fp32 on cpu)."""
+    import torch
+
+    from ..pipeline import Deidentifier
+
+    device = setup.get("device") or None
+    # the in-process thread setting, as the onnxruntime mode: on the shared 2-core machine two torch threads made a
+    # network's forward pass up to 40x slower than one (evaluation/measure.py CLIENT_THREADS)
+    torch.set_num_threads(setup["inproc_threads"])
+    deidentify = Deidentifier.local(setup["generator"], device)
+    run = _inprocess_run("torch", deidentify, setup, frames, sync=torch.cuda.synchronize
+                         if torch.cuda.is_available() and device != "cpu" else None)
+    run["device"] = deidentify.detector.device
+    return [run]
+
+
+def _inprocess_run(label: str, deidentify, setup: dict, frames: list[np.ndarray], sync=None) -> dict:
+    """Frame by frame through a pipeline.Deidentifier, with its per-step times."""
     for frame in frames[:WARMUP_FRAMES]:
         deidentify(frame)
     deidentify.reset_timers()
@@ -88,13 +111,15 @@ def work_onnxruntime(setup: dict, frames: list[np.ndarray]) -> list[dict]:
     for frame in frames:
         t0 = time.perf_counter()
         _, boxes, blurred = deidentify.deidentify(frame)
+        if sync is not None:
+            sync()
         latencies.append((time.perf_counter() - t0) * 1e3)
         faces += len(boxes) + len(blurred)  # every anonymised face: generated and blurred, as in the other modes
     wall = time.perf_counter() - start
     # steps named as the served models, so the in-process rows line up with Triton's statistics
     steps = {(setup["generator"] if step == "generator" else step): ms / len(frames)
              for step, ms in deidentify.step_ms.items()}
-    return [_timed_run("onnxruntime", len(frames), faces, wall, latencies, step_ms_per_frame=steps)]
+    return _timed_run(label, len(frames), faces, wall, latencies, step_ms_per_frame=steps)
 
 
 def work_eager(setup: dict, frames: list[np.ndarray]) -> list[dict]:
@@ -301,8 +326,8 @@ def _time(fn) -> float:
     return time.perf_counter() - t0
 
 
-WORKERS = {"eager": work_eager, "onnxruntime": work_onnxruntime, "triton": work_triton, "blur": work_blur,
-           "blur640": work_blur640, "hardware": work_hardware}
+WORKERS = {"eager": work_eager, "onnxruntime": work_onnxruntime, "torch": work_torch, "triton": work_triton,
+           "blur": work_blur, "blur640": work_blur640, "hardware": work_hardware}
 
 
 def worker_main(mode: str, setup_path: Path, out_path: Path) -> None:

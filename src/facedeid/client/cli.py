@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", action="append", default=None,
                    help=f"Triton gRPC address, repeatable (default {DEFAULT_URL}; when nothing answers there and no "
                         "--url is given, a local server is started for the run)")
+    p.add_argument("--local", action="store_true",
+                   help="no server: run the pipeline in this process on PyTorch (facedeid.runtime_torch)")
+    p.add_argument("--device", default=None,
+                   help="with --local: cpu or cuda (default: cuda where PyTorch sees one, else cpu)")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
     p.add_argument("--no-audio", action="store_true", help="do not copy the source's audio into output videos")
     p.add_argument("--keep-metadata", type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
@@ -178,6 +182,13 @@ class _Result:
         self.blurred = np.zeros((0, 4), np.float32)
 
 
+def local_engine(args, settings: dict):
+    """`--local`: the pipeline in this process (ValueError: an unknown model or device, said in one line)."""
+    from ..runtime_torch import LocalEngine
+
+    return LocalEngine(args.model, args.device, **settings)
+
+
 def plan(src: Path, dst: Path, overwrite: bool) -> tuple[list[tuple[Path, Path, str]], list[str]]:
     """(src, dst, kind) jobs and one-line problems for everything under src (a file or a folder)."""
     if not src.exists():
@@ -219,7 +230,7 @@ def _answers(url: str, timeout: float = 1.0) -> bool:
 @contextlib.contextmanager
 def server_for_run(args, model: str):
     """The URLs to use: --url, else the default address if something answers, else a local server for the run."""
-    if args.url or args.model in BASELINES:
+    if args.url or args.model in BASELINES or args.local:
         yield args.url
         return
     if _answers(DEFAULT_URL):
@@ -290,6 +301,7 @@ def _run(args, settings, model, jobs, single, tally) -> int:
     try:
         with server_for_run(args, model) as urls:
             engine = (LocalBaseline(args.model, **settings) if args.model in BASELINES else
+                      local_engine(args, settings) if args.local else
                       DeidClient(urls, concurrency=args.concurrency, timeout_s=args.timeout, retries=args.retries,
                                  settings=settings))
             try:
@@ -319,6 +331,9 @@ def _run(args, settings, model, jobs, single, tally) -> int:
                     bar.close()
             finally:
                 engine.close()
+    except ValueError as exc:  # --local: an unknown model or device
+        _say(str(exc))
+        return 2
     except (DeidError, RuntimeError) as exc:  # no server: the reason (and a failed local server's log tail)
         _say(str(exc) or type(exc).__name__)
         return 1

@@ -160,8 +160,17 @@ def scene_frames(shared: Path, max_side: int = 640):
     return out
 
 
-def build(out_dir, shared: Path | None | str = "auto", n_shared: int = len(SHARED_SHARES)) -> list[str]:
-    """Write the sample under out_dir/images and out_dir/labels; returns the frame keys written."""
+EXTRA_SHARES = (0.02, 0.05, 0.1, 0.2, 0.35, 0.55, 0.8)  # face-area shares of the --frames extras, cycled
+EXTRA_SIZES = ((640, 360), (480, 360), (1280, 720), (320, 400))
+
+
+def build(out_dir, shared: Path | None | str = "auto", n_shared: int = len(SHARED_SHARES),
+          frames: int | None = None) -> list[str]:
+    """Write the sample under out_dir/images and out_dir/labels; returns the frame keys written.
+
+    `frames` over the sample's own count adds frames (`extra/NNNNN`) pasting 1..3 faces of the shared identities
+    (the astronaut without them) at cycled sizes onto the background photos, until there are that many: a set of
+    any length for load and memory checks, not for quality numbers (the same few people again and again)."""
     import skimage.data
 
     out = Path(out_dir)
@@ -192,6 +201,16 @@ def build(out_dir, shared: Path | None | str = "auto", n_shared: int = len(SHARE
             emit(f"shared/identities/{face.name}", frame, boxes)
         for name, frame, boxes in scene_frames(shared):
             emit(f"shared/scenes/{name}", frame, boxes)
+    if frames is not None and frames > len(keys):
+        pool = (shared_faces(shared, 1000) if shared is not None and Path(shared).is_dir() else []) or [astronaut]
+        backgrounds = sorted({row[4] for row in LAYOUT})
+        for i in range(frames - len(keys)):
+            n = 1 + i % 3
+            share = EXTRA_SHARES[i % len(EXTRA_SHARES)]
+            w, h = EXTRA_SIZES[i % len(EXTRA_SIZES)]
+            people = [pool[(i * 3 + j) % len(pool)] for j in range(n)]
+            frame, boxes = compose_frame(people, (min(share, 0.9 / n),) * n, w, h, backgrounds[i % len(backgrounds)])
+            emit(f"extra/{i:05d}", frame, boxes)
     write_note(out, keys)
     return keys
 
@@ -224,9 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared", default="auto",
                         help="folder with identities/ and scenes/ (default: ../shared/data/faces when present; "
                              "'none' to use scikit-image photos only)")
+    parser.add_argument("--frames", type=int, default=None,
+                        help="add generated frames (1..3 pasted faces each) until the set has this many: a set of "
+                             "any length for load and memory checks (default: the sample only)")
     args = cli_args.finish(parser).parse_args(argv)
     shared = None if args.shared == "none" else (args.shared if args.shared == "auto" else Path(args.shared))
-    keys = build(args.out_dir, shared)
+    keys = build(args.out_dir, shared, frames=args.frames)
     from .dna import scan_dataset
 
     frames = scan_dataset(args.out_dir)

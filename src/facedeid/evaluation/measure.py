@@ -53,10 +53,29 @@ class Loaded:
     orig_found: np.ndarray | None = None
 
 
+# The client's metric libraries run one compute thread each. Measured on the shared 2-core machine
+# (docs/benchmarks.md, "Evaluation at data-set scale"): one EfficientNet-Lite0 forward took 55 ms with one torch
+# thread and 2.1 s with two (the threads wait on each other while the server's processes hold the cores), and
+# fid_eff's 1280x1280 sqrtm 5.6 s with one BLAS thread against 29 s with two. The server runs beside the client, so
+# its requests keep the other cores busy.
+CLIENT_THREADS = 1
+
+
+@lru_cache(maxsize=1)
+def limit_threads() -> None:
+    """Torch and BLAS (numpy/scipy) to CLIENT_THREADS threads in this process, once."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(CLIENT_THREADS)
+    threadpool_limits(CLIENT_THREADS)
+
+
 @lru_cache(maxsize=1)
 def _image_similarity():
     from ..metrics import ImageSimilarity
 
+    limit_threads()
     return ImageSimilarity()
 
 

@@ -60,6 +60,9 @@ class Evaluation:
         self.client_factory = client_factory
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.measure = Measurers()
+        from .measure import limit_threads
+
+        limit_threads()
         self.urls = [u for chunk in (args.url or [DEFAULT_URL]) for u in chunk.split(",") if u]
         self.concurrency = args.concurrency or args.batch_size
         self.client = None

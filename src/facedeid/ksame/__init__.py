@@ -143,9 +143,10 @@ class Landmarks:
             from ..detection import dynamic_model_bytes
 
             model = dynamic_model_bytes()
-        self.session = cpu_session(model, threads, spin=False)
-        self.input = self.session.get_inputs()[0].name
-        self.outputs = [o.name for o in self.session.get_outputs()]
+        session = cpu_session(model, threads, spin=False)
+        inputs, outputs = session.get_inputs()[0].name, [o.name for o in session.get_outputs()]
+        # CenterFace's four maps for a blob; facedeid.runtime_torch swaps in its PyTorch detector here
+        self.maps = lambda blob: session.run(outputs, {inputs: blob})
 
     def __call__(self, crops: np.ndarray, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
         """crops [N,S,S,3] uint8 RGB -> (landmarks [N,5,2] float in crop pixels, score [N])."""
@@ -157,7 +158,7 @@ class Landmarks:
             part = crops[start : start + batch]
             blob = np.stack([cv2.resize(c, (LANDMARK_SIDE, LANDMARK_SIDE), interpolation=cv2.INTER_LINEAR)
                              for c in part]).transpose(0, 3, 1, 2).astype(np.float32)
-            heat, scale, offset, lms = self.session.run(self.outputs, {self.input: blob})
+            heat, scale, offset, lms = self.maps(blob)
             for j in range(len(part)):
                 out[start + j], score[start + j] = _decode_central(heat[j], scale[j], offset[j], lms[j])
         out /= k
