@@ -246,7 +246,8 @@ def python_stages(device: str, size: tuple[int, int], per_point: float) -> dict:
     det = TorchDetector(device)
     image, small = stages.detector_inputs(frame, det_size, full_size=full)
     maps, small_maps = det(image), det(small)
-    crops, boxes, blurred, _ = stages.prep_detected(frame, maps, small_maps, 128, det_size=det_size, full_size=full)
+    crops, boxes, blurred, _, _ = stages.prep_detected(frame, maps, small_maps, 128, det_size=det_size,
+                                                       full_size=full)
     generated = crops  # compose's cost does not depend on what the crops hold
     none = lambda: None  # noqa: E731
     out = {"frame": list(size), "faces": int(len(boxes)), "blurred": int(len(blurred))}
