@@ -30,6 +30,7 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -m "not slow" -q
 
 # Long load test (run by .ci/run after `make test`).

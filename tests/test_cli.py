@@ -105,7 +105,7 @@ def test_one_default_address():
     for path in (ROOT / "src" / "facedeid").rglob("*.py"):
         literals += [f"{path.name}: {line.strip()}" for line in path.read_text().splitlines()
                      if re.search(r"""["'](localhost|127\.0\.0\.1):8001["']""", line)]
-    assert literals == ['triton.py: DEFAULT_URL = "127.0.0.1:8001"'], literals
+    assert literals == ['settings.py: DEFAULT_URL = "127.0.0.1:8001"'], literals
 
 
 def test_onnx_entry_point_offers_no_tensorrt_flags():

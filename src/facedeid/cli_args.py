@@ -1,5 +1,5 @@
 """What every command line of the project shares: the flag conventions (the default server address is
-`facedeid.client.triton.DEFAULT_URL`).
+`facedeid.settings.DEFAULT_URL`).
 
 * Flags are kebab-case (`--dataset-dir`); the original research code's snake_case spellings (`--dataset_dir`,
   `--batch_size`, `--output_dir`) are accepted as hidden aliases, so its commands keep working.

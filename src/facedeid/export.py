@@ -33,7 +33,7 @@ from .models.registry import DONOR_GENERATORS, SERVED_GENERATORS
 from .paths import DEFAULT_REPOSITORY
 from .serving.configs import DETECTOR, custom_configs, detector_config, generator_config
 from .serving.repository import install_adapter, write_custom_configs, write_model_config
-from .serving.stages import GENERATOR_MAX_BATCH
+from .stages import GENERATOR_MAX_BATCH
 
 ONNX_TOLERANCE = 1e-4
 TRT_FP16_TOLERANCE = 5e-2

@@ -3,7 +3,7 @@
     detect_prep -> face_detector -> face_prep -> generator -> compose      (deid_<generator>)
                                      box_prep -> generator -> compose      (deid_<generator>_boxes)
 
-Every step calls facedeid.serving.stages, so the two-scale detection (full resolution or tiles + downscaled pass,
+Every step calls facedeid.stages, so the two-scale detection (full resolution or tiles + downscaled pass,
 `full_size`/`det_size` from the repository's face_prep config), the split into generated and blurred faces, the
 crops (no face cap: the served `generate_<gen>` only batches them), the blank crop of a frame without faces and the
 fail-closed compose with its blur tier are the server's own; a test checks that the served ensemble and this
@@ -20,8 +20,8 @@ from typing import Callable
 import numpy as np
 
 from . import crops as crop_ops
+from . import stages
 from .detection import DEFAULT_GENERATE_THRESHOLD, DEFAULT_MAX_SIDE, DEFAULT_THRESHOLD, MIN_FACE, MIN_GENERATE_SIDE
-from .serving import stages
 
 STEPS = ("detect_prep", "face_detector", "face_prep", "generator", "compose")  # the served models, in order
 Maps = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # CenterFace HEATMAP, SCALE, OFFSET, LANDMARKS
@@ -105,8 +105,8 @@ class Deidentifier:
 
         `threads` / `spin` override the configs' values (the benchmark's in-process settings).
         """
+        from .model_config import read_parameters
         from .onnx_runtime import spin_enabled
-        from .serving.model_config import read_parameters
 
         repository = Path(repository)
         det, gen, prep = (read_parameters(repository / m / "config.pbtxt") for m in ("face_detector", generator,

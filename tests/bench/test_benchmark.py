@@ -9,9 +9,9 @@ import cv2
 import pytest
 
 from facedeid import benchmark
+from facedeid.model_config import parse_config
 from facedeid.serving import local_server
 from facedeid.serving.configs import CPU_DETECTOR_INSTANCES
-from facedeid.serving.model_config import parse_config
 
 
 def test_server_memory_reads_proc():

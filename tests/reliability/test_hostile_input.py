@@ -17,9 +17,8 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from facedeid import compose, crops
+from facedeid import compose, crops, stages
 from facedeid.client import DeidClient, DeidError
-from facedeid.serving import stages
 
 from helpers import ASTRONAUT_FACE, assert_deidentified, box_region, deid, tensor
 

@@ -11,8 +11,8 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from facedeid import stages
 from facedeid.models import GENERATORS
-from facedeid.serving import stages
 
 from helpers import ASTRONAUT_FACE, assert_deidentified, deid, tensor
 

@@ -8,8 +8,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from facedeid import detection
-from facedeid.serving import stages
+from facedeid import detection, stages
 
 from helpers import ASTRONAUT_FACE, box_region, deid_detect, outside_windows, read_rgb, shared_faces_dir, tensor
 

@@ -16,7 +16,7 @@ from tritonclient.utils import InferenceServerException
 from facedeid import pipeline
 from facedeid.compose import MASK_RGB
 from facedeid.pipeline import Deidentifier
-from facedeid.serving.stages import GENERATOR_MAX_BATCH
+from facedeid.stages import GENERATOR_MAX_BATCH
 
 from helpers import box_region, deid, face_grid
 

@@ -12,7 +12,7 @@ from tritonclient.utils import InferenceServerException
 from facedeid.compose import MASK_RGB
 from facedeid.crops import expand_boxes
 from facedeid.models import GENERATORS
-from facedeid.serving.stages import GENERATOR_MAX_BATCH
+from facedeid.stages import GENERATOR_MAX_BATCH
 
 from helpers import (
     ASTRONAUT_FACE,

@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from facedeid import detection
+from facedeid import detection, stages
 from facedeid.benchmark.large_frames import small_face_frame
-from facedeid.serving import stages
 
 from helpers import outside_windows, read_rgb, shared_faces_dir, tensor
 

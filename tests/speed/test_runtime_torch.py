@@ -11,10 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facedeid import runtime_torch
+from facedeid import runtime_torch, stages
 from facedeid.crops import extract_crops, to_tensor
 from facedeid.pipeline import Deidentifier, OnnxDetector
-from facedeid.serving import stages
 
 from helpers import assert_deidentified, exported_repository, read_rgb, shared_faces_dir
 

@@ -4,7 +4,7 @@ cleaned BOXES and their ROLL."""
 import triton_python_backend_utils as pb_utils
 
 from facedeid.serving.python_backend import parameters, serve_each
-from facedeid.serving.stages import frame_limit, prep_given
+from facedeid.stages import frame_limit, prep_given
 
 
 class TritonPythonModel:

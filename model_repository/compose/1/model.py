@@ -4,7 +4,7 @@ turned back to their roll; unusable crops are masked; low-confidence faces blurr
 import triton_python_backend_utils as pb_utils
 
 from facedeid.serving.python_backend import parameters, serve_each
-from facedeid.serving.stages import compose_frame, frame_limit
+from facedeid.stages import compose_frame, frame_limit
 
 
 class TritonPythonModel:

@@ -4,7 +4,7 @@ four turned copies) for CenterFace."""
 import triton_python_backend_utils as pb_utils
 
 from facedeid.serving.python_backend import parameters, serve_each
-from facedeid.serving.stages import detection_settings, detector_inputs, frame_limit, full_size, min_face, rotations
+from facedeid.stages import detection_settings, detector_inputs, frame_limit, full_size, min_face, rotations
 
 
 class TritonPythonModel:

@@ -3,7 +3,7 @@
 import triton_python_backend_utils as pb_utils
 
 from facedeid.serving.python_backend import OnnxModel
-from facedeid.serving.stages import check_detector_image
+from facedeid.stages import check_detector_image
 
 
 class TritonPythonModel(OnnxModel):

@@ -4,7 +4,7 @@ low-confidence BLUR_BOXES that compose blurs, the LANDMARKS of BOXES and their R
 import triton_python_backend_utils as pb_utils
 
 from facedeid.serving.python_backend import parameters, serve_each
-from facedeid.serving.stages import (
+from facedeid.stages import (
     detection_settings,
     frame_limit,
     full_size,

@@ -171,8 +171,8 @@ def generators(device: str, names, precisions, batches, budget: float, per_point
 def detector(device: str, resolutions: dict, budget: float, per_point: float) -> dict:
     import torch
 
+    from .. import stages
     from ..runtime_torch import TorchDetector
-    from ..serving import stages
 
     sync = _sync(device)
     det = TorchDetector(device)
@@ -238,8 +238,8 @@ def end_to_end(device: str, names, size: tuple[int, int], budget: float, per_poi
 
 
 def python_stages(device: str, size: tuple[int, int], per_point: float) -> dict:
+    from .. import stages
     from ..runtime_torch import TorchDetector
-    from ..serving import stages
 
     frame = frame_with_faces(*size)
     det_size, full = (384, 768) if device == "cpu" else (640, 0)

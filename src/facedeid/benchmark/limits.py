@@ -26,8 +26,8 @@ from typing import Callable
 
 import numpy as np
 
+from .. import stages
 from ..crops import MAX_BOXES_PER_FRAME
-from ..serving import stages
 
 MB = 1 << 20
 W, H = 640, 480

@@ -98,11 +98,11 @@ def run(generator: str = "mobileunet", modes=DEFAULT_MODES, repeats: int = 3, fr
     """Run the benchmark; returns the full result (config, machine, every run, summary).
 
     `admin_key` unlocks the statistics API of a server given by `url` (default $TRITON_ADMIN_KEY)."""
+    from ..model_config import read_parameters
     from ..models import GENERATORS
     from ..onnx_runtime import spin_enabled
     from ..serving import local_server
     from ..serving.configs import CPU_THREADS
-    from ..serving.model_config import read_parameters
 
     spec = GENERATORS[generator]
     allow_untrained = not spec.has_checkpoint()

@@ -42,6 +42,7 @@ from .. import cli_args  # noqa: E402
 from ..baselines import METHODS as BASELINES  # noqa: E402
 from ..data.dna import atomic_temp_file  # noqa: E402
 from ..data.video import VIDEO_EXTS  # noqa: E402
+from ..settings import DEFAULT_URL  # noqa: E402
 from .detection_settings import (  # noqa: E402
     add_detection_arguments,
     add_rotations_argument,
@@ -53,7 +54,7 @@ from .detection_settings import (  # noqa: E402
 from .image_files import MULTI_FRAME_EXTS, RUN_IMAGE_EXTS, frame_count  # noqa: E402
 from .media import InputError, _progress, _say, run_images, run_video  # noqa: E402
 from .tracking import DEFAULT_MEMORY  # noqa: E402
-from .triton import DEFAULT_URL, DeidClient, DeidError, ensemble_name  # noqa: E402
+from .triton import DeidClient, DeidError, ensemble_name  # noqa: E402
 from .video_io import OUTPUT_MUXERS  # noqa: E402
 
 SUFFIX = "_anonymized"
@@ -184,7 +185,7 @@ class _Result:
 
 def local_engine(args, settings: dict):
     """`--local`: the pipeline in this process (ValueError: an unknown model or device, said in one line)."""
-    from ..runtime_torch import LocalEngine
+    from .local_engine import LocalEngine
 
     return LocalEngine(args.model, args.device, **settings)
 

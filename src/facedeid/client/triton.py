@@ -38,8 +38,6 @@ import numpy as np
 from ..crops import check_boxes
 from .detection_settings import detection_inputs
 
-# Triton's gRPC port on this machine: the local server binds 127.0.0.1 (`localhost` may resolve to ::1 first).
-DEFAULT_URL = "127.0.0.1:8001"
 BOXES_INPUT = "BOXES_IN"  # the _boxes ensembles' box input (an ensemble input cannot share the output's name)
 BLUR_INPUT = "BLUR_BOXES_IN"  # the _boxes ensembles' optional blur-tier boxes
 DETECT_MODEL = "detect_faces"  # serving/configs.py DETECT_ENSEMBLE: detection only

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .triton import DEFAULT_URL, first_line, infer_inputs
+from ..settings import DEFAULT_URL
+from .triton import first_line, infer_inputs
 
 
 class TritonModels:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..client.triton import DEFAULT_URL
+from ..settings import DEFAULT_URL
 
 
 class LocalDetector:

@@ -35,8 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import cli_args
-from ..client.triton import DEFAULT_URL, first_line
+from ..client.triton import first_line
 from ..crops import clean_boxes
+from ..settings import DEFAULT_URL
 from .detectors import LocalDetector, TritonDetector
 from .dna import IMAGE_EXTS, atomic_write_bytes, write_image, write_labels
 from .video import VIDEO_EXTS, VideoError, expected_samples, open_video, sample_frames

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import cli_args
-from ..client.triton import DEFAULT_URL
+from ..settings import DEFAULT_URL
 from .dna import IMAGE_EXTS, ImageError, read_image, write_labels
 from .labelers import LABELERS, make_labeler
 

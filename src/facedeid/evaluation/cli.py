@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from .. import cli_args
-from ..client.triton import DEFAULT_URL
+from ..settings import DEFAULT_URL
 from .resume import ResumeError
 from .runner import Evaluation
 
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _temporal(args) -> int:
-    from ..client.triton import DEFAULT_URL
+    from ..settings import DEFAULT_URL
     from .temporal import run, table, write_result
 
     url = ",".join(args.url) if args.url else DEFAULT_URL

@@ -20,9 +20,9 @@ from typing import Callable
 import numpy as np
 
 from .. import pipeline
-from ..client.triton import DEFAULT_URL
 from ..crops import check_boxes, extract_crops
 from ..data.dna import Frame, ImageError, boxes_to_pixels, read_image, scan_dataset
+from ..settings import DEFAULT_URL
 from .measure import (
     BASELINES,
     CROP_SIZE_BASELINE,

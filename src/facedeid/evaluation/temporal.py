@@ -199,8 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.url:
         result = run(models, args.work, args.url, args.frames)
     else:
-        from ..demo import needs_export
-        from ..export import export
+        from ..export import export, needs_export
         from ..paths import DEFAULT_REPOSITORY
         from ..serving import local_server
 

@@ -15,9 +15,9 @@ defaults are the committed configs.
 from __future__ import annotations
 
 from .. import detection
+from ..model_config import parse_config
 from ..models import GENERATORS
-from .model_config import parse_config
-from .stages import GENERATOR_MAX_BATCH
+from ..stages import GENERATOR_MAX_BATCH
 
 BACKENDS = ("python", "onnxruntime", "tensorrt")
 DETECTOR = "face_detector"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import baselines, crops, detection
-from .. import compose as composer
+from . import baselines, crops, detection
+from . import compose as composer
 
 # Crops per generator execution (the generators' max_batch_size and TensorRT profile max). A frame with more faces is
 # not capped: `generate_<gen>` sends its crops to the generator in as many batches as needed.
