@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FACEDEID = Path(sys.executable).parent / "facedeid"
 MODULES = [module for module, _ in cli.COMMANDS.values()
            if module not in ("facedeid.serving.tritonserver_cli", "facedeid.demo")]
-MODULES += [module for subs in cli.GROUPS.values() for module, _ in subs.values()]
+MODULES += [module for subs in (*cli.GROUPS.values(), *cli.SUBCOMMANDS.values()) for module, _ in subs.values()]
 
 
 def _parser_of(module: str, monkeypatch) -> argparse.ArgumentParser:
@@ -42,14 +42,17 @@ def _parser_of(module: str, monkeypatch) -> argparse.ArgumentParser:
 def test_console_script_lists_every_subcommand():
     proc = subprocess.run([str(FACEDEID), "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    for name in [*cli.COMMANDS, "data sample", "data extract", "data photos", "data summary", "train inversion",
-                 "train d2gan", "train privacy"]:
+    for name in [*cli.COMMANDS, *(f"{group} {sub}" for group, subs in (*cli.GROUPS.items(), *cli.SUBCOMMANDS.items())
+                                  for sub in subs)]:
         assert name in proc.stdout
     unknown = subprocess.run([str(FACEDEID), "frobnicate"], capture_output=True, text=True, timeout=120)
     assert unknown.returncode == 2 and "unknown command 'frobnicate'" in unknown.stderr
 
 
 @pytest.mark.parametrize("argv,prog", [(["run"], "facedeid run"), (["eval"], "facedeid eval"),
+                                       (["eval", "people"], "facedeid eval people"),
+                                       (["bench", "gpu-check"], "facedeid bench gpu-check"),
+                                       (["train", "ksame-bank"], "facedeid train ksame-bank"),
                                        (["export"], "facedeid export"), (["train", "d2gan"], "facedeid train d2gan"),
                                        (["data", "summary"], "facedeid data summary")])
 def test_subcommand_help_is_the_module_parser(argv, prog):

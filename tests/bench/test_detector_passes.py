@@ -45,7 +45,7 @@ def test_rows_count_labelled_faces_found_and_small_boxes(sample, tmp_path):
     assert native["found"] == native["labels"] and deface["found"] == deface["labels"]
     assert capped["found"] == capped["labels"]
     assert native["boxes_under_px"]["32"] == 2 and capped["boxes_under_px"]["32"] == 2
-    assert result["command"].startswith("python -m facedeid.benchmark.detector_passes --dataset-dir")
+    assert result["command"].startswith("facedeid bench detector-passes --dataset-dir")
 
 
 def test_the_rows_use_the_served_detectors_boxes(sample):

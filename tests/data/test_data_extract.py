@@ -1,4 +1,4 @@
-"""`python -m facedeid.data.extract` on short videos made from real photos (tests/data/videos.py)."""
+"""`facedeid data extract` on short videos made from real photos (tests/data/videos.py)."""
 
 from __future__ import annotations
 

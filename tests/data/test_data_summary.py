@@ -1,4 +1,4 @@
-"""`python -m facedeid.data.summary`: the original's data-set table, checked against hand counts."""
+"""`facedeid data summary`: the original's data-set table, checked against hand counts."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ def astronaut(side=256):
 
 def jittered_clip(n=12, seed=0):
     """The astronaut, moved by a pixel or two and re-exposed by a few percent per frame: what ksame's stateless
-    choice flips on (python -m facedeid.ksame stability)."""
+    choice flips on (tools/ksame_stability.py)."""
     rng = np.random.default_rng(seed)
     base = astronaut(320)
     frames = []

@@ -17,10 +17,6 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["gpu-check"]:  # `facedeid bench gpu-check`: the one-call GPU measurement (gpu_check.py)
-        from .gpu_check import main as gpu_check
-
-        return gpu_check(argv[1:])
     parser = argparse.ArgumentParser(description="Benchmark eager / onnxruntime / triton / blur on the same frames.")
     parser.add_argument("--model", default="mobileunet", help="generator (default mobileunet)")
     parser.add_argument("--modes", default=",".join(DEFAULT_MODES), help=f"comma list of {', '.join(MODES)}")

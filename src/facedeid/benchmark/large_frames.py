@@ -1,6 +1,6 @@
 """Recall on large frames and on rolled faces, ours beside deface, with the detector's frames/s.
 
-    python -m facedeid.benchmark.large_frames --scenes ../shared/data/faces/scenes --json docs/results/large_frames.json
+    facedeid bench large-frames --scenes ../shared/data/faces/scenes --json docs/results/large_frames.json
 
 * **Frame size**: 1920x1080 and 3840x2160 frames made by packing real scenes (shrunk by `--scale`, so most faces are
   24-60 px) side by side, as broadcast or CCTV frames of small faces. Labels: dlib's HOG face detector (upsampled
@@ -256,7 +256,7 @@ def markdown(size: list[dict], roll: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m facedeid.benchmark.large_frames", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="facedeid bench large-frames", description=__doc__.splitlines()[0])
     p.add_argument("--scenes", type=Path, required=True, help="folder of scene photos (face_boxes.csv optional)")
     p.add_argument("--scale", type=float, default=0.4, help="shrink the scenes by this before packing (default 0.4)")
     p.add_argument("--skip-roll", action="store_true", help="only the frame-size table")
@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="only end-to-end frames/s: a server over this exported repository beside deface's CLI")
     p.add_argument("--json", type=Path, default=None, help="also write the rows and the command here")
     args = cli_args.finish(p).parse_args(argv)
-    command = "python -m facedeid.benchmark.large_frames " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "facedeid bench large-frames " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.served:
         served = served_rows(args.served, args.scenes, args.scale)
         print(json.dumps(served))

@@ -256,11 +256,12 @@ def run(generator: str = "mobileunet", repeats: int = 3, workdir: Path | None = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Time and server memory of each hostile request "
-                                                 "(docs/reliability.md, 'Limits').")
+    parser = argparse.ArgumentParser(prog="facedeid bench limits", description="Time and server memory of each "
+                                     "hostile request (docs/reliability.md, 'Limits').")
     parser.add_argument("--model", default="mobileunet", help="generator of the deid_<model>_boxes ensemble")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--repeats", type=int, default=3, help="times each request is sent (default 3)")
+    parser.add_argument("--workdir", type=Path, default=None, help="where the exported repository and logs go "
+                        "(default: a temporary folder)")
     parser.add_argument("--json", type=Path, default=None, help="write the full result here")
     parser.add_argument("--markdown", type=Path, default=None, help="write the table here")
     args = parser.parse_args(argv)

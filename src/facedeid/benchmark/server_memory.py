@@ -1,7 +1,7 @@
 """Server memory before, at the peak of and after a 4K clip: resident memory of tritonserver and its Python-backend
 stubs, summed (Linux /proc), sampled every 0.2 s.
 
-    python -m facedeid.benchmark.server_memory --repository REPO --scenes ../shared/data/faces/scenes \
+    facedeid bench server-memory --repository REPO --scenes ../shared/data/faces/scenes \
         --json docs/results/server_memory.json [--no-malloc-env]
 
 The clip: `--frames` 3840x2160 frames of real scenes packed side by side (benchmark.large_frames, hundreds of small
@@ -133,7 +133,7 @@ def measure(repository: Path, scenes: Path, frames: int, concurrency: int, gener
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m facedeid.benchmark.server_memory", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="facedeid bench server-memory", description=__doc__.splitlines()[0])
     p.add_argument("--repository", type=Path, required=True, help="an exported model repository (CPU configs)")
     p.add_argument("--scenes", type=Path, required=True, help="folder of scene photos to pack into 4K frames")
     p.add_argument("--frames", type=int, default=12, help="frames in the clip (default 12)")
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                      not args.no_malloc_env, args.passes)
     print(json.dumps(result))
     if args.json:
-        command = "python -m facedeid.benchmark.server_memory " + " ".join(argv if argv is not None else sys.argv[1:])
+        command = "facedeid bench server-memory " + " ".join(argv if argv is not None else sys.argv[1:])
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"command": command, **result}, indent=1) + "\n")
     return 0

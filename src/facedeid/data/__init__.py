@@ -1,6 +1,6 @@
 """DNA-format data sets: layout, labels, area bins, image reading, and a sample builder.
 
-The sample builder: `python -m facedeid.data.sample`.
+The sample builder: `facedeid data sample`.
 """
 
 from .dna import (

@@ -1,4 +1,4 @@
-"""Build a DNA-format data set from videos: `python -m facedeid.data.extract VIDEO_OR_DIR OUT --fps 1`.
+"""Build a DNA-format data set from videos: `facedeid data extract VIDEO_OR_DIR OUT --fps 1`.
 
 Every video (one file, or every video file under a folder, recursively) is sampled at `--fps` frames per second by
 timestamp, each sampled frame is labelled with face boxes by the product's CenterFace detector, and written as
@@ -276,8 +276,8 @@ def extract(source, out, detector, fps: float = 1.0, decoder: str = "auto", ext:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m facedeid.data.extract", description=__doc__.split("\n\n")[0],
-        epilog="Summarise the result with `python -m facedeid.data.summary OUT` (see docs/data_tools.md).")
+        prog="facedeid data extract", description=__doc__.split("\n\n")[0],
+        epilog="Summarise the result with `facedeid data summary OUT` (see docs/data_tools.md).")
     parser.add_argument("source", type=Path, metavar="VIDEO_OR_DIR", help="a video file, or a folder searched "
                         "recursively for video files")
     parser.add_argument("out", type=Path, metavar="OUT", help="DNA-format output folder (images/, labels/)")

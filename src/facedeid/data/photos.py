@@ -1,4 +1,4 @@
-"""A folder of photos as a DNA-format set: `python -m facedeid.data.photos PHOTO_DIR OUT [--local]`.
+"""A folder of photos as a DNA-format set: `facedeid data photos PHOTO_DIR OUT [--local]`.
 
 Each photo is copied byte for byte to OUT/images/<same sub-path> and labelled with the product's face detector
 (through Triton by default, in process with `--local`), with an independent one (`--labeler dlib`: dlib's CNN

@@ -1,4 +1,4 @@
-"""Build a small DNA-format sample data set on any machine: `python -m facedeid.data.sample OUT_DIR`.
+"""Build a small DNA-format sample data set on any machine: `facedeid data sample OUT_DIR`.
 
 Frames are made by pasting real face photos, scaled to a chosen face-area share, onto background photos that
 scikit-image ships (no faces in them), so every area bin (10/30/50/70/70above) has frames and every label box is

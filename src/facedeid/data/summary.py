@@ -1,4 +1,4 @@
-"""The DNA data-set table for any DNA-format set: `python -m facedeid.data.summary DIR [--json OUT.json]`.
+"""The DNA data-set table for any DNA-format set: `facedeid data summary DIR [--json OUT.json]`.
 
 The rows of the original DNA table (447 videos, 648,666 frames, ...): videos (when the frame names tell them),
 estimated video lengths, frames, frames with faces, face boxes, the face-area share (total face-box area / frame
@@ -8,7 +8,7 @@ Definitions (the original's numbers satisfy them: its bin counts add up to its f
 * face-area share max / min / mean and the bins are over frames with at least one face; frames without faces are
   counted apart ("frames without faces"), never in the 0~10 % bin. Share of a frame = sum of w*h over its boxes
   (the area bins of the evaluation use the same number).
-* videos: frames named `<video>_t<seconds>` (what `python -m facedeid.data.extract` writes), grouped by folder and
+* videos: frames named `<video>_t<seconds>` (what `facedeid data extract` writes), grouped by folder and
   `<video>` prefix. When no frame is named so, the video rows say "unknown". Video length is estimated as the last
   frame's time plus the median step between frames of that video.
 * a frame whose label file does not parse is counted in "frames" and in "label errors", and left out of the face
@@ -128,7 +128,7 @@ def format_table(s: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=cli_args.prog("python -m facedeid.data.summary"),
+    parser = argparse.ArgumentParser(prog=cli_args.prog("facedeid data summary"),
                                      description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n\n".join(__doc__.split("\n\n")[1:]))

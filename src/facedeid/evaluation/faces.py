@@ -1,7 +1,7 @@
 """Identification, det retention and realism of de-identified faces, on a report set of people (issue 15).
 
-    python -m facedeid.evaluation.faces [--identities DIR] [--scenes DIR] [--json FILE] [--grids DIR]
-    python -m facedeid.evaluation.faces --people selection --models mobileunet \
+    facedeid eval people [--identities DIR] [--scenes DIR] [--json FILE] [--grids DIR]
+    facedeid eval people --people selection --models mobileunet \
         --checkpoint mobileunet@new=cand/mobileunet.pt     # choosing weights: on the selection people only
 
 The people under `--identities` are split by person (`SELECTION_PEOPLE` vs the rest). Every setting of `ksame`
@@ -90,7 +90,7 @@ def ksame_method(tag: str = ""):
 
 def methods(generators: list[str], checkpoints: dict[str, Path] | None = None) -> dict:
     """Every method by row name. `checkpoints`: row -> weights, the row `GEN` or `GEN@TAG` runs generator GEN with
-    them (as `python -m facedeid.train.privacy --generator GEN=PATH` does); rows not in `generators` are added."""
+    them (as `facedeid train privacy --generator GEN=PATH` does); rows not in `generators` are added."""
     from ..baselines import blur, mosaic
     from ..train.privacy import generator_method
 
@@ -369,11 +369,13 @@ def bands_table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .. import cli_args
     from ..models.registry import GENERATORS
     from ..paths import SHARED_FACES
 
-    p = argparse.ArgumentParser(prog="python -m facedeid.evaluation.faces", description=__doc__.splitlines()[0])
-    p.add_argument("--identities", type=Path, default=SHARED_FACES / "identities")
+    p = argparse.ArgumentParser(prog="facedeid eval people", description=__doc__.splitlines()[0])
+    p.add_argument("--identities", type=Path, default=SHARED_FACES / "identities",
+                   help="one folder of photos per person (default: the shared collection's identities)")
     p.add_argument("--models", default=",".join([*GENERATORS, "ksame"]), help="generators to measure (comma list)")
     p.add_argument("--people", choices=("report", "selection"), default="report",
                    help="whose photos are measured: the report people (published numbers) or the selection people "
@@ -387,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-reference", type=int, default=600, help="real crops for fid_eff (default 600)")
     p.add_argument("--json", type=Path, default=None, help="write the result here")
     p.add_argument("--grids", type=Path, default=None, help=f"write {GRID_FACES}-face grids faces_<method>.jpg here")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="PyTorch threads (default 1)")
+    cli_args.finish(p)
     args = p.parse_args(argv)
     import torch
 
@@ -402,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     result = evaluate(args.identities, [m for m in args.models.split(",") if m], args.n_reference, args.grids,
                       args.scenes, log=lambda m: print(m, file=sys.stderr), people_set=args.people,
                       checkpoints=checkpoints)
-    result["command"] = "python -m facedeid.evaluation.faces " + " ".join(argv if argv is not None else sys.argv[1:])
+    result["command"] = "facedeid eval people " + " ".join(argv if argv is not None else sys.argv[1:])
     result["wall_s"] = round(time.time() - start, 1)
     measured = result["selection_people" if args.people == "selection" else "report_people"]
     print(f"measured on the {args.people} people ({', '.join(measured)})")

@@ -1,6 +1,6 @@
 """`--identify` for eval/triton_eval.py: closed-set identification of the de-identified faces against a gallery.
 
-A frame's person is the first folder of its key (`python -m facedeid.data.photos identities/ OUT` gives keys
+A frame's person is the first folder of its key (`facedeid data photos identities/ OUT` gives keys
 `<person>/<photo>`) and is the largest labelled face of the frame; other faces there are nobody's (bystanders:
 never probes, and in the gallery only as distractors). The gallery is every original labelled face of the data set;
 a face is identified when the nearest gallery face from another image is of the same person and within 0.6

@@ -1,6 +1,6 @@
 """Temporal stability of de-identified video: does a replaced face stay the same face from frame to frame?
 
-    python -m facedeid.evaluation.temporal [--url HOST:PORT] [--models ksame,mobileunet,resnet50unet,d2gan,blur]
+    facedeid eval temporal [--url HOST:PORT] [--models ksame,mobileunet,resnet50unet,d2gan,blur]
                                            [--frames 40] [--work DIR] [--json FILE]
 
 Clips with a known camera move (data/camera_clips.py: real photos panned and zoomed by a known affine, H.264) go
@@ -184,7 +184,7 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m facedeid.evaluation.temporal", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="facedeid eval temporal", description=__doc__.splitlines()[0])
     p.add_argument("--url", default=None, help="Triton gRPC URL (default: a local server started for the run)")
     p.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma list (generators, blur, mosaic)")
     p.add_argument("--frames", type=int, default=40, help="frames per clip (default 40)")
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             export(stale, "auto", DEFAULT_REPOSITORY, log=lambda m: None)
         with local_server.running(DEFAULT_REPOSITORY, args.work / "tritonserver.log") as server:
             result = run(models, args.work, server.grpc_url, args.frames)
-    result["command"] = "python -m facedeid.evaluation.temporal " + " ".join(
+    result["command"] = "facedeid eval temporal " + " ".join(
         argv if argv is not None else sys.argv[1:])
     print(table(result))
     if args.json:

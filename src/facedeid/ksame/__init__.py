@@ -23,7 +23,7 @@ How a crop is replaced (`KSame.generate`, the served `ksame` model runs exactly 
    feathered; `cover="head"`: an ellipse over forehead, hair and ears too): outside it the target's own crop is
    returned. Compose then blends the crop into the frame with its feathered window, as for every generator.
 
-The bank (`weights/ksame_bank.npz`, built by `python -m facedeid.ksame build`, facedeid/ksame/build.py) holds only
+The bank (`weights/ksame_bank.npz`, built by `facedeid train ksame-bank`, facedeid/ksame/build.py) holds only
 the averages at 256 px (trimmed means: per pixel the k = 14 donors less the 2 lowest and 2 highest values, so every
 pixel averages 10 donors and a feature few donors have, such as glasses, is dropped, not ghosted), never a single
 donor's face; its record (`ksame_bank.json`) lists the donor files, k and the groups.
@@ -229,11 +229,11 @@ class Bank:
     def __init__(self, path: Path | str = BANK_PATH):
         path = Path(path)
         if not path.exists():
-            raise FileNotFoundError(f"k-Same bank {path} is missing: build it with `python -m facedeid.ksame build`")
+            raise FileNotFoundError(f"k-Same bank {path} is missing: build it with `facedeid train ksame-bank`")
         with np.load(path) as data:
             if "shape" not in data:
                 raise ValueError(f"k-Same bank {path} predates dense alignment: rebuild it with "
-                                 "`python -m facedeid.ksame build`")
+                                 "`facedeid train ksame-bank`")
             self.faces = data["faces"]  # [G,R,R,3] uint8 averages, every donor warped onto `shape`
             self.template = data["template"].astype(np.float64)  # [5,2] CenterFace's points, mean over donors
             self.shape = data["shape"].astype(np.float64)  # [68,2] dlib's points, mean over donors

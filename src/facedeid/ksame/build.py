@@ -1,4 +1,4 @@
-"""`python -m facedeid.ksame build`: the ksame donor bank from UTKFace-named face crops, and its record.
+"""`facedeid train ksame-bank`: the ksame donor bank from UTKFace-named face crops, and its record.
 
 Kept apart from the served generator (facedeid.ksame) so the server image needs none of its imports.
 """
@@ -184,7 +184,7 @@ def build(train_dir: Path, out: Path, k: int = DEFAULT_K, max_per_group: int = 3
     np.savez_compressed(tmp_out, **arrays)
     tmp_out.replace(out)
     record = {
-        "command": f"python -m facedeid.ksame build --k {k} --trim {trim} --max-per-group {max_per_group}"
+        "command": f"facedeid train ksame-bank --k {k} --trim {trim} --max-per-group {max_per_group}"
                    + (f" --max-donors {max_donors}" if max_donors else ""),
         "train_dir": _shown(Path(train_dir)), "k": k, "trim": trim,
         "per_pixel_donors": k - 2 * trim, "average": f"per pixel, the mean of the k donors less the {trim} lowest and "
@@ -224,21 +224,22 @@ def _shown(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .. import cli_args
     from ..paths import SHARED_FACES
 
-    parser = argparse.ArgumentParser(prog="python -m facedeid.ksame", description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(prog="facedeid train ksame-bank", description=__doc__.splitlines()[0],
                                      epilog="python tools/ksame_stability.py --help: how often the donor changes "
                                             "between video frames of one face")
-    sub = parser.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build", help="build the donor bank from UTKFace-named face crops")
-    b.add_argument("--train-dir", type=Path, default=SHARED_FACES / "train" / "utkface")
-    b.add_argument("--out", type=Path, default=BANK_PATH)
-    b.add_argument("--k", type=int, default=DEFAULT_K, help=f"donors per average (default {DEFAULT_K})")
-    b.add_argument("--trim", type=int, default=DEFAULT_TRIM, help="per pixel, drop this many lowest and highest "
+    parser.add_argument("--train-dir", type=Path, default=SHARED_FACES / "train" / "utkface",
+                   help="UTKFace-named face crops (age_gender_race_*.jpg; default: the shared collection's)")
+    parser.add_argument("--out", type=Path, default=BANK_PATH, help="bank file to write (default: the shipped one)")
+    parser.add_argument("--k", type=int, default=DEFAULT_K, help=f"donors per average (default {DEFAULT_K})")
+    parser.add_argument("--trim", type=int, default=DEFAULT_TRIM, help="per pixel, drop this many lowest and highest "
                    f"donor values (k - 2 x trim >= {K_MIN}; default {DEFAULT_TRIM})")
-    b.add_argument("--max-per-group", type=int, default=3, help="averages per (gender, pose, tone) group")
-    b.add_argument("--max-donors", type=int, default=0, help="use at most this many candidates, evenly spread "
+    parser.add_argument("--max-per-group", type=int, default=3, help="averages per (gender, pose, tone) group")
+    parser.add_argument("--max-donors", type=int, default=0, help="use at most this many candidates, evenly spread "
                    "(0: all; for quick trials)")
+    cli_args.finish(parser)
     args = parser.parse_args(argv)
     if not args.train_dir.is_dir():
         parser.error(f"{args.train_dir} is not a folder")

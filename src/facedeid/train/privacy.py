@@ -11,8 +11,8 @@ the generator in PyTorch fp32), deface's `blur` and `mosaic` (facedeid.baselines
 a sweep of `gaussian_blur` and `cell_mosaic` strengths (facedeid.baselines). `none` (photo unchanged) is the sanity
 row: reid 1.0, det 1.0.
 
-    python -m facedeid.train.privacy                       # all shipped checkpoints + baselines
-    python -m facedeid.train.privacy --generator mobileunet=runs/mobileunet/m.pt --json out.json
+    facedeid train privacy                       # all shipped checkpoints + baselines
+    facedeid train privacy --generator mobileunet=runs/mobileunet/m.pt --json out.json
 """
 
 from __future__ import annotations

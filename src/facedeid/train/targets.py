@@ -63,7 +63,7 @@ def ksame_targets(data: CropSet, bank_path: Path | None = None, progress: bool =
     bank_path = Path(bank_path or BANK_PATH)
     if not bank_path.exists():
         raise FileNotFoundError(f"--target ksame needs the donor bank {bank_path} "
-                                "(build it with `python -m facedeid.ksame build`)")
+                                "(build it with `facedeid train ksame-bank`)")
     if data.cache is None:  # --no-cache: build in memory
         return build_ksame(data.crops, np.empty(data.crops.shape, np.uint8), bank_path, progress)
     path = data.cache / ksame_cache_name(bank_path)
