@@ -69,7 +69,7 @@ def test_the_scan_sees_calls():
 def test_no_request_data_reaches_the_file_system():
     """The served code (model.py adapters and the stage functions) never opens paths: tensors are only arrays."""
     served = list((REPO_ROOT / "model_repository").rglob("model.py"))
-    served += [REPO_ROOT / "src/facedeid/serving" / n for n in ("stages.py", "python_backend.py")]
+    served += [REPO_ROOT / "src/facedeid/stages.py", REPO_ROOT / "src/facedeid/serving/python_backend.py"]
     served += [REPO_ROOT / "src/facedeid" / n for n in ("crops.py", "compose.py", "detection.py")]
     for path in served:
         text = path.read_text()

@@ -95,7 +95,9 @@ def test_run_local_without_a_server(tmp_path, scene):
                            "mobileunet", "--url", "127.0.0.1:1"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     expected, boxes, blurred = Deidentifier.local("mobileunet", "cpu").deidentify(scene)
-    np.testing.assert_array_equal(read_rgb(dst), expected)
+    # the same frame up to PyTorch's CPU float sums, whose order follows the thread count of each process
+    difference = np.abs(read_rgb(dst).astype(np.int16) - expected.astype(np.int16))
+    assert difference.max() <= 1 and (difference > 0).mean() < 1e-4, (difference.max(), (difference > 0).sum())
     assert_deidentified(scene, expected, boxes, blurred=blurred)
     bad = subprocess.run([str(FACEDEID), "run", str(src), str(tmp_path / "x.png"), "--local", "--device", "tpu"],
                          capture_output=True, text=True, timeout=300)
