@@ -141,3 +141,15 @@ def load_tool(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def astronaut_crowd() -> np.ndarray:
+    """A real photo's face at six sizes, 10 to 90 px, on a real background (scikit-image's astronaut and coffee):
+    a multi-face frame with tiny faces for the blur tier, on any machine."""
+    import skimage.data
+
+    from facedeid.data.sample import ASTRONAUT_FACE, FaceSource, compose_frame
+
+    face = FaceSource("astronaut", skimage.data.astronaut(), tuple(float(v) for v in ASTRONAUT_FACE))
+    frame, _ = compose_frame([face], (0.0002, 0.0008, 0.002, 0.004, 0.008, 0.016), 1280, 720, "coffee")
+    return frame

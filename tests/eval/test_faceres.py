@@ -41,7 +41,7 @@ def test_the_weights_are_the_pinned_ones_from_the_npm_package(recognizer):
     assert "DepthwiseConv2dNative" in graph_ops  # a MobileNet, not dlib's ResNet
 
 
-@pytest.mark.skipif(shared_faces_dir() is None, reason="../shared/data/faces is not present on this machine")
+@pytest.mark.shared
 def test_one_person_is_near_and_different_people_are_far(recognizer):
     detector = CenterFaceDetector()
     desc, who = [], []

@@ -14,7 +14,7 @@ def test_people_are_split_by_person():
     assert selection == ["amy_adams", "tom_cruise"] and report == ["kate_siegel", "deepface_person_04"]
 
 
-@pytest.mark.skipif(shared_faces_dir() is None, reason="../shared/data/faces is not present on this machine")
+@pytest.mark.shared
 def test_untouched_is_identified_and_ksame_is_not(tmp_path):
     identities = tmp_path / "identities"
     identities.mkdir()
@@ -51,7 +51,7 @@ def test_checkpoint_items_are_checked():
         faces.parse_checkpoints(["mobileunet@new=/nonexistent/m.pt"])
 
 
-@pytest.mark.skipif(shared_faces_dir() is None, reason="../shared/data/faces is not present on this machine")
+@pytest.mark.shared
 def test_selection_people_and_a_candidate_checkpoint(tmp_path):
     import torch
 

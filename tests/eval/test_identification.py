@@ -21,7 +21,7 @@ PEOPLE = ("deepface_person_04", "deepface_person_05", "lin_manuel_miranda")  # t
 @pytest.fixture(scope="module")
 def people_dir(tmp_path_factory):
     if shared_faces_dir() is None:
-        pytest.skip("../shared/data/faces is not present on this machine")
+        pytest.fail("../shared/data/faces is not present: the tests using this fixture carry the `shared` mark")
     photos = tmp_path_factory.mktemp("people")
     for person in PEOPLE:
         shutil.copytree(shared_faces_dir() / "identities" / person, photos / person)
@@ -36,6 +36,7 @@ def run(argv):
     return Evaluation(args).run()
 
 
+@pytest.mark.shared
 def test_identify_counts_named_faces_per_bin_and_survives_resume(people_dir, tmp_path, capsys):
     out = tmp_path / "out"
     metrics = run(eval_argv(people_dir, out, "blur,mosaic", "--identify"))
@@ -57,6 +58,7 @@ def test_identify_counts_named_faces_per_bin_and_survives_resume(people_dir, tmp
         metrics["results"]["blur"]["identification"])
 
 
+@pytest.mark.shared
 def test_served_ksame_is_not_identified(people_dir, tmp_path, triton):
     metrics = run(eval_argv(people_dir, tmp_path / "out", "ksame", "--identify", "--url", triton.grpc_url))
     ident = metrics["results"]["ksame"]["identification"]

@@ -18,7 +18,7 @@ from facedeid.compose import MASK_RGB
 from facedeid.pipeline import Deidentifier
 from facedeid.stages import GENERATOR_MAX_BATCH
 
-from helpers import box_region, deid, face_grid
+from helpers import astronaut_crowd, box_region, deid, face_grid
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +32,7 @@ def inprocess(exported_repo):
 
 
 def _scene():
-    """A real photo's face at six sizes, 10 to 90 px, on a real background: crowds, tiny faces for the blur tier."""
-    from facedeid.data.sample import ASTRONAUT_FACE, FaceSource, compose_frame
-
-    face = FaceSource("astronaut", skimage.data.astronaut(), tuple(float(v) for v in ASTRONAUT_FACE))
-    frame, _ = compose_frame([face], (0.0002, 0.0008, 0.002, 0.004, 0.008, 0.016), 1280, 720, "coffee")
-    return frame
+    return astronaut_crowd()
 
 
 def test_detect_ensemble_and_pipeline_return_the_same_frame(client, inprocess, astronaut):

@@ -15,7 +15,7 @@ from facedeid.benchmark.large_frames import small_face_frame
 
 from helpers import outside_windows, read_rgb, shared_faces_dir, tensor
 
-needs_shared = pytest.mark.skipif(shared_faces_dir() is None, reason="../shared/data/faces is not on this machine")
+needs_shared = pytest.mark.shared  # real scenes and portraits of the developers' face collection
 ROLLED = "identities/bradley_cooper/1.png"  # turned 90 degrees, CenterFace alone misses this face
 
 

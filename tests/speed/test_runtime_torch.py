@@ -15,17 +15,14 @@ from facedeid import runtime_torch, stages
 from facedeid.crops import extract_crops, to_tensor
 from facedeid.pipeline import Deidentifier, OnnxDetector
 
-from helpers import assert_deidentified, exported_repository, read_rgb, shared_faces_dir
+from helpers import assert_deidentified, astronaut_crowd, exported_repository, read_rgb
 
 FACEDEID = Path(sys.executable).parent / "facedeid"
 
 
 @pytest.fixture(scope="module")
 def scene() -> np.ndarray:
-    folder = shared_faces_dir()
-    if folder is None:
-        pytest.fail("../shared/data/faces is missing: these tests need its real scenes")
-    return read_rgb(folder / "scenes" / "dlib_bald_guys.jpg")
+    return astronaut_crowd()
 
 
 @pytest.fixture(scope="module")
