@@ -12,7 +12,6 @@ scaled (normal, 3 %), cropped like the server crops, and counts how often consec
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -93,8 +92,9 @@ def main(argv: list[str] | None = None) -> int:
           f"({(result['switch_rate'] or 0):.1%}); {result['faces_with_a_switch']} faces change donor at least once, "
           f"up to {result['max_distinct_donors']} donors for one face")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+        from facedeid.data.dna import write_json
+
+        write_json(args.json, result)
     return 0
 
 

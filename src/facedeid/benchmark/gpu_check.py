@@ -26,7 +26,6 @@ and the few pure-Python files that read it into DIR; put DIR on PYTHONPATH there
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import shutil
 import sys
@@ -375,8 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"gpu-check: {exc}", file=sys.stderr)
         return 2
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=1) + "\n")
+    from ..data.dna import write_json
+
+    write_json(args.json, result)
     text = markdown(result)
     print(text)
     if args.markdown:

@@ -245,6 +245,13 @@ def atomic_temp_file(path, suffix: str = ".tmp") -> tuple[int, str]:
     return fd, tmp
 
 
+def write_json(path, result) -> None:
+    """A result as indented JSON, atomically (atomic_write_bytes): what every measurement's --json writes."""
+    import json
+
+    atomic_write_bytes(path, (json.dumps(result, indent=1) + "\n").encode())
+
+
 def atomic_write_bytes(path, data: bytes) -> None:
     """Write to a temporary file in the same folder, then os.replace: readers never see a partial file.
 

@@ -35,7 +35,6 @@ generator):
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -426,8 +425,9 @@ def main(argv: list[str] | None = None) -> int:
           + ", ".join(f"{band} {v['impostor_rate']:.1%} ({v['pairs']} pairs)"
                       for band, v in result["impostor_rate_by_face_size"].items()))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+        from ..data.dna import write_json
+
+        write_json(args.json, result)
     return 0
 
 
