@@ -56,3 +56,15 @@ def triton(exported_repo, tmp_path_factory):
 @pytest.fixture(scope="session")
 def astronaut() -> np.ndarray:
     return skimage.data.astronaut()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test failing because the session server died says so, with the server's last log lines (its exit code
+    and Triton's own crash report), instead of a hundred unexplained 'connection refused'."""
+    outcome = yield
+    report = outcome.get_result()
+    server = getattr(item, "funcargs", {}).get("triton")
+    if report.failed and server is not None and server.process.poll() is not None:
+        report.sections.append(("tritonserver exited", f"exit code {server.process.returncode}; log tail:\n"
+                                f"{server.log_tail(60)}"))

@@ -25,7 +25,7 @@ class FakeBackend:
         self.max_active = 0
         self.inputs = []
 
-    async def infer(self, model, inputs, outputs, timeout_s):
+    async def infer(self, model, inputs, outputs):
         self.calls += 1
         self.active += 1
         self.max_active = max(self.max_active, self.active)

@@ -2,16 +2,17 @@
 generator that fails, a frame over the server's size limit.
 
 One server of its own (this module kills it), over a reduced copy of the exported repository: `mobileunet` as
-exported, `d2gan` replaced by a model that fails inside ONNX Runtime, and `box_prep` with a lowered
-`max_frame_pixels`. Data: 7 frames of the scikit-image sample. The numbers of every faulted run must equal those
-of one uninterrupted run (timing fields aside), every saved image must decode, and a failing generator must give
-masked faces, never original pixels.
+exported (with its detection ensemble), `d2gan` replaced by a model that fails inside ONNX Runtime, and `box_prep`
+with a lowered `max_frame_pixels`. Data: 7 frames of the scikit-image sample. The numbers of every faulted run
+must equal those of one uninterrupted run (timing fields aside), every saved image must decode, and a failing
+generator must give masked faces, never original pixels.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -36,7 +37,7 @@ from helpers import ASTRONAUT_FACE, assert_deidentified, deid, failing_generator
 
 ROOT = Path(__file__).resolve().parents[2]
 KEEP = ("box_prep", "compose", "mobileunet", "generate_mobileunet", "deid_mobileunet_boxes", "d2gan", "generate_d2gan",
-        "deid_d2gan_boxes")
+        "deid_d2gan_boxes", "detect_prep", "face_detector", "face_prep", "deid_mobileunet")
 FRAME_LIMIT = 500_000  # max_frame_pixels given to box_prep here (sample frames are 480x360 and 320x400)
 TIMING = ("latency_ms", "server_s", "url")  # per-frame fields that legitimately differ between runs
 
@@ -268,3 +269,32 @@ def test_frame_over_the_configured_size_limit_is_refused(server, astronaut):
         deid(client, "deid_mobileunet_boxes", big, np.zeros((0, 4), np.float32))
     result, used = deid(client, "deid_mobileunet_boxes", astronaut, ASTRONAUT_FACE[None])  # 512x512 fits
     assert_deidentified(astronaut, result, used)
+
+
+def test_clients_that_give_up_never_take_the_server_down_nor_leave_requests_in_it(server, astronaut):
+    """Clients whose timeout passes before the reply, and clients closed with requests in flight: the bundled
+    Triton (2.51) crashed on cancelled calls and never released an ensemble whose stage queue timed it out, so the
+    client sends no deadline and lets the calls the server holds finish. Afterwards the server answers, and a
+    graceful stop finds no request left inside it."""
+    from facedeid.client.triton import DeidClient, DeidError
+
+    for round_ in range(6):
+        client = DeidClient([server.grpc_url], concurrency=16, timeout_s=0.05 if round_ % 2 else 60, retries=0)
+        futures = [client.submit("deid_mobileunet", astronaut) for _ in range(48)]
+        time.sleep(0.5)
+        client.close()
+        for fut in futures:
+            assert fut.done()
+            if not fut.cancelled() and fut.exception() is not None:
+                assert isinstance(fut.exception(), DeidError), fut.exception()
+    assert server.server.process.poll() is None, server.server.log_tail()
+    with DeidClient([server.grpc_url]) as client:
+        result = client.infer("deid_mobileunet", astronaut)
+        assert len(result.boxes) == 1
+        assert_deidentified(astronaut, result.frame, result.boxes)
+    log_start = server.log.stat().st_size
+    server.stop()
+    stop_log = server.log.read_bytes()[log_start:].decode(errors="replace")
+    assert server.server.process.returncode == 0, stop_log[-3000:]
+    assert not re.search(r"has \d+ in-flight inferences", stop_log), stop_log[-3000:]
+    server.restart()

@@ -12,8 +12,9 @@
   it, never a frame sent with that face unprotected.
 * Replies are checked: DEID_FRAME must have the frame's shape and dtype, BOXES must be [N, 4] and, for given
   boxes, as many as were sent (an empty, wrong-shaped or short output is an error, never passed on as a result).
-* Closing never races a request: `close()` first refuses new requests, cancels the ones in flight or waiting to
-  retry and waits for them, and only then closes the channels (a retry on a closed channel was grpc's
+* Closing never races a request: `close()` first refuses new requests, cancels the ones waiting to send or to
+  retry, lets the calls the server already holds finish (never cancelled: see close()), and only then closes the
+  channels (a retry on a closed channel was grpc's
   `UsageError: Channel is closed` that ended runs). A channel found closed while the client is open is opened
   again and the request retried. `map()` cancels its outstanding requests when its consumer stops early.
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import threading
 import time
 from collections import deque
@@ -143,13 +145,13 @@ class GrpcBackend:
         self._mod = grpcclient
         self.client = grpcclient.InferenceServerClient(url=url)
 
-    async def infer(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str], timeout_s: float):
+    async def infer(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str]):
         tensors = infer_inputs(self._mod, inputs)
         requested = [self._mod.InferRequestedOutput(n) for n in outputs]
-        # `timeout` (µs) is the same deadline for the server: a stage queue drops the request once it has passed
-        # (the queue policy in serving/configs.py), instead of computing a frame nobody waits for.
-        result = await self.client.infer(model, tensors, outputs=requested, client_timeout=timeout_s,
-                                         timeout=int(timeout_s * 1e6))
+        # No deadline travels with the call (neither gRPC's nor Triton's `timeout`): the bundled Triton (2.51) can
+        # crash when a call is cancelled or its deadline passes, and never releases an ensemble whose stage queue
+        # rejected it (docs/reliability.md). The client's own timeout stops the waiting instead (DeidClient._send).
+        result = await self.client.infer(model, tensors, outputs=requested)
         return {n: result.as_numpy(n) for n in outputs}
 
     async def ready(self, models: list[str], timeout_s: float) -> bool:
@@ -196,6 +198,22 @@ class ClientStats:
     per_url: dict = field(default_factory=dict)
 
 
+_LOOP: tuple[int, asyncio.AbstractEventLoop] | None = None  # (pid, loop): a forked child has no loop thread
+_LOOP_LOCK = threading.Lock()
+
+
+def client_loop() -> asyncio.AbstractEventLoop:
+    """The process's one event loop for gRPC calls, in a daemon thread, never closed: grpc.aio's completion-queue
+    poller is process-wide and posts to every loop it has served, so a closed per-client loop made each later
+    client print "Event loop is closed" tracebacks."""
+    global _LOOP
+    with _LOOP_LOCK:
+        if _LOOP is None or _LOOP[0] != os.getpid():
+            _LOOP = (os.getpid(), asyncio.new_event_loop())
+            threading.Thread(target=_LOOP[1].run_forever, name="deid-client", daemon=True).start()
+        return _LOOP[1]
+
+
 class DeidClient:
     """Submit frames to `deid_<generator>[_boxes]` over one or more Triton gRPC URLs.
 
@@ -227,9 +245,9 @@ class DeidClient:
         self.stats = ClientStats(per_url={u: 0 for u in urls})
         self._closing = False
         self._tasks: set[asyncio.Task] = set()  # requests in flight or waiting to retry (touched on the loop only)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="deid-client", daemon=True)
-        self._thread.start()
+        self._rpcs: set[asyncio.Task] = set()  # calls the server holds: finished, never cancelled (close())
+        self._loop = client_loop()
+        self._closed = False
         self._call(self._setup()).result()
 
     # ---------------------------------------------------------------------------------------------- plumbing
@@ -242,24 +260,27 @@ class DeidClient:
             s.backend = self._factory(s.url)
 
     def close(self) -> None:
-        if self._loop.is_closed():
+        if self._closed:
             return
+        self._closed = True
 
         async def _close():
             self._closing = True
             tasks = [t for t in self._tasks if t is not asyncio.current_task()]
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)  # nothing touches a channel after this
-            for s in self._servers:
+            await asyncio.gather(*tasks, return_exceptions=True)
+            # Requests the server holds are let finish, never cancelled: the bundled Triton (2.51) can abort on a
+            # cancelled request (its gRPC/Python-backend cancellation race) and leaks those it does not. Only a
+            # server that stops answering is cut off, by the request's own deadline.
+            if self._rpcs:
+                await asyncio.wait(list(self._rpcs), timeout=self.timeout_s + 5)
+            for s in self._servers:  # nothing touches a channel after this
                 with contextlib.suppress(Exception):  # closing: a dead connection has nothing left to release
                     await s.backend.close()
 
-        with contextlib.suppress(Exception):  # the loop is stopped below whatever happened
-            self._call(_close()).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
+        with contextlib.suppress(Exception):  # closed whatever happened: a dead server has nothing to release
+            self._call(_close()).result(timeout=self.timeout_s + 15)
 
     def __enter__(self):
         return self
@@ -285,6 +306,15 @@ class DeidClient:
             return await self._infer_tracked(model, frame, boxes, donors, blur)
         finally:
             self._tasks.discard(task)
+
+    async def _send(self, server: _Server, model: str, inputs: dict, outputs: list[str]) -> dict:
+        """One call, shielded: a caller that gives up (a cancelled future, map() stopped early, close()) stops
+        waiting, but the call runs to its end (see close())."""
+        rpc = asyncio.ensure_future(server.backend.infer(model, inputs, outputs))
+        self._rpcs.add(rpc)
+        rpc.add_done_callback(self._rpcs.discard)
+        rpc.add_done_callback(lambda t: t.cancelled() or t.exception())  # read: never "exception never retrieved"
+        return await asyncio.wait_for(asyncio.shield(rpc), timeout=self.timeout_s + 5)
 
     def _closed_error(self, model: str) -> DeidError:
         return DeidError(f"{model}: the client was closed before this frame was done", retryable=False)
@@ -329,10 +359,7 @@ class DeidClient:
                 self.stats.per_url[server.url] += 1
                 start = time.perf_counter()
                 try:
-                    out = await asyncio.wait_for(
-                        server.backend.infer(model, inputs, outputs, self.timeout_s),
-                        timeout=self.timeout_s + 5,
-                    )
+                    out = await self._send(server, model, inputs, outputs)
                     if model == DETECT_MODEL:
                         return _detections(out)
                     result = self._check(out, frame, server.url, None if boxes is None else len(boxes))
@@ -399,7 +426,7 @@ class DeidClient:
         """Future[DeidResult] for one frame; `boxes` given means the caller supplies the faces. With boxes, `blur`
         [K,4] are faces for the blur tier and `donors` [N] fix each box's donor (-1: the generator chooses; only
         for DONOR generators, client/tracking.py)."""
-        if self._closing or self._loop.is_closed():
+        if self._closing or self._closed:
             fut: Future = Future()
             fut.set_exception(self._closed_error(model))
             return fut
