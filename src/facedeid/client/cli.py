@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="draw the detected face boxes on the output (for checking what was replaced)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--concurrency", type=int, default=8, help="frames in flight over all servers (default 8)")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for one frame before asking again "
+                   "(default 120; the server still finishes the first)")
     p.add_argument("--retries", type=int, default=8, help="retries while a server is unavailable (about 40 s)")
     p.add_argument("--ready-timeout", type=float, default=60.0,
                    help="seconds to wait for the server(s) to be ready (default 60)")

@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "folder of each image's path (see evaluation/identification.py)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT without recomputing")
     p.add_argument("--overwrite", action="store_true", help="discard results already in OUT and start again")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for one frame before asking again "
+                   "(default 120; the server still finishes the first)")
     p.add_argument("--retries", type=int, default=8,
                    help="retries per request while a server is unavailable (backoff 0.5 s doubling to 8 s: "
                         "about 40 s in all, enough for a server restart)")
