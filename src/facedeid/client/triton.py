@@ -1,22 +1,25 @@
 """Asynchronous gRPC client for the de-identification ensembles, over one or several Triton servers.
 
-* One asyncio loop in a background thread holds a `tritonclient.grpc.aio` client per URL; callers submit frames
-  from ordinary (synchronous) code and get `concurrent.futures.Future`s back.
+* The process's one asyncio loop (grpc_backend.client_loop) holds a `tritonclient.grpc.aio` client per URL
+  (grpc_backend.GrpcBackend); callers submit frames from ordinary (synchronous) code and get
+  `concurrent.futures.Future`s back.
 * At most `concurrency` requests are in flight in total; each goes to the server with the fewest requests in
   flight (round-robin among equals), so several `--url`s spread the frames (how users scale past one GPU).
-* Each request has a timeout; a server that is unavailable (down, restarting, model not ready, timed out) is
+* The client waits at most `timeout_s` for a reply, then asks again (the server finishes the first: no call is
+  cancelled, grpc_backend); a server that is unavailable (down, restarting, model not ready, timed out) is
   retried with exponential backoff, on another URL when there is one. Other errors (bad input, ...) are not
   retried and come back as the future's exception.
 * Given boxes are checked before they are sent (crops.check_boxes: `x1, y1, x2, y2` in pixels, none inverted,
   outside the frame or under 1 px once clipped, at most crops.MAX_BOXES_PER_FRAME): a bad box is an error naming
   it, never a frame sent with that face unprotected.
-* Replies are checked: DEID_FRAME must have the frame's shape and dtype, BOXES must be [N, 4] and, for given
-  boxes, as many as were sent (an empty, wrong-shaped or short output is an error, never passed on as a result).
-* Closing never races a request: `close()` first refuses new requests, cancels the ones waiting to send or to
-  retry, lets the calls the server already holds finish (never cancelled: see close()), and only then closes the
-  channels (a retry on a closed channel was grpc's
-  `UsageError: Channel is closed` that ended runs). A channel found closed while the client is open is opened
-  again and the request retried. `map()` cancels its outstanding requests when its consumer stops early.
+* Replies are checked (replies.check_reply): DEID_FRAME must have the frame's shape and dtype, BOXES must be
+  [N, 4] and, for given boxes, as many as were sent (an empty, wrong-shaped or short output is an error, never
+  passed on as a result).
+* Closing never races a request: `close()` first refuses new requests, gives up the ones waiting to send or to
+  retry, lets the calls the server already holds finish, and only then closes the channels (a retry on a closed
+  channel was grpc's `UsageError: Channel is closed` that ended runs). A channel found closed while the client is
+  open is opened again and the request retried. `map()` gives up its outstanding requests when its consumer stops
+  early (those already sent run to their end on the server).
 
 `TritonModels` (client/triton_models.py) is the synchronous side for single models. Every Triton client of the
 project is one of these two. Per-request detection settings: client/detection_settings.py.
@@ -27,8 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import os
-import threading
 import time
 from collections import deque
 from concurrent.futures import Future
@@ -39,145 +40,16 @@ import numpy as np
 
 from ..crops import check_boxes
 from .detection_settings import detection_inputs
+from .grpc_backend import CLOSED_CHANNEL, DeidError, GrpcBackend, client_loop, is_retryable
+from .replies import DeidResult, check_reply, clip_boxes, detections_of
 
 BOXES_INPUT = "BOXES_IN"  # the _boxes ensembles' box input (an ensemble input cannot share the output's name)
 BLUR_INPUT = "BLUR_BOXES_IN"  # the _boxes ensembles' optional blur-tier boxes
 DETECT_MODEL = "detect_faces"  # serving/configs.py DETECT_ENSEMBLE: detection only
-RETRYABLE_STATUS = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.RESOURCE_EXHAUSTED")
-RETRYABLE_TEXT = ("not ready", "unavailable", "failed to connect", "connection refused", "socket closed")
-CLOSED_CHANNEL = "channel is closed"  # grpc.aio's UsageError text for a call on a closed channel
-
-
-class DeidError(RuntimeError):
-    """A frame that could not be de-identified (after retries where they apply)."""
-
-    def __init__(self, message: str, retryable: bool = False, url: str | None = None):
-        super().__init__(message)
-        self.retryable = retryable
-        self.url = url
-
-
-@dataclass
-class DeidResult:
-    frame: np.ndarray  # de-identified frame, uint8 [H,W,3]
-    boxes: np.ndarray  # float32 [N,4] pixel boxes of the faces the server replaced
-    latency_s: float  # wall time of the successful request
-    url: str
-    attempts: int = 1
-    # float32 [K,4] low-confidence faces the server blurred instead (detect mode; with caller boxes: those sent blurred)
-    blurred: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
-    donors: np.ndarray | None = None  # int [N]: the donor each box got, from generators with one (ksame's DONOR_USED)
-
-
-@dataclass
-class Detections:
-    """What `detect_faces` found in a frame: the generate tier, the blur tier, and the landmarks of the first."""
-    boxes: np.ndarray  # float32 [N,4] confident faces (GENERATE_THRESHOLD and size)
-    blurred: np.ndarray  # float32 [K,4] low-confidence or small faces
-    landmarks: np.ndarray  # float32 [N,10]
-
-
-def clip_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
-    """[K,4] boxes clipped to the frame (compose refuses blur boxes outside it); ones left empty are dropped."""
-    boxes = np.asarray(boxes, np.float32).reshape(-1, 4).copy()
-    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
-    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
-    return boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
-
-
-def _detections(out: dict) -> Detections:
-    def rows(name: str, width: int) -> np.ndarray:
-        value = out.get(name)
-        return np.zeros((0, width), np.float32) if value is None else np.asarray(value, np.float32).reshape(-1, width)
-
-    return Detections(rows("BOXES", 4), rows("BLUR_BOXES", 4), rows("LANDMARKS", 10))
-
-
-def triton_dtype(array: np.ndarray) -> str:
-    try:
-        return {np.dtype(np.uint8): "UINT8", np.dtype(np.float32): "FP32", np.dtype(np.int32): "INT32"}[array.dtype]
-    except KeyError:
-        raise ValueError(f"no Triton tensor type for {array.dtype} in this project (uint8, float32 or int32)"
-                         ) from None
-
-
-def infer_inputs(module, inputs: dict[str, np.ndarray]) -> list:
-    """`module.InferInput`s (tritonclient.grpc or .grpc.aio) holding `inputs`, typed from their dtypes."""
-    tensors = []
-    for name, array in inputs.items():
-        tensor = module.InferInput(name, list(array.shape), triton_dtype(array))
-        tensor.set_data_from_numpy(array)
-        tensors.append(tensor)
-    return tensors
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def ensemble_name(generator: str, with_boxes: bool) -> str:
     return f"deid_{generator}_boxes" if with_boxes else f"deid_{generator}"
-
-
-def is_retryable(exc: BaseException) -> bool:
-    if isinstance(exc, DeidError):
-        return exc.retryable
-    if isinstance(exc, (asyncio.TimeoutError, ConnectionError, OSError)):
-        return True
-    status_of = getattr(exc, "status", None)  # InferenceServerException.status()
-    status = str(status_of() or "") if callable(status_of) else ""
-    if status in RETRYABLE_STATUS:
-        return True
-    if status not in ("", "None", "StatusCode.INTERNAL", "StatusCode.UNKNOWN"):
-        return False  # e.g. INVALID_ARGUMENT, NOT_FOUND: asking again gives the same answer
-    text = str(exc).lower()
-    return any(t in text for t in RETRYABLE_TEXT)
-
-
-class GrpcBackend:
-    """One server: thin async wrapper over tritonclient.grpc.aio (created inside the client's loop)."""
-
-    def __init__(self, url: str):
-        import tritonclient.grpc.aio as grpcclient
-
-        self.url = url
-        self._mod = grpcclient
-        self.client = grpcclient.InferenceServerClient(url=url)
-
-    async def infer(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str]):
-        tensors = infer_inputs(self._mod, inputs)
-        requested = [self._mod.InferRequestedOutput(n) for n in outputs]
-        # No deadline travels with the call (neither gRPC's nor Triton's `timeout`): the bundled Triton (2.51) can
-        # crash when a call is cancelled or its deadline passes, and never releases an ensemble whose stage queue
-        # rejected it (docs/reliability.md). The client's own timeout stops the waiting instead (DeidClient._send).
-        result = await self.client.infer(model, tensors, outputs=requested)
-        return {n: result.as_numpy(n) for n in outputs}
-
-    async def ready(self, models: list[str], timeout_s: float) -> bool:
-        try:
-            if not await self.client.is_server_ready(client_timeout=timeout_s):
-                return False
-            for m in models:
-                if not await self.client.is_model_ready(m, client_timeout=timeout_s):
-                    return False
-            return True
-        except Exception:  # noqa: BLE001 - any failure to answer means "not ready" (wait_ready retries, then says so)
-            return False
-
-    async def info(self, models: list[str], timeout_s: float) -> dict:
-        meta = await self.client.get_server_metadata(as_json=True, client_timeout=timeout_s)
-        out = {"server": meta.get("name"), "version": meta.get("version"), "models": {}}
-        for m in models:
-            try:
-                md = await self.client.get_model_metadata(m, as_json=True, client_timeout=timeout_s)
-                out["models"][m] = {"versions": md.get("versions", []), "platform": md.get("platform")}
-            except Exception as exc:  # noqa: BLE001 - reported in the run's metadata, not fatal
-                out["models"][m] = {"error": str(exc).splitlines()[0]}
-        return out
-
-    async def close(self):
-        await self.client.close()
 
 
 @dataclass
@@ -196,22 +68,6 @@ class ClientStats:
     retries: int = 0
     failures: int = 0
     per_url: dict = field(default_factory=dict)
-
-
-_LOOP: tuple[int, asyncio.AbstractEventLoop] | None = None  # (pid, loop): a forked child has no loop thread
-_LOOP_LOCK = threading.Lock()
-
-
-def client_loop() -> asyncio.AbstractEventLoop:
-    """The process's one event loop for gRPC calls, in a daemon thread, never closed: grpc.aio's completion-queue
-    poller is process-wide and posts to every loop it has served, so a closed per-client loop made each later
-    client print "Event loop is closed" tracebacks."""
-    global _LOOP
-    with _LOOP_LOCK:
-        if _LOOP is None or _LOOP[0] != os.getpid():
-            _LOOP = (os.getpid(), asyncio.new_event_loop())
-            threading.Thread(target=_LOOP[1].run_forever, name="deid-client", daemon=True).start()
-        return _LOOP[1]
 
 
 class DeidClient:
@@ -361,8 +217,8 @@ class DeidClient:
                 try:
                     out = await self._send(server, model, inputs, outputs)
                     if model == DETECT_MODEL:
-                        return _detections(out)
-                    result = self._check(out, frame, server.url, None if boxes is None else len(boxes))
+                        return detections_of(out)
+                    result = check_reply(out, frame, server.url, None if boxes is None else len(boxes))
                     if blur is not None and len(blur):
                         result.blurred = inputs[BLUR_INPUT]
                     if "DONOR_USED" in out:
@@ -399,26 +255,6 @@ class DeidClient:
         self.stats.failures += 1
         message = str(last).splitlines()[0] if str(last) else type(last).__name__
         raise DeidError(f"{model}: {message}", retryable=is_retryable(last)) from last
-
-    @staticmethod
-    def _check(out: dict, frame: np.ndarray, url: str, given: int | None = None) -> DeidResult:
-        deid = out.get("DEID_FRAME")
-        boxes = out.get("BOXES")
-        if deid is None or deid.dtype != np.uint8 or deid.shape != frame.shape:
-            shape = None if deid is None else f"{list(deid.shape)} {deid.dtype}"
-            raise DeidError(f"server {url} returned DEID_FRAME {shape}, expected {list(frame.shape)} uint8")
-        if boxes is None:
-            boxes = np.zeros((0, 4), np.float32)
-        boxes = np.asarray(boxes, np.float32)
-        if boxes.size == 0:
-            boxes = boxes.reshape(0, 4)
-        if boxes.ndim != 2 or boxes.shape[1] != 4:
-            raise DeidError(f"server {url} returned BOXES of shape {list(boxes.shape)}, expected [N, 4]")
-        if given is not None and len(boxes) != given:  # a dropped box is a face that may have come back untouched
-            raise DeidError(f"server {url} returned {len(boxes)} BOXES for the {given} boxes sent")
-        blurred = out.get("BLUR_BOXES")
-        blurred = np.zeros((0, 4), np.float32) if blurred is None else np.asarray(blurred, np.float32).reshape(-1, 4)
-        return DeidResult(np.asarray(deid), boxes, 0.0, url, blurred=blurred)
 
     # -------------------------------------------------------------------------------------------- public API
     def submit(self, model: str, frame: np.ndarray, boxes: np.ndarray | None = None,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..settings import DEFAULT_URL
-from .triton import first_line, infer_inputs
+from .grpc_backend import first_line, infer_inputs
 
 
 class TritonModels:

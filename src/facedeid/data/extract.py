@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import cli_args
-from ..client.triton import first_line
+from ..client.grpc_backend import first_line
 from ..crops import clean_boxes
 from ..settings import DEFAULT_URL
 from .detectors import LocalDetector, TritonDetector
