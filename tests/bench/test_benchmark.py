@@ -60,6 +60,30 @@ def test_benchmark_runs_on_two_frames(exported_repo, triton, astronaut, tmp_path
     json.dumps(result)  # the CLI writes it as JSON
 
 
+def test_benchmark_measures_video_stability_beside_blur(exported_repo, triton, astronaut, tmp_path):
+    """`--temporal`: the generator and blur through the benchmark's server on camera-move clips, in the result and
+    its tables."""
+    frame = tmp_path / "astronaut.png"
+    cv2.imwrite(str(frame), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    result = benchmark.run("mobileunet", modes=("triton",), repeats=1, concurrency=(1,), url=triton.grpc_url,
+                           repository=exported_repo[0], server_pid=triton.process.pid, flops_generators=[],
+                           workdir=tmp_path / "work", frame_files=[str(frame)], admin_key=triton.admin_key,
+                           temporal_frames=4, log=lambda *_: None)
+    measured = result["temporal"]["models"]
+    assert set(measured) == {"mobileunet", "blur"}
+    for summary in measured.values():
+        assert summary["pairs"] > 0 and summary["input_change"] > 0 and "per_face" not in summary
+    assert measured["blur"]["jumps"] == 0  # the stability ceiling
+    text = benchmark.markdown(result)
+    assert "Face stability in video" in text and "| blur |" in text and "| mobileunet |" in text
+    json.dumps(result)
+
+
+def test_cli_rejects_temporal_without_a_server():
+    with pytest.raises(SystemExit):
+        benchmark.main(["--modes", "eager", "--temporal"])
+
+
 def test_cli_rejects_unknown_modes():
     with pytest.raises(SystemExit):
         benchmark.main(["--modes", "nonsense"])

@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--det-size", type=int, help="override detect_prep/face_prep det_size (downscaled pass)")
     parser.add_argument("--min-generate-side", type=float,
                         help="override face_prep's min_generate_side (0: generate every confident face)")
+    parser.add_argument("--temporal", type=int, nargs="?", const=40, default=0, metavar="FRAMES",
+                        help="also measure face stability in video for the generator and blur through the same "
+                        "server (camera-move clips of FRAMES frames, default 40; as `facedeid eval temporal`)")
     parser.add_argument("--json", type=Path, default=Path("benchmark_results.json"), help="where to write results")
     parser.add_argument("--markdown", type=Path, help="also write the tables as markdown here")
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a new temporary folder)")
@@ -70,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
             args.device = pick_device(args.device)
         except ValueError as exc:
             parser.error(str(exc))
+    if args.temporal and "triton" not in modes and not args.url:
+        parser.error("--temporal runs through the server: include the triton mode or give --url")
+    if args.temporal == 1 or args.temporal < 0:
+        parser.error("--temporal needs at least 2 frames per clip")
     unknown = set(modes) - set(MODES)
     if unknown:
         parser.error(f"unknown modes {sorted(unknown)}; choose from {', '.join(MODES)}")
@@ -81,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args.model, modes, args.repeats, args.frames, [int(c) for c in args.concurrency.split(",")],
                  args.url, args.repository, args.server_pid, overrides, flops, args.workdir,
                  inproc_threads=args.inproc_threads, inproc_spin=bool(args.inproc_spin),
-                 torch_threads=args.torch_threads, device=args.device)
+                 torch_threads=args.torch_threads, device=args.device, temporal_frames=args.temporal)
     args.json.write_text(json.dumps(result, indent=1))
     text = markdown(result)
     print(text)

@@ -50,6 +50,13 @@ def markdown(result: dict) -> str:
         for st in s["stages"]:
             lines.append(f"| {st['label']} | {st['model']} | {st['queue_ms']:.1f} | {st['input_ms']:.1f} | "
                          f"{st['infer_ms']:.1f} | {st['output_ms']:.1f} | {st['executions_per_frame']:.2f} |")
+    if "temporal" in result:
+        from ..evaluation.temporal import table as temporal_table
+
+        move = result["temporal"]["move"]
+        lines += ["", f"Face stability in video through the same server (evaluation/temporal.py: camera-move clips of "
+                  f"{move['frames']} frames; face change against the input's own, target ratio <= 1.5 and 0 jumps):",
+                  "", temporal_table(result["temporal"])]
     for error in result.get("errors", []):
         lines += ["", f"**{error['mode']} failed in repeat {error['repeat'] + 1}**: {error['error'].splitlines()[-1]}"]
     t = s["targets"]

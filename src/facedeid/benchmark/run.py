@@ -94,10 +94,12 @@ def run(generator: str = "mobileunet", modes=DEFAULT_MODES, repeats: int = 3, fr
         workdir: Path | None = None, frame_files: list[str] | None = None, matmul_n: int = MATMUL_N,
         flops_batch: int = 2, inproc_threads: int | None = None, inproc_spin: bool = INPROC_SPIN,
         torch_threads: int | None = None, admin_key: str | None = None, device: str | None = None,
-        log=print) -> dict:
+        temporal_frames: int = 0, log=print) -> dict:
     """Run the benchmark; returns the full result (config, machine, every run, summary).
 
-    `admin_key` unlocks the statistics API of a server given by `url` (default $TRITON_ADMIN_KEY)."""
+    `admin_key` unlocks the statistics API of a server given by `url` (default $TRITON_ADMIN_KEY).
+    `temporal_frames` > 0 also measures face stability in video (evaluation/temporal.py) for the generator and blur
+    through the same server, on camera-move clips of that many frames: `result["temporal"]`."""
     from ..model_config import read_parameters
     from ..models import GENERATORS
     from ..onnx_runtime import spin_enabled
@@ -157,6 +159,7 @@ def run(generator: str = "mobileunet", modes=DEFAULT_MODES, repeats: int = 3, fr
                     runs.append(result)
                 log(f"repeat {repeat + 1}/{repeats} {mode}: {time.perf_counter() - t0:.1f}s")
         server_mem = local_server.memory_mb(server_pid) if server_pid else {}
+        temporal = _temporal(generator, url, workdir, temporal_frames, log) if temporal_frames else None
     finally:
         if server is not None:
             server.stop()
@@ -169,8 +172,22 @@ def run(generator: str = "mobileunet", modes=DEFAULT_MODES, repeats: int = 3, fr
         "errors": errors,
         "server_memory": server_mem,
     }
+    if temporal is not None:
+        result["temporal"] = temporal
     result["summary"] = summarize(result)
     return result
+
+
+def _temporal(generator: str, url: str | None, workdir: Path, frames: int, log) -> dict:
+    """The video-stability measurement of `generator` and blur, as `facedeid eval temporal` makes it."""
+    from ..evaluation.temporal import run as temporal_run
+
+    if url is None:
+        raise ValueError("the temporal measurement needs a server: include the triton mode or give --url")
+    log(f"temporal: {generator} and blur on camera-move clips of {frames} frames through `facedeid run`")
+    measured = temporal_run([generator, "blur"], workdir / "temporal", url, frames)
+    return {**measured, "models": {m: {k: v for k, v in s.items() if k != "per_face"}
+                                   for m, s in measured["models"].items()}}
 
 
 def _gpu_name() -> str:
