@@ -19,8 +19,11 @@ indices per video, which the client that reads the video in order already has; a
 video to one model instance, need sequence ids/start/end flags on every request and undo the free spreading of
 frames over servers and concurrent requests. Keeping it here keeps every served model stateless.
 
-Not smoothed: the five landmarks ksame aligns its average by are found on each crop by the server, so they follow the
-smoothed box but keep the landmark network's own noise (docs/video.md measures what is left).
+Landmarks: the detector's five landmarks of a confident face jitter from frame to frame, and ksame places its average
+by them, so a still face's replacement would shimmer. Each track expresses them in its own frame of reference (box
+centre and side), smooths them with the same One-Euro filter, places them in the track's smoothed box and sends them
+(LANDMARKS_IN) with the box: the crop and the face pasted on it move together. The server stays stateless; without
+LANDMARKS_IN it finds the landmarks on each crop. Each face's ROLL from the detector goes with it (ROLL_IN).
 """
 
 from __future__ import annotations
@@ -43,6 +46,11 @@ D_CUTOFF_HZ = 1.0
 # Privacy bound of the smoothing: a smoothed edge never strays further than this share of the face's side from the
 # detector's box, so the generated face always covers the detected one (compose's window adds 1.4x around it).
 MAX_SMOOTH_SHIFT = 0.08
+# Landmarks relative to the track's box hold still under a camera move (a pan or zoom moves box and points alike);
+# they change only with the face's own pose and expression, so they are smoothed harder than the box.
+LANDMARK_MIN_CUTOFF_HZ = 0.8
+LANDMARK_BETA = 4.0
+LANDMARK_PREDICT = True
 # Scene cut: Bhattacharyya distance of consecutive frames' hue-saturation / value histograms (0 same, 1 disjoint).
 # Measured on the tests' real photos: a 16 px/frame pan across two photos stays under 0.2, cuts between
 # scikit-image photos are over 0.5.
@@ -92,36 +100,78 @@ class CutDetector:
 
 
 # ---------------------------------------------------------------------------------------------- smoothing
-class OneEuro:
-    """One-Euro low-pass filter of a box (x1, y1, x2, y2), adaptive to its speed measured in face sides/s."""
+class OneEuroVector:
+    """One-Euro low-pass filter (Casiez et al. 2012) of a vector, adaptive to its speed in face sides/s."""
 
     def __init__(self, fps: float, min_cutoff: float = MIN_CUTOFF_HZ, beta: float = BETA,
-                 d_cutoff: float = D_CUTOFF_HZ):
+                 d_cutoff: float = D_CUTOFF_HZ, predict: bool = False):
         self.dt = 1.0 / fps
         self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
-        self.state: np.ndarray | None = None  # centre x, centre y, width, height
-        self.speed = np.zeros(4)
+        self.state: np.ndarray | None = None
+        self.speed: np.ndarray | float = 0.0
+        # predict: the filtered velocity carries the state forward before it is blended with the new value (Holt's
+        # linear trend), so a steady move is followed without lag; without, the state lags it (Casiez et al.)
+        self.predict = predict
+        self.raw: np.ndarray | None = None
+        self.velocity: np.ndarray | float = 0.0
 
     def _alpha(self, cutoff: np.ndarray | float) -> np.ndarray | float:
         tau = 1.0 / (2 * np.pi * cutoff)
         return 1.0 / (1.0 + tau / self.dt)
 
-    def __call__(self, box: np.ndarray) -> np.ndarray:
-        x1, y1, x2, y2 = np.asarray(box, np.float64)
-        raw = np.array([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1])
+    def __call__(self, raw: np.ndarray, side: float = 1.0) -> np.ndarray:
+        """`raw` this frame -> the filtered vector; `side` (pixels per face side) turns its speed into sides/s."""
+        raw = np.asarray(raw, np.float64)
         if self.state is None:
             self.state = raw
+        elif self.predict:
+            a = self._alpha(self.d_cutoff)
+            self.velocity = a * (raw - self.raw) / self.dt + (1 - a) * self.velocity
+            alpha = self._alpha(self.min_cutoff + self.beta * np.abs(self.velocity) / max(side, 1.0))
+            self.state = alpha * raw + (1 - alpha) * (self.state + self.velocity * self.dt)
         else:
-            side = max(float(np.sqrt(raw[2] * raw[3])), 1.0)
-            speed = (raw - self.state) / self.dt / side
+            speed = (raw - self.state) / self.dt / max(side, 1.0)
             a = self._alpha(self.d_cutoff)
             self.speed = a * speed + (1 - a) * self.speed
             alpha = self._alpha(self.min_cutoff + self.beta * np.abs(self.speed))
             self.state = alpha * raw + (1 - alpha) * self.state
-        cx, cy, w, h = self.state
+        self.raw = raw
+        return self.state
+
+
+class OneEuro(OneEuroVector):
+    """One-Euro filter of a box (x1, y1, x2, y2) on its centre and size, never straying from the detector's box."""
+
+    def __call__(self, box: np.ndarray) -> np.ndarray:
+        x1, y1, x2, y2 = np.asarray(box, np.float64)
+        raw = np.array([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1])
+        cx, cy, w, h = super().__call__(raw, float(np.sqrt(raw[2] * raw[3])))
         smooth = np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
         limit = MAX_SMOOTH_SHIFT * max(x2 - x1, y2 - y1)
         return np.clip(smooth, np.asarray(box) - limit, np.asarray(box) + limit).astype(np.float32)
+
+
+def box_frame(box: np.ndarray) -> tuple[np.ndarray, float]:
+    """A box's frame of reference: its centre (x, y) and side (geometric mean of width and height)."""
+    x1, y1, x2, y2 = np.asarray(box, np.float64)
+    return np.array([(x1 + x2) / 2, (y1 + y2) / 2]), max(float(np.sqrt((x2 - x1) * (y2 - y1))), 1.0)
+
+
+class LandmarkFilter:
+    """A track's five landmarks, smoothed by a One-Euro filter with their speed in the track's face sides per second.
+    They are smoothed where the detector puts them in the frame, not relative to its box: the box's edges jitter
+    more than the points (the detector regresses both from one peak), and the pasted face should hold where the face
+    is. A smoothed point never strays more than MAX_SMOOTH_SHIFT of the face's side from the detector's own."""
+
+    def __init__(self, fps: float):
+        self.filter = OneEuroVector(fps, LANDMARK_MIN_CUTOFF_HZ, LANDMARK_BETA, predict=LANDMARK_PREDICT)
+
+    def __call__(self, points: np.ndarray, box: np.ndarray) -> np.ndarray:
+        points = np.asarray(points, np.float64).reshape(5, 2)
+        side = box_frame(box)[1]
+        smooth = self.filter(points.ravel(), side).reshape(5, 2)
+        limit = MAX_SMOOTH_SHIFT * side
+        return np.clip(smooth, points - limit, points + limit).astype(np.float32).ravel()
 
 
 # ------------------------------------------------------------------------------------------------ tracker
@@ -133,6 +183,8 @@ class Track:
     smooth: np.ndarray  # last smoothed box
     missed: int = 0  # consecutive frames without a detection
     donor: int | None = None  # the generator's choice, fixed from the first confident frame's reply
+    landmarks: LandmarkFilter | None = None  # started on the first frame with landmarks, restarted if the roll turns
+    roll: float = 0.0  # the roll (degrees) the landmark filter runs at
 
 
 @dataclass
@@ -144,6 +196,8 @@ class FramePlan:
     blur: np.ndarray  # float32 [K,4] low-confidence detections and lost tracks' boxes: the blur tier
     held: int = 0  # of `blur`, boxes of tracks lost in this frame
     cut: bool = False  # this frame started a new shot (every earlier track ended)
+    landmarks: np.ndarray | None = None  # float32 [N,10] the tracks' smoothed landmarks (None: none were given)
+    roll: np.ndarray | None = None  # float32 [N] each face's roll from the detector (None: none was given)
 
 
 @dataclass
@@ -162,10 +216,10 @@ class FaceTracker:
     def __post_init__(self):
         self._cuts = CutDetector(self.cut_threshold)
 
-    def update(self, confident: np.ndarray, unsure: np.ndarray | None = None,
-               frame: np.ndarray | None = None) -> FramePlan:
-        """This frame's detections (generate tier [N,4], blur tier [K,4]) and the frame itself (for cut detection)
-        -> the frame's plan."""
+    def update(self, confident: np.ndarray, unsure: np.ndarray | None = None, frame: np.ndarray | None = None,
+               landmarks: np.ndarray | None = None, roll: np.ndarray | None = None) -> FramePlan:
+        """This frame's detections (generate tier [N,4], blur tier [K,4]), the frame itself (for cut detection)
+        and the generate tier's landmarks [N,10] and roll [N] degrees (optional) -> the frame's plan."""
         confident = np.asarray(confident, np.float32).reshape(-1, 4)
         unsure = np.zeros((0, 4), np.float32) if unsure is None else np.asarray(unsure, np.float32).reshape(-1, 4)
         cut = frame is not None and self._cuts(frame)
@@ -213,7 +267,17 @@ class FaceTracker:
         smooth = np.stack([by_id[int(t)].smooth for t in gen_ids]) if n else np.zeros((0, 4), np.float32)
         donors = np.array([-1 if by_id[int(t)].donor is None else by_id[int(t)].donor for t in gen_ids], np.int32)
         blur = np.concatenate([unsure, np.asarray(held, np.float32).reshape(-1, 4)])
-        return FramePlan(smooth.astype(np.float32), gen_ids, donors, blur, len(held), bool(cut))
+        rolls = None if roll is None else np.asarray(roll, np.float32).reshape(n)
+        points = None
+        if landmarks is not None:
+            landmarks = np.asarray(landmarks, np.float32).reshape(n, 10)
+            points = np.empty((n, 10), np.float32)
+            for i, track_id in enumerate(gen_ids):
+                track, turned = by_id[int(track_id)], 0.0 if rolls is None else float(rolls[i])
+                if track.landmarks is None or track.roll != turned:  # points of another roll are another frame
+                    track.landmarks, track.roll = LandmarkFilter(self.fps), turned
+                points[i] = track.landmarks(landmarks[i], smooth[i])
+        return FramePlan(smooth.astype(np.float32), gen_ids, donors, blur, len(held), bool(cut), points, rolls)
 
     def fix(self, ids: np.ndarray, donors: np.ndarray | None) -> None:
         """Keep the generator's choice (DONOR_USED) for tracks that have none yet."""
@@ -282,8 +346,9 @@ def deid_video(engine, model: str, frames: Iterable[tuple[str, np.ndarray]], tra
         if isinstance(found, BaseException):
             pending.append((name, DeidError(f"{name}: {found}"), None))
         else:
-            plan = tracker.update(found.boxes, found.blurred, frame)
-            future = engine.submit(boxes_model, frame, plan.boxes, plan.donors if donor else None, plan.blur)
+            plan = tracker.update(found.boxes, found.blurred, frame, found.landmarks if donor else None, found.roll)
+            future = engine.submit(boxes_model, frame, plan.boxes, plan.donors if donor else None, plan.blur,
+                                   roll=plan.roll, landmarks=plan.landmarks)
             pending.append((name, future, plan))
             if donor and (plan.donors < 0).any():
                 try:
