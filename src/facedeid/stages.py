@@ -253,6 +253,8 @@ def given_landmarks(landmarks: np.ndarray | None, boxes: np.ndarray, size: int,
         raise ValueError("LANDMARKS_IN contain infinite values (NaN rows: landmarks found on the crop)")
     turns = roll_turns(roll, len(boxes), "ROLL_IN")
     out = crops.points_in_crops(landmarks.reshape(-1, 5, 2), crops.expand_boxes(boxes), size, turns)
+    if (np.abs(out - size / 2) > size).any():  # NaN compares False: rows left to the generator pass
+        raise ValueError("LANDMARKS_IN must lie near their boxes (x, y frame pixels, five points per box)")
     return out.reshape(-1, 10).astype(np.float32)
 
 

@@ -125,11 +125,12 @@ def test_landmark_smoothing_takes_the_jitter_out_and_follows_a_move():
     step_raw = np.abs(np.diff(raw[10:], axis=0)).mean()
     step_smooth = np.abs(np.diff(smooth[10:], axis=0)).mean()
     assert step_smooth < 0.4 * step_raw, (step_smooth, step_raw)
-    # a face panned 3 px/frame (a camera move): followed without a lag that would slide the pasted face off it
+    # a face panned 3 px/frame (0.84 side/s, a camera move): followed, lagging less than 4 % of its side
     smoother = LandmarkFilter(fps=25)
     for i in range(30):
         out = smoother(truth + 3 * i * np.float32([1, 0] * 5), box + 3 * i * np.float32([1, 0, 1, 0]))
-    assert np.abs(out - (truth + 87 * np.float32([1, 0] * 5))).max() < 1.0
+    lag = np.abs(out - (truth + 87 * np.float32([1, 0] * 5))).max()
+    assert lag < 0.04 * 89.5, lag
 
 
 def test_the_plan_carries_each_tracks_smoothed_landmarks_and_roll():

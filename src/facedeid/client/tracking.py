@@ -46,11 +46,6 @@ D_CUTOFF_HZ = 1.0
 # Privacy bound of the smoothing: a smoothed edge never strays further than this share of the face's side from the
 # detector's box, so the generated face always covers the detected one (compose's window adds 1.4x around it).
 MAX_SMOOTH_SHIFT = 0.08
-# Landmarks relative to the track's box hold still under a camera move (a pan or zoom moves box and points alike);
-# they change only with the face's own pose and expression, so they are smoothed harder than the box.
-LANDMARK_MIN_CUTOFF_HZ = 0.8
-LANDMARK_BETA = 4.0
-LANDMARK_PREDICT = True
 # Scene cut: Bhattacharyya distance of consecutive frames' hue-saturation / value histograms (0 same, 1 disjoint).
 # Measured on the tests' real photos: a 16 px/frame pan across two photos stays under 0.2, cuts between
 # scikit-image photos are over 0.5.
@@ -104,16 +99,11 @@ class OneEuroVector:
     """One-Euro low-pass filter (Casiez et al. 2012) of a vector, adaptive to its speed in face sides/s."""
 
     def __init__(self, fps: float, min_cutoff: float = MIN_CUTOFF_HZ, beta: float = BETA,
-                 d_cutoff: float = D_CUTOFF_HZ, predict: bool = False):
+                 d_cutoff: float = D_CUTOFF_HZ):
         self.dt = 1.0 / fps
         self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
         self.state: np.ndarray | None = None
         self.speed: np.ndarray | float = 0.0
-        # predict: the filtered velocity carries the state forward before it is blended with the new value (Holt's
-        # linear trend), so a steady move is followed without lag; without, the state lags it (Casiez et al.)
-        self.predict = predict
-        self.raw: np.ndarray | None = None
-        self.velocity: np.ndarray | float = 0.0
 
     def _alpha(self, cutoff: np.ndarray | float) -> np.ndarray | float:
         tau = 1.0 / (2 * np.pi * cutoff)
@@ -124,18 +114,12 @@ class OneEuroVector:
         raw = np.asarray(raw, np.float64)
         if self.state is None:
             self.state = raw
-        elif self.predict:
-            a = self._alpha(self.d_cutoff)
-            self.velocity = a * (raw - self.raw) / self.dt + (1 - a) * self.velocity
-            alpha = self._alpha(self.min_cutoff + self.beta * np.abs(self.velocity) / max(side, 1.0))
-            self.state = alpha * raw + (1 - alpha) * (self.state + self.velocity * self.dt)
         else:
             speed = (raw - self.state) / self.dt / max(side, 1.0)
             a = self._alpha(self.d_cutoff)
             self.speed = a * speed + (1 - a) * self.speed
             alpha = self._alpha(self.min_cutoff + self.beta * np.abs(self.speed))
             self.state = alpha * raw + (1 - alpha) * self.state
-        self.raw = raw
         return self.state
 
 
@@ -164,7 +148,7 @@ class LandmarkFilter:
     is. A smoothed point never strays more than MAX_SMOOTH_SHIFT of the face's side from the detector's own."""
 
     def __init__(self, fps: float):
-        self.filter = OneEuroVector(fps, LANDMARK_MIN_CUTOFF_HZ, LANDMARK_BETA, predict=LANDMARK_PREDICT)
+        self.filter = OneEuroVector(fps)  # the boxes' settings
 
     def __call__(self, points: np.ndarray, box: np.ndarray) -> np.ndarray:
         points = np.asarray(points, np.float64).reshape(5, 2)

@@ -5,8 +5,9 @@ average of at least k donor faces, none of whom is the target, so whatever ident
 at least k people. This is a bound no trained generator gives.
 
 How a crop is replaced (`KSame.generate`, the served `ksame` model runs exactly this):
-1. landmarks: CenterFace (the detector already served) runs on the crop itself and gives the five landmarks of the
-   face nearest the crop centre (so `deid_ksame_boxes`, where the caller gives only boxes, works the same way);
+1. landmarks: the caller's (a video track's smoothed ones, LANDMARKS), or CenterFace (the detector already served)
+   run on the crop itself: the five landmarks of the face nearest the crop centre (so `deid_ksame_boxes`, where the
+   caller gives only boxes, works the same way);
    a crop where none is found gets the bank's template landmarks at the crop's standard face position. From the
    five points the bank's face rectangle is placed and dlib's 68-point shape predictor (face_recognition_models)
    gives the dense landmarks (facedeid.ksame.warp; a few ms);
@@ -29,6 +30,10 @@ pixel averages 10 donors and a feature few donors have, such as glasses, is drop
 donor's face; its record (`ksame_bank.json`) lists the donor files, k and the groups.
 Donors are UTKFace crops (non-commercial research use only): the shared training crops, which were screened to
 hold none of the evaluated people (../shared/data/faces/README.md, "Training set").
+
+Modules: landmarks (CenterFace on crops), geometry (similarity, pose, masks), colour (Lab transfer, tone,
+thumbnail), bank (the averages and the donors' labels), generator (KSame), warp (dense landmarks, piecewise-affine
+warp), build (`facedeid train ksame-bank`).
 """
 
 from __future__ import annotations
