@@ -266,31 +266,31 @@ def test_a_false_positive_in_a_tracked_video_is_never_given_a_face(triton):
 
 
 def test_smoothed_landmarks_hold_the_served_face_steadier_than_each_frames_own(triton):
-    """A still face with sensor noise: the detector's landmarks jitter by a pixel or so from frame to frame. Sent as
-    found (LANDMARKS_IN per frame) the pasted face follows that jitter; sent through the track's landmark filter it
-    holds (same box, same donor: only LANDMARKS_IN differs)."""
+    """A still face with sensor noise, and landmarks that jitter by 1.5 px from frame to frame around the detector's
+    (what CenterFace's points do on the temporal clips' faces; docs/video.md). Sent as they come (LANDMARKS_IN per
+    frame) the pasted face follows the jitter; through the track's landmark filter it holds. Same box, same donor:
+    only LANDMARKS_IN differs."""
     rng = np.random.default_rng(3)
     base = astronaut(320).astype(np.float32)
-    frames = [np.clip(base * (1 + rng.normal(0, 0.01)) + rng.normal(0, 3, base.shape), 0, 255).astype(np.uint8)
-              for _ in range(8)]
+    frames = [np.clip(base + rng.normal(0, 2, base.shape), 0, 255).astype(np.uint8) for _ in range(10)]
     with DeidClient(triton.grpc_url, concurrency=2) as client:
-        found = [client.submit_detect(f).result() for f in frames]
-        assert all(len(d.boxes) == 1 for d in found)
-        box = found[0].boxes
-        raw = [d.landmarks for d in found]
+        found = client.submit_detect(frames[0]).result()
+        assert len(found.boxes) == 1
+        box = found.boxes
+        raw = [found.landmarks + rng.normal(0, 1.5, (1, 10)).astype(np.float32) for _ in frames]
         smoother = LandmarkFilter(fps=25)
         smooth = [smoother(points[0], box[0])[None] for points in raw]
         outputs = {}
         for name, marks in (("per frame", raw), ("smoothed", smooth)):
             outputs[name] = [client.infer("deid_ksame_boxes", f, box, np.int32([7]), landmarks=m).frame
                              for f, m in zip(frames, marks)]
-    assert np.abs(np.diff(np.array(raw), axis=0)).mean() > 0.3, "the landmarks did not jitter: the test proves nothing"
     x1, y1, x2, y2 = box[0].astype(int)
 
     def change(outs):
         return float(np.mean([np.abs(b[y1:y2, x1:x2].astype(float) - a[y1:y2, x1:x2]).mean()
-                              for a, b in zip(outs, outs[1:])]))
+                              for a, b in zip(outs[2:], outs[3:])]))  # after the filter's first frames
 
     steps = {name: change(outs) for name, outs in outputs.items()}
     steps["input"] = change(frames)
-    assert steps["smoothed"] < 0.8 * steps["per frame"], steps
+    print(steps)
+    assert steps["smoothed"] < 0.7 * steps["per frame"], steps
