@@ -46,6 +46,9 @@ D_CUTOFF_HZ = 1.0
 # Privacy bound of the smoothing: a smoothed edge never strays further than this share of the face's side from the
 # detector's box, so the generated face always covers the detected one (compose's window adds 1.4x around it).
 MAX_SMOOTH_SHIFT = 0.08
+# A face's image motion between frames (optical flow, LandmarkFilter): corners tracked, and the fewest that give one
+MOTION_CORNERS = 40
+MOTION_MIN_POINTS = 6
 # Scene cut: Bhattacharyya distance of consecutive frames' hue-saturation / value histograms (0 same, 1 disjoint).
 # Measured on the tests' real photos: a 16 px/frame pan across two photos stays under 0.2, cuts between
 # scikit-image photos are over 0.5.
@@ -141,18 +144,49 @@ def box_frame(box: np.ndarray) -> tuple[np.ndarray, float]:
     return np.array([(x1 + x2) / 2, (y1 + y2) / 2]), max(float(np.sqrt((x2 - x1) * (y2 - y1))), 1.0)
 
 
+def face_motion(before: np.ndarray, now: np.ndarray, box: np.ndarray) -> np.ndarray | None:
+    """The image motion of a face between two grey frames: a 2x3 similarity fitted (RANSAC) to corners inside `box`
+    (the face in `before`) followed by pyramidal Lucas-Kanade optical flow; None where too few corners are tracked."""
+    import cv2
+
+    h, w = before.shape[:2]
+    x1, y1, x2, y2 = np.clip(np.round(np.asarray(box, np.float64)), 0, [w, h, w, h]).astype(int)
+    if x2 - x1 < 8 or y2 - y1 < 8:
+        return None
+    mask = np.zeros((h, w), np.uint8)
+    mask[y1:y2, x1:x2] = 255
+    corners = cv2.goodFeaturesToTrack(before, MOTION_CORNERS, 0.01, 3, mask=mask)
+    if corners is None or len(corners) < MOTION_MIN_POINTS:
+        return None
+    moved, ok, _ = cv2.calcOpticalFlowPyrLK(before, now, corners, None, winSize=(15, 15), maxLevel=3)
+    ok = ok.reshape(-1) == 1
+    if ok.sum() < MOTION_MIN_POINTS:
+        return None
+    m, inliers = cv2.estimateAffinePartial2D(corners[ok], moved[ok], method=cv2.RANSAC, ransacReprojThreshold=1.0)
+    if m is None or inliers is None or int(inliers.sum()) < MOTION_MIN_POINTS:
+        return None
+    return m
+
+
 class LandmarkFilter:
-    """A track's five landmarks, smoothed by a One-Euro filter with their speed in the track's face sides per second.
-    They are smoothed where the detector puts them in the frame, not relative to its box: the box's edges jitter
-    more than the points (the detector regresses both from one peak), and the pasted face should hold where the face
-    is. A smoothed point never strays more than MAX_SMOOTH_SHIFT of the face's side from the detector's own."""
+    """A track's five landmarks, smoothed by a One-Euro filter in the face's own moving frame of reference.
+
+    Before each step the filtered points are carried along by the face's image motion since the last frame
+    (`face_motion`, optical flow), so what the filter smooths is the detector's jitter around the moving face, not
+    the move itself: a camera pan or zoom, or the face walking, is followed without the lag a plain low-pass filter
+    has, which would slide the pasted face off the real one. Points are kept in frame pixels, not relative to the
+    detector's box, whose edges jitter more than the points. A smoothed point never strays more than
+    MAX_SMOOTH_SHIFT of the face's side from the detector's own."""
 
     def __init__(self, fps: float):
-        self.filter = OneEuroVector(fps)  # the boxes' settings
+        self.filter = OneEuroVector(fps)  # the boxes' settings, speeds of the residual jitter
 
-    def __call__(self, points: np.ndarray, box: np.ndarray) -> np.ndarray:
+    def __call__(self, points: np.ndarray, box: np.ndarray, motion: np.ndarray | None = None) -> np.ndarray:
         points = np.asarray(points, np.float64).reshape(5, 2)
         side = box_frame(box)[1]
+        if motion is not None and self.filter.state is not None:
+            state = self.filter.state.reshape(5, 2)
+            self.filter.state = (state @ motion[:, :2].T + motion[:, 2]).ravel()
         smooth = self.filter(points.ravel(), side).reshape(5, 2)
         limit = MAX_SMOOTH_SHIFT * side
         return np.clip(smooth, points - limit, points + limit).astype(np.float32).ravel()
@@ -169,6 +203,8 @@ class Track:
     donor: int | None = None  # the generator's choice, fixed from the first confident frame's reply
     landmarks: LandmarkFilter | None = None  # started on the first frame with landmarks, restarted if the roll turns
     roll: float = 0.0  # the roll (degrees) the landmark filter runs at
+    seen: np.ndarray | None = None  # the box its landmarks were last smoothed in (where its motion is measured)
+    seen_at: int = -1  # and the frame
 
 
 @dataclass
@@ -199,6 +235,7 @@ class FaceTracker:
 
     def __post_init__(self):
         self._cuts = CutDetector(self.cut_threshold)
+        self._grey: np.ndarray | None = None  # the previous frame, grey: where the faces' motion is measured from
 
     def update(self, confident: np.ndarray, unsure: np.ndarray | None = None, frame: np.ndarray | None = None,
                landmarks: np.ndarray | None = None, roll: np.ndarray | None = None) -> FramePlan:
@@ -254,14 +291,29 @@ class FaceTracker:
         rolls = None if roll is None else np.asarray(roll, np.float32).reshape(n)
         points = None
         if landmarks is not None:
-            landmarks = np.asarray(landmarks, np.float32).reshape(n, 10)
-            points = np.empty((n, 10), np.float32)
-            for i, track_id in enumerate(gen_ids):
-                track, turned = by_id[int(track_id)], 0.0 if rolls is None else float(rolls[i])
-                if track.landmarks is None or track.roll != turned:  # points of another roll are another frame
-                    track.landmarks, track.roll = LandmarkFilter(self.fps), turned
-                points[i] = track.landmarks(landmarks[i], smooth[i])
+            points = self._landmarks(np.asarray(landmarks, np.float32).reshape(n, 10), gen_ids, by_id, smooth,
+                                     rolls, frame)
         return FramePlan(smooth.astype(np.float32), gen_ids, donors, blur, len(held), bool(cut), points, rolls)
+
+    def _landmarks(self, landmarks: np.ndarray, ids: np.ndarray, by_id: dict, boxes: np.ndarray,
+                   rolls: np.ndarray | None, frame: np.ndarray | None) -> np.ndarray:
+        """Each generate-tier track's smoothed landmarks [N,10] (see LandmarkFilter)."""
+        import cv2
+
+        grey = None if frame is None else cv2.cvtColor(np.ascontiguousarray(frame[:, :, :3]), cv2.COLOR_RGB2GRAY)
+        before, self._grey = self._grey, grey
+        out = np.empty((len(ids), 10), np.float32)
+        for i, track_id in enumerate(ids):
+            track, turned = by_id[int(track_id)], 0.0 if rolls is None else float(rolls[i])
+            if track.landmarks is None or track.roll != turned:  # points of another roll are another frame
+                track.landmarks, track.roll, track.seen = LandmarkFilter(self.fps), turned, None
+            motion = None
+            if (before is not None and grey is not None and before.shape == grey.shape and track.seen is not None
+                    and track.seen_at == self.frames - 2):  # smoothed in the frame before this one
+                motion = face_motion(before, grey, track.seen)
+            out[i] = track.landmarks(landmarks[i], boxes[i], motion)
+            track.seen, track.seen_at = boxes[i], self.frames - 1
+        return out
 
     def fix(self, ids: np.ndarray, donors: np.ndarray | None) -> None:
         """Keep the generator's choice (DONOR_USED) for tracks that have none yet."""
