@@ -20,10 +20,10 @@ video to one model instance, need sequence ids/start/end flags on every request 
 frames over servers and concurrent requests. Keeping it here keeps every served model stateless.
 
 Landmarks: the detector's five landmarks of a confident face jitter from frame to frame, and ksame places its average
-by them, so a still face's replacement would shimmer. Each track expresses them in its own frame of reference (box
-centre and side), smooths them with the same One-Euro filter, places them in the track's smoothed box and sends them
-(LANDMARKS_IN) with the box: the crop and the face pasted on it move together. The server stays stateless; without
-LANDMARKS_IN it finds the landmarks on each crop. Each face's ROLL from the detector goes with it (ROLL_IN).
+by them, so a still face's replacement would shimmer. Each track smooths them with the same One-Euro filter, in the
+face's moving frame of reference (the filtered points are carried along by the face's optical flow before each step,
+so a camera move is followed without lag), and sends them (LANDMARKS_IN) with the box. The server stays stateless;
+without LANDMARKS_IN it finds the landmarks on each crop. Each face's ROLL from the detector goes with it (ROLL_IN).
 """
 
 from __future__ import annotations
