@@ -180,6 +180,19 @@ def turn(faces: np.ndarray, turns: np.ndarray) -> np.ndarray:
     return out
 
 
+def points_in_crops(points: np.ndarray, windows: np.ndarray, size: int, turns: np.ndarray | None = None) -> np.ndarray:
+    """Frame pixels [N,K,2] -> the same points in each window's size x size crop [N,K,2], after the crop's
+    `turns` quarter turns counter-clockwise (as `turn`); pixel centres map to pixel centres."""
+    points = np.asarray(points, np.float64).reshape(len(windows), -1, 2)
+    windows = np.asarray(windows, np.float64).reshape(-1, 4)
+    k = size / (windows[:, 2] - windows[:, 0])
+    out = (points + 0.5 - windows[:, None, :2]) * k[:, None, None] - 0.5
+    for i, quarter in enumerate(np.zeros(len(windows), np.int64) if turns is None else np.asarray(turns) % 4):
+        for _ in range(int(quarter)):  # np.rot90 once: (x, y) -> (y, size - 1 - x)
+            out[i] = np.stack([out[i, :, 1], size - 1 - out[i, :, 0]], axis=1)
+    return out
+
+
 def extract_crops(frame: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Face crops [N,S,S,3] uint8 and their windows [N,4] for boxes [N,4] in one frame."""
     windows = expand_boxes(boxes)

@@ -236,6 +236,28 @@ def prep_given(frame: np.ndarray, boxes: np.ndarray, size: int, max_pixels: int 
     return crop_batch(frame, boxes, size, turns), boxes, roll_degrees(turns)
 
 
+def given_landmarks(landmarks: np.ndarray | None, boxes: np.ndarray, size: int,
+                    roll: np.ndarray | None = None) -> np.ndarray:
+    """Caller LANDMARKS_IN [N,10] (frame pixels: eyes, nose, mouth corners of each box in BOXES_IN), `boxes` the
+    boxes prep_given cropped (clipped to the frame) -> the same points in each box's crop, turned upright as the
+    crop is: CROP_LANDMARKS [M,10], M = max(1, N). Absent input, and rows of NaN, give NaN rows: the generator
+    finds that crop's landmarks itself."""
+    rows = max(1, len(boxes))
+    if landmarks is None or np.asarray(landmarks).size == 0:
+        return np.full((rows, 10), np.nan, np.float32)
+    landmarks = np.asarray(landmarks, np.float32)
+    if landmarks.ndim != 2 or landmarks.shape != (len(boxes), 10):
+        raise ValueError(f"LANDMARKS_IN must have shape [{len(boxes)}, 10] (five x, y points per box in BOXES_IN), "
+                         f"got {list(landmarks.shape)}")
+    if np.isinf(landmarks).any():
+        raise ValueError("LANDMARKS_IN contain infinite values (NaN rows: landmarks found on the crop)")
+    turns = roll_turns(roll, len(boxes), "ROLL_IN")
+    out = crops.points_in_crops(landmarks.reshape(-1, 5, 2), crops.expand_boxes(boxes), size, turns)
+    if (np.abs(out - size / 2) > size).any():  # NaN compares False: rows left to the generator pass
+        raise ValueError("LANDMARKS_IN must lie near their boxes (x, y frame pixels, five points per box)")
+    return out.reshape(-1, 10).astype(np.float32)
+
+
 def _check_boxes_inside(name: str, boxes: np.ndarray, w: int, h: int) -> None:
     if boxes.ndim != 2 or boxes.shape[1] != 4:
         raise ValueError(f"{name} must have shape [N, 4], got {list(boxes.shape)}")

@@ -75,8 +75,9 @@ def test_ksame_through_facedeid_run_holds_its_face_over_the_move(triton, tmp_pat
     x1, y1, x2, y2 = faces[0].reshape(4).astype(int)
     assert np.abs(outputs[0][y1:y2, x1:x2].astype(float) - inputs[0][y1:y2, x1:x2]).mean() > 8, "face not replaced"
     summary = summarize(face_changes(inputs, outputs, np.asarray(record["affines"]), faces))
+    print({k: summary[k] for k in ("jumps", "ratio", "pairs", "face_change", "input_change")})
     assert summary["pairs"] == 11
-    # One face, one replacement: no jump within the track. The face's change stays within 2x the input's own; the
-    # issue's 1.5x is not met by the dense-landmark bank (1.84x here: its sharper average follows the per-crop
-    # landmarks' jitter; docs/video.md), so this bound guards against a worse regression, not the target.
-    assert summary["jumps"] == 0 and summary["ratio"] <= 2.0, {k: summary[k] for k in ("jumps", "ratio", "pairs")}
+    # One face, one replacement: no jump within the track, and the issue's target for the face's change (<= 1.5x
+    # the input's own). This clip moves 3x faster than the table's (docs/video.md): here a plain low-pass filter on
+    # the landmarks lagged the move (2.69x); carried along by the face's optical flow they hold (1.39x when written).
+    assert summary["jumps"] == 0 and summary["ratio"] <= 1.5, {k: summary[k] for k in ("jumps", "ratio", "pairs")}

@@ -156,3 +156,75 @@ def test_deid_ksame_boxes_finds_landmarks_itself(client, astronaut):
     np.testing.assert_array_equal(used, boxes)
     assert_deidentified(frame, result, boxes)
     assert match_boxes(boxes, CenterFaceDetector()(result)[0]).mean() >= 5 / 6
+
+
+# ------------------------------------------------------------- landmarks given by the caller (a video track's)
+def shifted_error(moved: np.ndarray, base: np.ndarray, dx: int, region: tuple[slice, slice]) -> float:
+    """Mean abs difference over `region` of `base` and `moved` read dx px to the right."""
+    ys, xs = region
+    return float(np.abs(moved[ys, xs.start + dx : xs.stop + dx].astype(float) - base[ys, xs]).mean())
+
+
+def test_given_landmarks_take_the_place_of_the_crops_own(generator, astronaut):
+    crop = astronaut_crop(astronaut)[None]
+    found, _ = generator.landmarks(crop)
+    own, donor = generator.generate_with_donors(crop)
+    # the crop's own points given back: the same face; NaN rows: found on the crop, as without LANDMARKS
+    np.testing.assert_array_equal(generator.generate(crop, landmarks=found.reshape(1, 10)), own)
+    np.testing.assert_array_equal(generator.generate(crop, landmarks=np.full((1, 10), np.nan)), own)
+    # points given 4 px to the right (same donor): the pasted face follows them there
+    moved = generator.generate(crop, donor, landmarks=(found + [4.0, 0.0]).reshape(1, 10))[0]
+    inner = (slice(45, 95), slice(40, 84))
+    assert shifted_error(moved, own[0], 4, inner) < 0.5 * shifted_error(moved, own[0], 0, inner)
+    with pytest.raises(ValueError, match="all finite"):
+        generator.generate(crop, landmarks=np.concatenate([found.reshape(10)[:9], [np.nan]])[None])
+    with pytest.raises(ValueError, match="10 values"):
+        generator.generate(crop, landmarks=np.zeros((1, 8)))
+
+
+def boxes_request(client, frame, box, landmarks=None, roll=None, donor=5):
+    """deid_ksame_boxes with one box, a fixed donor and optional LANDMARKS_IN / ROLL_IN -> DEID_FRAME."""
+    inputs = [tensor("FRAME", frame, "UINT8"), tensor("BOXES_IN", np.float32(box).reshape(1, 4), "FP32"),
+              tensor("DONOR", np.int32([donor]), "INT32")]
+    if landmarks is not None:
+        inputs.append(tensor("LANDMARKS_IN", np.float32(landmarks).reshape(1, 10), "FP32"))
+    if roll is not None:
+        inputs.append(tensor("ROLL_IN", np.float32([roll]), "FP32"))
+    return client.infer("deid_ksame_boxes", inputs).as_numpy("DEID_FRAME")
+
+
+def test_landmarks_in_place_the_served_face_in_frame_pixels_upright_and_rolled(client, astronaut):
+    found = CenterFaceDetector().detect(astronaut)
+    box, points = found.boxes[0], found.landmarks[0].reshape(5, 2)
+    assert np.abs(box - ASTRONAUT_FACE).max() < 3
+    without = boxes_request(client, astronaut, box)  # backward compatible: landmarks found on the crop
+    given = boxes_request(client, astronaut, box, points)
+    assert np.array_equal(boxes_request(client, astronaut, box, points), given)  # same box and points, same face
+    face = (slice(90, 160), slice(195, 255))
+    moved = boxes_request(client, astronaut, box, points + [6.0, 0.0])  # points 6 frame px to the right
+    errors = {"own vs given": shifted_error(without, given, 0, face), "moved": shifted_error(moved, given, 0, face),
+              "moved, shifted back": shifted_error(moved, given, 6, face)}
+    print(errors)
+    # the detector's points and the crop's own put the face at about the same place (closer than a 6 px shift) ...
+    assert errors["own vs given"] < errors["moved"], errors
+    # ... and the pasted face follows the points given
+    assert errors["moved, shifted back"] < 0.5 * errors["moved"], errors
+    # the frame turned a quarter counter-clockwise: the face lies on its side, ROLL_IN 270 stands its crop upright
+    # and the landmarks go through the same turn: the same face comes out, turned
+    w = astronaut.shape[1]
+    turned = np.ascontiguousarray(np.rot90(astronaut))
+    turned_box = np.float32([box[1], w - box[2], box[3], w - box[0]])
+    turned_points = np.stack([points[:, 1], w - 1 - points[:, 0]], axis=1)
+    out = boxes_request(client, turned, turned_box, turned_points, roll=270)
+    region = (slice(w - 255, w - 195), slice(90, 160))  # `face` after the turn
+    assert np.abs(out[region].astype(float) - np.rot90(given)[region]).mean() < 3
+
+
+def test_bad_landmarks_in_are_refused(client, astronaut):
+    box = ASTRONAUT_FACE
+    with pytest.raises(Exception, match="LANDMARKS_IN must have shape"):
+        inputs = [tensor("FRAME", astronaut, "UINT8"), tensor("BOXES_IN", box.reshape(1, 4), "FP32"),
+                  tensor("LANDMARKS_IN", np.zeros((2, 10), np.float32), "FP32")]
+        client.infer("deid_ksame_boxes", inputs)
+    with pytest.raises(Exception, match="LANDMARKS_IN must lie near"):  # far from their box
+        boxes_request(client, astronaut, box, np.full(10, 5000.0))

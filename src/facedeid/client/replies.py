@@ -29,6 +29,7 @@ class Detections:
     boxes: np.ndarray  # float32 [N,4] confident faces (GENERATE_THRESHOLD and size)
     blurred: np.ndarray  # float32 [K,4] low-confidence or small faces
     landmarks: np.ndarray  # float32 [N,10]
+    roll: np.ndarray | None = None  # float32 [N] degrees each face's crop is turned to stand it upright
 
 
 def clip_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -44,7 +45,10 @@ def detections_of(out: dict) -> Detections:
         value = out.get(name)
         return np.zeros((0, width), np.float32) if value is None else np.asarray(value, np.float32).reshape(-1, width)
 
-    return Detections(rows("BOXES", 4), rows("BLUR_BOXES", 4), rows("LANDMARKS", 10))
+    boxes = rows("BOXES", 4)
+    roll = out.get("ROLL")
+    roll = np.zeros(len(boxes), np.float32) if roll is None else np.asarray(roll, np.float32).reshape(-1)
+    return Detections(boxes, rows("BLUR_BOXES", 4), rows("LANDMARKS", 10), roll)
 
 
 def check_reply(out: dict, frame: np.ndarray, url: str, given: int | None = None) -> DeidResult:

@@ -19,8 +19,11 @@ indices per video, which the client that reads the video in order already has; a
 video to one model instance, need sequence ids/start/end flags on every request and undo the free spreading of
 frames over servers and concurrent requests. Keeping it here keeps every served model stateless.
 
-Not smoothed: the five landmarks ksame aligns its average by are found on each crop by the server, so they follow the
-smoothed box but keep the landmark network's own noise (docs/video.md measures what is left).
+Landmarks: the detector's five landmarks of a confident face jitter from frame to frame, and ksame places its average
+by them, so a still face's replacement would shimmer. Each track smooths them with the same One-Euro filter, in the
+face's moving frame of reference (the filtered points are carried along by the face's optical flow before each step,
+so a camera move is followed without lag), and sends them (LANDMARKS_IN) with the box. The server stays stateless;
+without LANDMARKS_IN it finds the landmarks on each crop. Each face's ROLL from the detector goes with it (ROLL_IN).
 """
 
 from __future__ import annotations
@@ -31,18 +34,11 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from .smoothing import MAX_SMOOTH_SHIFT, LandmarkFilter, OneEuro, face_motion  # noqa: F401 - the tracker's filters
+
 DEFAULT_MEMORY = 5  # frames a lost face stays anonymised (0.2 s at 25 fps)
 DEFAULT_IOU = 0.3
 DEFAULT_FPS = 25.0
-# One-Euro filter (Casiez, Roussel & Vogel 2012) on the box centre and size, speeds in face sides per second:
-# still faces are smoothed at ~0.8 Hz, moving ones follow (cutoff grows by BETA Hz per side/s of speed: a face
-# moving 1 side/s lags ~1/(2 pi BETA) = 0.04 of its side).
-MIN_CUTOFF_HZ = 0.8
-BETA = 4.0
-D_CUTOFF_HZ = 1.0
-# Privacy bound of the smoothing: a smoothed edge never strays further than this share of the face's side from the
-# detector's box, so the generated face always covers the detected one (compose's window adds 1.4x around it).
-MAX_SMOOTH_SHIFT = 0.08
 # Scene cut: Bhattacharyya distance of consecutive frames' hue-saturation / value histograms (0 same, 1 disjoint).
 # Measured on the tests' real photos: a 16 px/frame pan across two photos stays under 0.2, cuts between
 # scikit-image photos are over 0.5.
@@ -91,39 +87,6 @@ class CutDetector:
         return cut
 
 
-# ---------------------------------------------------------------------------------------------- smoothing
-class OneEuro:
-    """One-Euro low-pass filter of a box (x1, y1, x2, y2), adaptive to its speed measured in face sides/s."""
-
-    def __init__(self, fps: float, min_cutoff: float = MIN_CUTOFF_HZ, beta: float = BETA,
-                 d_cutoff: float = D_CUTOFF_HZ):
-        self.dt = 1.0 / fps
-        self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
-        self.state: np.ndarray | None = None  # centre x, centre y, width, height
-        self.speed = np.zeros(4)
-
-    def _alpha(self, cutoff: np.ndarray | float) -> np.ndarray | float:
-        tau = 1.0 / (2 * np.pi * cutoff)
-        return 1.0 / (1.0 + tau / self.dt)
-
-    def __call__(self, box: np.ndarray) -> np.ndarray:
-        x1, y1, x2, y2 = np.asarray(box, np.float64)
-        raw = np.array([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1])
-        if self.state is None:
-            self.state = raw
-        else:
-            side = max(float(np.sqrt(raw[2] * raw[3])), 1.0)
-            speed = (raw - self.state) / self.dt / side
-            a = self._alpha(self.d_cutoff)
-            self.speed = a * speed + (1 - a) * self.speed
-            alpha = self._alpha(self.min_cutoff + self.beta * np.abs(self.speed))
-            self.state = alpha * raw + (1 - alpha) * self.state
-        cx, cy, w, h = self.state
-        smooth = np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
-        limit = MAX_SMOOTH_SHIFT * max(x2 - x1, y2 - y1)
-        return np.clip(smooth, np.asarray(box) - limit, np.asarray(box) + limit).astype(np.float32)
-
-
 # ------------------------------------------------------------------------------------------------ tracker
 @dataclass
 class Track:
@@ -133,6 +96,10 @@ class Track:
     smooth: np.ndarray  # last smoothed box
     missed: int = 0  # consecutive frames without a detection
     donor: int | None = None  # the generator's choice, fixed from the first confident frame's reply
+    landmarks: LandmarkFilter | None = None  # started on the first frame with landmarks, restarted if the roll turns
+    roll: float = 0.0  # the roll (degrees) the landmark filter runs at
+    seen: np.ndarray | None = None  # the box its landmarks were last smoothed in (where its motion is measured)
+    seen_at: int = -1  # and the frame
 
 
 @dataclass
@@ -144,6 +111,8 @@ class FramePlan:
     blur: np.ndarray  # float32 [K,4] low-confidence detections and lost tracks' boxes: the blur tier
     held: int = 0  # of `blur`, boxes of tracks lost in this frame
     cut: bool = False  # this frame started a new shot (every earlier track ended)
+    landmarks: np.ndarray | None = None  # float32 [N,10] the tracks' smoothed landmarks (None: none were given)
+    roll: np.ndarray | None = None  # float32 [N] each face's roll from the detector (None: none was given)
 
 
 @dataclass
@@ -161,11 +130,12 @@ class FaceTracker:
 
     def __post_init__(self):
         self._cuts = CutDetector(self.cut_threshold)
+        self._grey: np.ndarray | None = None  # the previous frame, grey: where the faces' motion is measured from
 
-    def update(self, confident: np.ndarray, unsure: np.ndarray | None = None,
-               frame: np.ndarray | None = None) -> FramePlan:
-        """This frame's detections (generate tier [N,4], blur tier [K,4]) and the frame itself (for cut detection)
-        -> the frame's plan."""
+    def update(self, confident: np.ndarray, unsure: np.ndarray | None = None, frame: np.ndarray | None = None,
+               landmarks: np.ndarray | None = None, roll: np.ndarray | None = None) -> FramePlan:
+        """This frame's detections (generate tier [N,4], blur tier [K,4]), the frame itself (for cut detection)
+        and the generate tier's landmarks [N,10] and roll [N] degrees (optional) -> the frame's plan."""
         confident = np.asarray(confident, np.float32).reshape(-1, 4)
         unsure = np.zeros((0, 4), np.float32) if unsure is None else np.asarray(unsure, np.float32).reshape(-1, 4)
         cut = frame is not None and self._cuts(frame)
@@ -213,7 +183,32 @@ class FaceTracker:
         smooth = np.stack([by_id[int(t)].smooth for t in gen_ids]) if n else np.zeros((0, 4), np.float32)
         donors = np.array([-1 if by_id[int(t)].donor is None else by_id[int(t)].donor for t in gen_ids], np.int32)
         blur = np.concatenate([unsure, np.asarray(held, np.float32).reshape(-1, 4)])
-        return FramePlan(smooth.astype(np.float32), gen_ids, donors, blur, len(held), bool(cut))
+        rolls = None if roll is None else np.asarray(roll, np.float32).reshape(n)
+        points = None
+        if landmarks is not None:
+            points = self._landmarks(np.asarray(landmarks, np.float32).reshape(n, 10), gen_ids, by_id, smooth,
+                                     rolls, frame)
+        return FramePlan(smooth.astype(np.float32), gen_ids, donors, blur, len(held), bool(cut), points, rolls)
+
+    def _landmarks(self, landmarks: np.ndarray, ids: np.ndarray, by_id: dict, boxes: np.ndarray,
+                   rolls: np.ndarray | None, frame: np.ndarray | None) -> np.ndarray:
+        """Each generate-tier track's smoothed landmarks [N,10] (see LandmarkFilter)."""
+        import cv2
+
+        grey = None if frame is None else cv2.cvtColor(np.ascontiguousarray(frame[:, :, :3]), cv2.COLOR_RGB2GRAY)
+        before, self._grey = self._grey, grey
+        out = np.empty((len(ids), 10), np.float32)
+        for i, track_id in enumerate(ids):
+            track, turned = by_id[int(track_id)], 0.0 if rolls is None else float(rolls[i])
+            if track.landmarks is None or track.roll != turned:  # points of another roll are another frame
+                track.landmarks, track.roll, track.seen = LandmarkFilter(self.fps), turned, None
+            motion = None
+            if (before is not None and grey is not None and before.shape == grey.shape and track.seen is not None
+                    and track.seen_at == self.frames - 2):  # smoothed in the frame before this one
+                motion = face_motion(before, grey, track.seen)
+            out[i] = track.landmarks(landmarks[i], boxes[i], motion)
+            track.seen, track.seen_at = boxes[i], self.frames - 1
+        return out
 
     def fix(self, ids: np.ndarray, donors: np.ndarray | None) -> None:
         """Keep the generator's choice (DONOR_USED) for tracks that have none yet."""
@@ -282,8 +277,9 @@ def deid_video(engine, model: str, frames: Iterable[tuple[str, np.ndarray]], tra
         if isinstance(found, BaseException):
             pending.append((name, DeidError(f"{name}: {found}"), None))
         else:
-            plan = tracker.update(found.boxes, found.blurred, frame)
-            future = engine.submit(boxes_model, frame, plan.boxes, plan.donors if donor else None, plan.blur)
+            plan = tracker.update(found.boxes, found.blurred, frame, found.landmarks if donor else None, found.roll)
+            future = engine.submit(boxes_model, frame, plan.boxes, plan.donors if donor else None, plan.blur,
+                                   roll=plan.roll, landmarks=plan.landmarks)
             pending.append((name, future, plan))
             if donor and (plan.donors < 0).any():
                 try:

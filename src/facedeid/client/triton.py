@@ -155,11 +155,11 @@ class DeidClient:
         return best[next(self._rr) % len(best)]
 
     async def _infer(self, model: str, frame: np.ndarray, boxes: np.ndarray | None, donors: np.ndarray | None = None,
-                     blur: np.ndarray | None = None) -> DeidResult:
+                     blur: np.ndarray | None = None, extra: dict | None = None) -> DeidResult:
         task = asyncio.current_task()
         self._tasks.add(task)
         try:
-            return await self._infer_tracked(model, frame, boxes, donors, blur)
+            return await self._infer_tracked(model, frame, boxes, donors, blur, extra)
         finally:
             self._tasks.discard(task)
 
@@ -176,14 +176,15 @@ class DeidClient:
         return DeidError(f"{model}: the client was closed before this frame was done", retryable=False)
 
     async def _infer_tracked(self, model: str, frame: np.ndarray, boxes: np.ndarray | None,
-                             donors: np.ndarray | None = None, blur: np.ndarray | None = None) -> DeidResult:
+                             donors: np.ndarray | None = None, blur: np.ndarray | None = None,
+                             extra: dict | None = None) -> DeidResult:
         if self._closing:
             raise self._closed_error(model)
         inputs = {"FRAME": np.ascontiguousarray(frame, dtype=np.uint8)}
         outputs = ["DEID_FRAME", "BOXES"]
         if model == DETECT_MODEL:
             inputs.update(self.settings)
-            outputs = ["BOXES", "BLUR_BOXES", "LANDMARKS"]
+            outputs = ["BOXES", "BLUR_BOXES", "LANDMARKS", "ROLL"]
         elif boxes is not None:
             boxes = np.asarray(boxes, np.float32)
             if boxes.size == 0:
@@ -200,6 +201,7 @@ class DeidClient:
             if donors is not None:
                 inputs["DONOR"] = np.ascontiguousarray(np.asarray(donors, np.int32).reshape(-1))
                 outputs.append("DONOR_USED")
+            inputs.update(extra or {})
         else:
             inputs.update(self.settings)
             outputs.append("BLUR_BOXES")
@@ -258,19 +260,27 @@ class DeidClient:
 
     # -------------------------------------------------------------------------------------------- public API
     def submit(self, model: str, frame: np.ndarray, boxes: np.ndarray | None = None,
-               donors: np.ndarray | None = None, blur: np.ndarray | None = None) -> Future:
+               donors: np.ndarray | None = None, blur: np.ndarray | None = None, roll: np.ndarray | None = None,
+               landmarks: np.ndarray | None = None) -> Future:
         """Future[DeidResult] for one frame; `boxes` given means the caller supplies the faces. With boxes, `blur`
-        [K,4] are faces for the blur tier and `donors` [N] fix each box's donor (-1: the generator chooses; only
-        for DONOR generators, client/tracking.py)."""
+        [K,4] are faces for the blur tier, `roll` [N] each box's roll (ROLL_IN) and, for DONOR generators
+        (client/tracking.py), `donors` [N] fix each box's donor (-1: the generator chooses) and `landmarks` [N,10]
+        its five points in frame pixels (LANDMARKS_IN)."""
         if self._closing or self._closed:
             fut: Future = Future()
             fut.set_exception(self._closed_error(model))
             return fut
-        return self._call(self._infer(model, frame, boxes, donors, blur))
+        extra = {}
+        if boxes is not None and roll is not None and len(boxes):
+            extra["ROLL_IN"] = np.ascontiguousarray(np.asarray(roll, np.float32).reshape(-1))
+        if boxes is not None and landmarks is not None and len(boxes):
+            extra["LANDMARKS_IN"] = np.ascontiguousarray(np.asarray(landmarks, np.float32).reshape(-1, 10))
+        return self._call(self._infer(model, frame, boxes, donors, blur, extra))
 
     def infer(self, model: str, frame: np.ndarray, boxes: np.ndarray | None = None,
-              donors: np.ndarray | None = None, blur: np.ndarray | None = None) -> DeidResult:
-        return self.submit(model, frame, boxes, donors, blur).result()
+              donors: np.ndarray | None = None, blur: np.ndarray | None = None, roll: np.ndarray | None = None,
+              landmarks: np.ndarray | None = None) -> DeidResult:
+        return self.submit(model, frame, boxes, donors, blur, roll, landmarks).result()
 
     def submit_detect(self, frame: np.ndarray) -> Future:
         """Future[Detections] of one frame from `detect_faces` (detection only, with this client's settings)."""

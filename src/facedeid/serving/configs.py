@@ -122,7 +122,9 @@ def ksame_config() -> str:
 
     text = f'name: "{NAME}"\nbackend: "python"\nmax_batch_size: {GENERATOR_MAX_BATCH}\n'
     # DONOR: the bank average a video track fixed (-1 or absent: chosen per crop); DONOR_USED: what each crop got.
-    text += _io("input", [_tensor("INPUT", "FP32", [3, SIZE, SIZE]), _tensor("DONOR", "INT32", [1], optional=True)])
+    # LANDMARKS: five points per crop (crop pixels) a video track smoothed (NaN or absent: found on the crop).
+    text += _io("input", [_tensor("INPUT", "FP32", [3, SIZE, SIZE]), _tensor("DONOR", "INT32", [1], optional=True),
+                          _tensor("LANDMARKS", "FP32", [10], optional=True)])
     text += _io("output", [_tensor("OUTPUT", "FP32", [3, SIZE, SIZE]), _tensor("DONOR_USED", "INT32", [1])])
     text += f"dynamic_batching {{ max_queue_delay_microseconds: {QUEUE_DELAY_US} }}\n"
     return text + _instances("python") + _params(threads=CPU_THREADS)
@@ -165,12 +167,12 @@ def generate_config(generator: str, crop_size: int, instances: int = GENERATE_IN
 
     Each instance waits on its frame's generator requests; several instances keep several frames' crops in the
     generator's queue at once, so its dynamic batcher can still merge them (one instance: one frame at a time).
-    A generator with a per-face choice (DONOR_GENERATORS) also passes DONOR in and DONOR_USED out."""
+    A generator with a per-face choice (DONOR_GENERATORS) also passes DONOR and LANDMARKS in and DONOR_USED out."""
     inputs = [_tensor("CROPS", "FP32", [-1, 3, crop_size, crop_size])]
     outputs = [_tensor("GENERATED", "FP32", [-1, 3, crop_size, crop_size])]
     params = dict(generator=generator, max_batch=GENERATOR_MAX_BATCH)
     if generator in DONOR_GENERATORS:
-        inputs.append(DONOR)
+        inputs += [DONOR, _tensor("LANDMARKS", "FP32", [-1, 10], optional=True)]
         outputs.append(DONOR_USED)
         params["donor"] = 1
     return _python_stage(f"generate_{generator}", inputs, outputs, instances, **params)
@@ -194,6 +196,8 @@ SETTINGS = {
 ROTATIONS = _tensor("ROTATIONS", "INT32", [1], optional=True)
 ROLL = _tensor("ROLL", "FP32", [-1])  # per box: degrees its crop was turned to stand the face upright
 ROLL_IN = _tensor("ROLL_IN", "FP32", [-1], optional=True)  # per caller box, the same (absent: all upright)
+# Per caller box: its five landmarks in frame pixels (a video track's smoothed ones; absent: found on each crop)
+LANDMARKS_IN = _tensor("LANDMARKS_IN", "FP32", [-1, 10], optional=True)
 MAP_NAMES = ("HEATMAP", "SCALE", "OFFSET", "LANDMARKS")
 
 
@@ -220,8 +224,9 @@ def stage_configs(crop_size: int, instances: int = CPU_STAGE_INSTANCES, det_size
             [crops_t, BOXES, BLUR_BOXES, _tensor("LANDMARKS", "FP32", [-1, 10]), ROLL], instances,
             crop_size=crop_size, threshold=detection.DEFAULT_THRESHOLD,
             generate_threshold=detection.DEFAULT_GENERATE_THRESHOLD, min_generate_side=min_generate_side, **detect),
-        "box_prep": _python_stage("box_prep", [FRAME, _tensor("BOXES_IN", "FP32", [-1, 4]), ROLL_IN],
-                                  [crops_t, BOXES, ROLL], instances, crop_size=crop_size),
+        "box_prep": _python_stage("box_prep", [FRAME, _tensor("BOXES_IN", "FP32", [-1, 4]), ROLL_IN, LANDMARKS_IN],
+                                  [crops_t, BOXES, ROLL, _tensor("CROP_LANDMARKS", "FP32", [-1, 10])], instances,
+                                  crop_size=crop_size),
         "compose": _python_stage(
             "compose", [FRAME, _tensor("GENERATED", "FP32", [-1, 3, crop_size, crop_size]), BOXES,
                         _tensor("BLUR_BOXES", "FP32", [-1, 4], optional=True),
@@ -283,9 +288,12 @@ def ensemble_config(generator: str, boxes_given: bool) -> str:
         steps = [_step("box_prep", {"FRAME": "FRAME", "BOXES_IN": "BOXES_IN", "ROLL_IN": "ROLL_IN"},
                        {"CROPS": "crops", "BOXES": "BOXES", "ROLL": "ROLL"})]
         if generator in DONOR_GENERATORS:
-            inputs.append(DONOR)
+            inputs += [DONOR, LANDMARKS_IN]
             outputs.append(DONOR_USED)
-            generate_inputs["DONOR"] = "DONOR"
+            steps = [_step("box_prep", {"FRAME": "FRAME", "BOXES_IN": "BOXES_IN", "ROLL_IN": "ROLL_IN",
+                                        "LANDMARKS_IN": "LANDMARKS_IN"},
+                           {"CROPS": "crops", "BOXES": "BOXES", "ROLL": "ROLL", "CROP_LANDMARKS": "crop_landmarks"})]
+            generate_inputs.update(DONOR="DONOR", LANDMARKS="crop_landmarks")
             generate_outputs["DONOR_USED"] = "DONOR_USED"
     else:
         inputs = [FRAME, *SETTINGS.values(), ROTATIONS]

@@ -9,6 +9,8 @@ A frame with hundreds of faces therefore costs ceil(N / 32) generator executions
 A generator with a per-face choice (ksame's donor average; config parameter `donor: "1"`) also takes the optional
 DONOR [N] INT32 (one per box; -1 or absent: the generator chooses) and returns DONOR_USED [M], what each crop got:
 the stateless half of "one face, one replacement, for a whole track" (client/tracking.py keeps the other half).
+It also passes on the optional LANDMARKS [M,10] (box_prep's CROP_LANDMARKS: a track's smoothed landmarks in crop
+pixels, NaN rows where none were given).
 
 Fail closed: a batch the generator answers with an error makes the whole request an error (the ensemble then
 returns no frame); a generator that fails inside returns NaN crops, which compose masks.
@@ -42,7 +44,8 @@ class ChunkedGenerator:
         self.max_batch = int(params["max_batch"])
         self.donor = params.get("donor", "0") == "1"
 
-    async def _generate(self, crops: np.ndarray, donors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    async def _generate(self, crops: np.ndarray, donors: np.ndarray | None = None,
+                        landmarks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         pb = self.pb_utils
         pieces = split_batches(crops, self.max_batch)
         outputs_wanted = ["OUTPUT", "DONOR_USED"] if donors is not None else ["OUTPUT"]
@@ -51,6 +54,8 @@ class ChunkedGenerator:
             inputs = [pb.Tensor("INPUT", np.ascontiguousarray(piece))]
             if donors is not None:
                 inputs.append(pb.Tensor("DONOR", np.ascontiguousarray(donors[start : start + len(piece)])))
+            if landmarks is not None:
+                inputs.append(pb.Tensor("LANDMARKS", np.ascontiguousarray(landmarks[start : start + len(piece)])))
             requests.append(pb.InferenceRequest(model_name=self.generator, requested_output_names=outputs_wanted,
                                                 inputs=inputs))
         replies = await asyncio.gather(*(r.async_exec() for r in requests))
@@ -77,7 +82,11 @@ class ChunkedGenerator:
                     return pb.InferenceResponse(output_tensors=[pb.Tensor("GENERATED", generated)])
                 given = pb.get_input_tensor_by_name(request, "DONOR")
                 donors = pad_donors(None if given is None else given.as_numpy(), len(crops))
-                generated, used = await self._generate(crops, donors.reshape(-1, 1))
+                marks = pb.get_input_tensor_by_name(request, "LANDMARKS")
+                marks = None if marks is None else np.asarray(marks.as_numpy(), np.float32).reshape(-1, 10)
+                if marks is not None and len(marks) != len(crops):
+                    raise ValueError(f"LANDMARKS has {len(marks)} rows for {len(crops)} crops")
+                generated, used = await self._generate(crops, donors.reshape(-1, 1), marks)
                 return pb.InferenceResponse(output_tensors=[pb.Tensor("GENERATED", generated),
                                                             pb.Tensor("DONOR_USED", used.astype(np.int32))])
             except ValueError as error:

@@ -40,26 +40,31 @@ class KSameModel:
         self.generator = KSame(Bank(folder / BANK_FILE), Landmarks(folder / LANDMARK_MODEL_FILE, threads), **options)
 
     def execute(self, requests):
+        from ..ksame.generator import check_landmarks
         from .python_backend import invalid_argument
 
         pb_utils = self.pb_utils
         responses: list = [None] * len(requests)
-        good, batches, donors = [], [], []
+        good, batches, donors, points = [], [], [], []
         for i, request in enumerate(requests):
             batch = pb_utils.get_input_tensor_by_name(request, "INPUT").as_numpy()
             tensor = pb_utils.get_input_tensor_by_name(request, "DONOR")
-            try:  # a bad DONOR is that request's error, not a masked batch for everyone in it
+            given = pb_utils.get_input_tensor_by_name(request, "LANDMARKS")
+            try:  # a bad DONOR or LANDMARKS is that request's error, not a masked batch for everyone in it
                 donors.append(self.generator.check_donors(None if tensor is None else tensor.as_numpy(), len(batch)))
+                marks = check_landmarks(None if given is None else given.as_numpy(), len(batch), batch.shape[-1])
             except ValueError as error:
                 responses[i] = pb_utils.InferenceResponse(error=invalid_argument(pb_utils, str(error)))
                 continue
             good.append(i)
             batches.append(batch)
+            points.append(np.full((len(batch), 5, 2), np.nan) if marks is None else marks)
         if not good:
             return responses
         counts = [len(b) for b in batches]
         try:
-            out, used = self.generator.tracked(np.concatenate(batches, axis=0), np.concatenate(donors))
+            out, used = self.generator.tracked(np.concatenate(batches, axis=0), np.concatenate(donors),
+                                               np.concatenate(points))
         except Exception as error:  # noqa: BLE001 - any failure must mask, never pass original pixels on
             pb_utils.Logger.log_error(f"ksame failed, faces will be masked: {type(error).__name__}: {error}")
             out = np.full((sum(counts),) + batches[0].shape[1:], np.nan, np.float32)

@@ -1,0 +1,198 @@
+"""`KSame`, the generator: a crop's inner face replaced by the nearest donor average (see facedeid.ksame)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .bank import BANK_PATH, Bank
+from .colour import match_colour, sharpen, skin_tone, thumbnail
+from .geometry import apply, dense_rect, head_mask, similarity, skin_mask, yaw_of
+from .landmarks import LANDMARK_MIN_SCORE, Landmarks
+from .warp import dense_landmarks, frame_points, piecewise_map
+
+SIZE = 128  # crop side, the same as every generator's
+SIZES = (128, 256)  # crop sides the generator takes: 128 (every ensemble's) and 256 (large faces)
+DEFAULT_GEOMETRY = "mean"
+COVERS = ("face", "head")
+DENSE_MAX_OFFSET = 0.15  # of the face rectangle: dlib's landmarks further than this from the placed mean are refused
+SHARPEN = 0.5
+DEFAULT_DETAIL = 0.0  # share of the target's fine skin texture laid on the average (0: none)
+DETAIL_SIGMA = 1.0  # px at SIZE: the texture is the crop less its Gaussian blur of this sigma
+
+
+class KSame:
+    """The generator: crops [N,3,S,S] in [-1, 1] -> crops with the inner face replaced by a donor average.
+
+    `geometry`: where the average's features are pasted. "mean": the bank's mean shape placed by the 5-point
+    similarity (the target's face shape and expression are not carried over); "target": the target's own 68
+    landmarks (expression and pose kept, and with them its face shape); a number in between blends the two.
+    """
+
+    def __init__(self, bank: Bank | Path | str = BANK_PATH, landmarks: Landmarks | None = None,
+                 geometry: str | float = DEFAULT_GEOMETRY, cover: str = "face", detail: float = DEFAULT_DETAIL):
+        self.bank = bank if isinstance(bank, Bank) else Bank(bank)
+        self.landmarks = landmarks or Landmarks()
+        self.alpha = {"mean": 0.0, "target": 1.0}.get(geometry, geometry) if isinstance(geometry, str) else geometry
+        self.alpha = float(self.alpha)
+        if not 0 <= self.alpha <= 1:
+            raise ValueError(f"geometry must be 'mean', 'target' or a number in [0, 1], got {geometry!r}")
+        if cover not in COVERS:
+            raise ValueError(f"cover must be one of {', '.join(COVERS)}, got {cover!r}")
+        self.cover = cover
+        self.detail = float(detail)
+        self.skin_mask = skin_mask(self.bank.shape, self.bank.side)
+        self.cover_mask = self.bank.inner if cover == "face" else head_mask(self.bank.shape, self.bank.side)
+
+    def __call__(self, tensor: np.ndarray, donors: np.ndarray | None = None,
+                 landmarks: np.ndarray | None = None) -> np.ndarray:
+        return self.tracked(tensor, donors, landmarks)[0]
+
+    def tracked(self, tensor: np.ndarray, donors: np.ndarray | None = None,
+                landmarks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Served form: (crops [N,3,S,S] in [-1, 1] -> replaced crops, [N] donor index each got). `donors` [N]: a
+        fixed average per crop (a video track's, so its face never changes), -1 where the crop chooses its own.
+        `landmarks` [N,10]: five points per crop in crop pixels (a video track's smoothed ones, so the pasted face
+        does not follow the landmark network's jitter); rows of NaN, or None, find them on the crop."""
+        from ..crops import from_tensor, to_tensor
+
+        tensor = np.asarray(tensor, np.float32)
+        if tensor.ndim != 4 or tensor.shape[1] != 3 or tensor.shape[2:] not in [(s, s) for s in SIZES]:
+            raise ValueError(f"INPUT must have shape [N, 3, S, S] with S in {SIZES}, got {list(tensor.shape)}")
+        out, used = self.generate_with_donors(from_tensor(np.nan_to_num(tensor)), donors, landmarks)
+        return to_tensor(out), used
+
+    def generate(self, crops: np.ndarray, donors: np.ndarray | None = None,
+                 landmarks: np.ndarray | None = None) -> np.ndarray:
+        """[N,S,S,3] uint8 crops -> [N,S,S,3] uint8 crops (same convention as facedeid.crops.extract_crops)."""
+        return self.generate_with_donors(crops, donors, landmarks)[0]
+
+    def generate_with_donors(self, crops: np.ndarray, donors: np.ndarray | None = None,
+                             landmarks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """`generate`, and the [N] bank index each crop got (`donors` >= 0 are kept, -1 chooses)."""
+        donors = self.check_donors(donors, len(crops))
+        if not len(crops):
+            return crops.copy(), donors
+        points = self.points(crops, landmarks)
+        out, used = [], donors.copy()
+        for i, (c, p) in enumerate(zip(crops, points)):
+            face, used[i] = self.replace_with_donor(c, p, int(donors[i]))
+            out.append(face)
+        return np.stack(out), used
+
+    def points(self, crops: np.ndarray, landmarks: np.ndarray | None = None) -> list[np.ndarray | None]:
+        """The five landmarks [5,2] each crop is aligned by: the given ones, else CenterFace's on the crop (None
+        where it finds no face: the bank's standard face position)."""
+        given = check_landmarks(landmarks, len(crops), crops.shape[1])
+        out: list[np.ndarray | None] = [None] * len(crops)
+        find = [i for i in range(len(crops)) if given is None or not np.isfinite(given[i]).all()]
+        if find:
+            found, scores = self.landmarks(crops[find])
+            for i, p, s in zip(find, found, scores):
+                out[i] = p if s >= LANDMARK_MIN_SCORE else None
+        for i in set(range(len(crops))) - set(find):
+            out[i] = given[i].astype(np.float64)
+        return out
+
+    def check_donors(self, donors: np.ndarray | None, n: int) -> np.ndarray:
+        """[N] int64 donor indices, -1 = choose; anything else outside the bank is refused (ValueError)."""
+        if donors is None:
+            return np.full(n, -1, np.int64)
+        donors = np.asarray(donors).reshape(-1)
+        if len(donors) != n or not np.issubdtype(donors.dtype, np.integer):
+            raise ValueError(f"DONOR must hold one integer per crop ({n}), got {donors.dtype} {list(donors.shape)}")
+        if ((donors < -1) | (donors >= len(self.bank.faces))).any():
+            raise ValueError(f"DONOR must be -1 (choose) or a bank index in 0..{len(self.bank.faces) - 1}, got "
+                             f"{sorted(set(donors.tolist()))}")
+        return donors.astype(np.int64)
+
+    def donors(self, crops: np.ndarray) -> np.ndarray:
+        """[N] index of the bank average each crop would get (what `generate` chooses)."""
+        return np.array([self._choose(c, p)[2] for c, p in zip(crops, self.points(crops))], np.int64)
+
+    def masks(self, crops: np.ndarray) -> np.ndarray:
+        """[N,S,S] float: where `generate` replaces each crop (1) and where the crop stays itself (0)."""
+        out = []
+        for c, p in zip(crops, self.points(crops)):
+            to_crop, _, _ = self._choose(c, p)
+            map_x, map_y = self._map(c, p, to_crop)
+            out.append(cv2.remap(self.cover_mask, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT))
+        return np.stack(out) if out else np.zeros(crops.shape[:3], np.float32)
+
+    def _choose(self, crop: np.ndarray, points: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, int]:
+        """(bank -> crop similarity, the crop aligned to the bank frame, the chosen average's index)."""
+        bank, size = self.bank, crop.shape[0]
+        to_crop = (similarity(bank.template, points) if points is not None
+                   else np.array([[size / bank.side, 0, 0], [0, size / bank.side, 0]]))
+        to_template = cv2.invertAffineTransform(to_crop)
+        aligned = cv2.warpAffine(crop, to_template, (bank.side, bank.side), flags=cv2.INTER_LINEAR,
+                                 borderMode=cv2.BORDER_REPLICATE)
+        pose = yaw_of(bank.template if points is None else apply(to_template, points))
+        return to_crop, aligned, bank.choose(pose, skin_tone(aligned, bank.ring), thumbnail(aligned, bank.inner))
+
+    def target_shape(self, crop: np.ndarray, points: np.ndarray | None, to_crop: np.ndarray) -> np.ndarray:
+        """Where the average's 68 landmarks go on the crop (see `geometry`)."""
+        placed = apply(to_crop, self.bank.shape)
+        if points is None or self.alpha == 0:
+            return placed
+        found = dense_landmarks(crop, dense_rect(to_crop, self.bank.rect))
+        scale = float(np.sqrt(abs(np.linalg.det(to_crop[:, :2])))) * (self.bank.rect[2] - self.bank.rect[0])
+        if np.median(np.linalg.norm(found - placed, axis=1)) > DENSE_MAX_OFFSET * scale:
+            return placed  # dlib and CenterFace disagree about where the face is: trust neither's details
+        return placed + self.alpha * (found - placed)
+
+    def _map(self, crop: np.ndarray, points: np.ndarray | None, to_crop: np.ndarray):
+        bank, size = self.bank, crop.shape[0]
+        dst = np.concatenate([self.target_shape(crop, points, to_crop), apply(to_crop, frame_points(bank.side))])
+        return piecewise_map(bank.points, dst, bank.triangles, (size, size), cv2.invertAffineTransform(to_crop))
+
+    def replace(self, crop: np.ndarray, points: np.ndarray | None, donor: int = -1) -> np.ndarray:
+        return self.replace_with_donor(crop, points, donor)[0]
+
+    def replace_with_donor(self, crop: np.ndarray, points: np.ndarray | None,
+                           donor: int = -1) -> tuple[np.ndarray, int]:
+        """(the crop with its inner face replaced, the bank index used: `donor`, or the nearest if -1)."""
+        bank = self.bank
+        to_crop, aligned, index = self._choose(crop, points)
+        index = index if donor < 0 else donor
+        map_x, map_y = self._map(crop, points, to_crop)
+        face = match_colour(bank.faces[index], aligned, bank.ring)
+        mask = cv2.remap(self.cover_mask, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[..., None]
+        skin = (cv2.remap(self.skin_mask, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[..., None]
+                if self.detail > 0 else None)
+        if float(np.sqrt(abs(np.linalg.det(to_crop[:, :2])))) <= 0.6:  # half the average's resolution or less:
+            face = cv2.resize(face, (bank.side // 2, bank.side // 2), interpolation=cv2.INTER_AREA)  # read a level
+            map_x, map_y = map_x * 0.5, map_y * 0.5  # near the output's scale
+        face = cv2.remap(sharpen(face, SHARPEN), map_x, map_y, cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        target = crop.astype(np.float32)
+        if skin is not None:  # the target's own fine skin texture (pores, stubble) on cheeks, forehead and chin
+            texture = target - cv2.GaussianBlur(target, (0, 0), DETAIL_SIGMA * crop.shape[0] / SIZE)
+            face = face + self.detail * skin * texture
+        out = target * (1 - mask) + face * mask
+        return np.clip(out + 0.5, 0, 255).astype(np.uint8), index
+
+
+
+def check_landmarks(landmarks: np.ndarray | None, n: int, side: int) -> np.ndarray | None:
+    """LANDMARKS [N,10] (or [N,5,2]) crop pixels -> [N,5,2] float64, rows of NaN where the crop finds its own; a
+    row partly NaN, far outside the crop or with both eyes at one point is refused (ValueError)."""
+    if landmarks is None:
+        return None
+    points = np.asarray(landmarks, np.float64)
+    if points.size == 0:
+        return None
+    if points.size != n * 10:
+        raise ValueError(f"LANDMARKS must hold 10 values (five x, y points) per crop ({n}), got {list(points.shape)}")
+    points = points.reshape(n, 5, 2)
+    finite = np.isfinite(points).reshape(n, -1)
+    if (finite.any(1) & ~finite.all(1)).any():
+        raise ValueError("LANDMARKS rows must be all finite (given) or all NaN (found on the crop)")
+    rows = finite.all(1)
+    if (np.abs(points[rows] - side / 2) > side).any():
+        raise ValueError(f"LANDMARKS must lie near the {side} px crop (crop pixels, not frame pixels)")
+    if (np.linalg.norm(points[rows, 1] - points[rows, 0], axis=1) < 1).any():
+        raise ValueError("LANDMARKS must have the two eyes at least 1 px apart")
+    return points
