@@ -31,7 +31,8 @@ from . import cli_args, detection
 from .models import get_spec
 from .models.registry import DONOR_GENERATORS, SERVED_GENERATORS
 from .paths import DEFAULT_REPOSITORY
-from .serving.configs import DETECTOR, custom_configs, detector_config, generator_config
+from .serving.configs import DETECTOR, detector_config, generator_config
+from .serving.gpu_configs import custom_configs
 from .serving.repository import install_adapter, write_custom_configs, write_model_config
 from .stages import GENERATOR_MAX_BATCH
 

@@ -123,7 +123,14 @@ def test_config_values_are_defaults_flags_win(tmp_path):
     cautious = write(tmp_path, "det_threshold: 0.1\n", "cautious.yml")
     args, notes = parse_args_with_config(eval_like_parser(), ["--config", str(cautious), "--dataset_dir", "d",
                                                               "--model", "blur", "--output_dir", "o"], err)
-    assert args.threshold == 0.1 and notes == []  # finding more faces than the product is applied
+    # a file never changes detection, not even towards more faces: one line says so and how to choose it
+    assert args.threshold is None and notes == [
+        f"det_threshold: 0.1 not applied: the run detects at the product's {DEFAULT_THRESHOLD} as `facedeid run` "
+        "does (give --threshold 0.1 to anonymise more faces than the product)"]
+    same = write(tmp_path, f"det_threshold: {DEFAULT_THRESHOLD}\n", "same.yml")
+    args, notes = parse_args_with_config(eval_like_parser(), ["--config", str(same), "--dataset_dir", "d",
+                                                              "--model", "blur", "--output_dir", "o"], err)
+    assert args.threshold is None and notes == []  # the product's value: accepted, nothing to say
 
     other = write(tmp_path, "model: d2gan\nreid_threshold: 0.5\nurl: [a:8001, b:8001]\n", "o.yml")
     args, notes = parse_args_with_config(eval_like_parser(), [f"--config={other}", "--dataset_dir", "d",

@@ -26,8 +26,8 @@ FIELDS = {
     "output_dir": ("str", "--output_dir"),
     "save": ("bool", "--save"),
     "url": ("urls", "--url: one address or a list"),
-    "det_threshold": ("prob", "CenterFace score threshold (applied as --threshold where a command has it, "
-                              "only when it is not above the product's: a file never makes detection leakier)"),
+    "det_threshold": ("prob", "checked: the product's CenterFace score threshold (facedeid.settings); another "
+                              "value is reported and not applied (--threshold on the command line chooses one)"),
     "reid_threshold": ("float+", "face recognizer distance threshold (fixed by the product)"),
 }
 
@@ -146,11 +146,25 @@ def load_config(path) -> tuple[dict, list[str]]:
 
 def _fixed_values() -> dict:
     """Values the evaluation uses without a flag for them: a config may repeat them, not change them."""
-    from ..detection import DEFAULT_THRESHOLD
     from ..metrics import REID_THRESHOLD
 
-    return {"reid_threshold": (REID_THRESHOLD, "the recognizer's own threshold"),
-            "det_threshold": (DEFAULT_THRESHOLD, "CenterFace score threshold")}
+    return {"reid_threshold": (REID_THRESHOLD, "the recognizer's own threshold")}
+
+
+def det_threshold_note(value: float) -> str | None:
+    """A run file's `det_threshold` is checked against the product's (facedeid.settings), never applied: the run
+    detects as `facedeid run` does. None when they agree, else the one line that says what happens."""
+    from ..settings import CPU
+
+    product = CPU.threshold
+    if math.isclose(value, product):
+        return None
+    if value > product:
+        return (f"det_threshold: {value} not applied: above the product's detection threshold {product} it would "
+                f"leave faces scoring {product}-{value} untouched; the run detects at {product} as `facedeid run` "
+                f"does (give --threshold {value} to choose otherwise)")
+    return (f"det_threshold: {value} not applied: the run detects at the product's {product} as `facedeid run` "
+            f"does (give --threshold {value} to anonymise more faces than the product)")
 
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
@@ -165,7 +179,7 @@ def parse_args_with_config(parser: argparse.ArgumentParser, argv: list[str] | No
     """parser.parse_args(argv) with `--config YML` values as defaults (explicit flags override them).
 
     Required flags that the config provides stop being required. A config value for which the parser has no
-    flag is reported (or, for the thresholds the evaluation fixes, accepted silently when it equals the fixed
+    flag is reported (or, for the thresholds the product fixes, accepted silently when it equals the fixed
     value). Every note is printed to `stream`; with strict=True an unknown field is an error.
     """
     add_config_argument(parser)
@@ -184,17 +198,11 @@ def parse_args_with_config(parser: argparse.ArgumentParser, argv: list[str] | No
     defaults, after = {}, {}
     fixed = _fixed_values()
     for dest, value in result.values.items():
-        if dest == "det_threshold" and "threshold" in actions:  # commands with --threshold apply it per request
-            product = fixed[dest][0]
-            if float(value) > product and not math.isclose(float(value), product):
-                # A seed-style config says 0.5; applied, it would leave faces scoring 0.2-0.5 untouched (a leak) and
-                # detect otherwise than `facedeid run`. A leakier detector is chosen on the command line, never by
-                # a file's value.
-                notes.append(f"det_threshold: {value} not applied: above the product's detection threshold "
-                             f"{product} it would leave faces scoring {product}-{value} untouched; the run detects "
-                             f"at {product} as `facedeid run` does (give --threshold {value} to choose otherwise)")
-                continue
-            dest = "threshold"
+        if dest == "det_threshold":
+            note = det_threshold_note(float(value))
+            if note:
+                notes.append(note)
+            continue  # detection is the product's: a run file checks the threshold, it never sets it
         action = actions.get(dest)
         if action is None:
             if dest in fixed and math.isclose(float(value), fixed[dest][0]):
