@@ -161,7 +161,7 @@ def generators(device: str, names, precisions, batches, budget: float, per_point
                     rates[str(batch)] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
             out["faces_per_s"][key] = rates
             model = model.float()  # TorchGenerator casts the module in place
-    from ..export import TRT_FP16_TOLERANCE
+    from ..export.plans import TRT_FP16_TOLERANCE
 
     out["trt_fp16_tolerance"] = TRT_FP16_TOLERANCE
     return out
