@@ -425,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
           + ", ".join(f"{band} {v['impostor_rate']:.1%} ({v['pairs']} pairs)"
                       for band, v in result["impostor_rate_by_face_size"].items()))
     if args.json:
-        from ..data.dna import write_json
+        from ..data.files import write_json
 
         write_json(args.json, result)
     return 0
