@@ -18,7 +18,7 @@ from tritonclient.grpc import model_config_pb2
 from facedeid import detection, settings, stages
 from facedeid.client.cli import build_parser as run_parser
 from facedeid.evaluation.cli import build_parser as eval_parser
-from facedeid.evaluation.config_files import det_threshold_note, parse_args_with_config
+from facedeid.evaluation.run_files import det_threshold_note, parse_args_with_run_file
 from facedeid.models import GENERATORS
 from facedeid.pipeline import Deidentifier
 from facedeid.serving import configs, gpu_configs
@@ -134,7 +134,7 @@ def test_run_files_say_the_product_detection():
         data = yaml.safe_load(path.read_text())
         assert data["det_threshold"] == CPU.threshold, path.name
         assert data["input_size"] == GENERATORS[data["model"]].size, path.name
-        args, notes = parse_args_with_config(eval_parser(), ["--config", str(path), "--dataset-dir", "d"])
+        args, notes = parse_args_with_run_file(eval_parser(), ["--config", str(path), "--dataset-dir", "d"])
         assert args.threshold is None and not any(n.startswith("det_threshold") for n in notes)
 
 

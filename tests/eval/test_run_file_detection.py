@@ -16,7 +16,7 @@ from facedeid.client.detection_settings import detection_settings_from, use_rota
 from facedeid.data.dna import read_image, write_image, write_labels
 from facedeid.data.sample import ASTRONAUT_FACE, FaceSource, compose_frame
 from facedeid.evaluation.cli import build_parser as eval_parser
-from facedeid.evaluation.config_files import parse_args_with_config
+from facedeid.evaluation.run_files import parse_args_with_run_file
 from facedeid.evaluation.runner import Evaluation
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,7 +48,7 @@ def evaluation_boxes(url: str, dataset: Path, out: Path, run_file: Path) -> tupl
 
     argv = ["--config", str(run_file), "--dataset-dir", str(dataset), "--output-dir", str(out), "--boxes", "detect",
             "--url", url, "--no-progress", "--no-report"]
-    args, _ = parse_args_with_config(eval_parser(), argv)
+    args, _ = parse_args_with_run_file(eval_parser(), argv)
     args.argv = argv
     Evaluation(args, client_factory=Recording, log=lambda _: None).run()
     assert len(got) == 1
