@@ -14,7 +14,7 @@ What runs where (the same stages as the Triton ensembles, facedeid.stages, throu
   not bound by kernel launches. CPU: fp32, plain eager (fp16 is slower there and graphs do not exist).
 
 Detection settings follow the exports: the CPU cap (`full_size` 768, `det_size` 384) on CPU, native resolution
-(`full_size` 0, `det_size` 640) on CUDA, as configs.stage_configs / configs.gpu_configs write them.
+(`full_size` 0, `det_size` 640) on CUDA, as the `cpu` and `gpu` profiles of facedeid.settings say.
 """
 
 from __future__ import annotations
