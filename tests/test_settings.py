@@ -116,6 +116,16 @@ def test_command_line_defaults_and_help_are_the_profiles(build):
     assert f"default {CPU.generate_threshold})" in actions["generate_threshold"].help
 
 
+def test_benchmark_in_process_sessions_run_as_served(capsys):
+    from facedeid.benchmark import workers
+    from facedeid.benchmark.cli import main
+
+    assert (workers.INPROC_THREADS, workers.INPROC_SPIN) == (CPU.threads, CPU.spin)
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert f"in-process ORT intra-op threads (default {CPU.threads})" in " ".join(capsys.readouterr().out.split())
+
+
 def test_extract_help_states_the_native_defaults(capsys):
     from facedeid.data.extract import main
 
