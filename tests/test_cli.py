@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from facedeid import cli, cli_args
-from facedeid.data.dna import atomic_write_bytes
+from facedeid.data.files import atomic_write_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 FACEDEID = Path(sys.executable).parent / "facedeid"

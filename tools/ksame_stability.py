@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({(result['switch_rate'] or 0):.1%}); {result['faces_with_a_switch']} faces change donor at least once, "
           f"up to {result['max_distinct_donors']} donors for one face")
     if args.json:
-        from facedeid.data.dna import write_json
+        from facedeid.data.files import write_json
 
         write_json(args.json, result)
     return 0

@@ -6,7 +6,7 @@
     facedeid eval ...                 evaluate on a DNA-format set (eval/triton_eval.py)
     facedeid eval people|temporal     the report-set people evaluation, the video stability measurement
     facedeid bench ...                speed benchmark (eval/benchmark.py)
-    facedeid bench gpu-check|large-frames|server-memory|limits|detector-passes
+    facedeid bench gpu-check|large-frames|server-memory|limits
     facedeid data sample|extract|photos|summary|fid-reference|faceres ...
     facedeid train inversion|d2gan|privacy|ksame-bank ...
     facedeid demo                     the bundled end-to-end demo (make demo)
@@ -56,7 +56,6 @@ SUBCOMMANDS = {
         "large-frames": ("facedeid.benchmark.large_frames", "recall and frames/s by frame size and roll, vs deface"),
         "server-memory": ("facedeid.benchmark.server_memory", "server memory before, at the peak, after 4K frames"),
         "limits": ("facedeid.benchmark.limits", "time and memory of each hostile request"),
-        "detector-passes": ("facedeid.benchmark.detector_passes", "labelled faces found per detector pass pair"),
     },
 }
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import crops as crop_ops
 from . import stages
-from .detection import DEFAULT_GENERATE_THRESHOLD, DEFAULT_MAX_SIDE, DEFAULT_THRESHOLD, MIN_FACE, MIN_GENERATE_SIDE
+from .settings import NATIVE
 
 STEPS = ("detect_prep", "face_detector", "face_prep", "generator", "compose")  # the served models, in order
 Maps = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # CenterFace HEATMAP, SCALE, OFFSET, LANDMARKS
@@ -77,13 +77,15 @@ class Deidentifier:
 
     `detector` maps a detector IMAGE to CenterFace's maps (OnnxDetector) and may be None when boxes are always
     given; `generator` maps CROPS to GENERATED. `step_ms` accumulates the time spent in each served step.
+    Detection defaults: the `gpu` profile of facedeid.settings (native resolution); `**settings.CPU.detection()`
+    gives the CPU configs' capped detection.
     """
 
     def __init__(self, detector: Callable[[np.ndarray], Maps] | None, generator: Callable[[np.ndarray], np.ndarray],
-                 size: int, threshold: float = DEFAULT_THRESHOLD, det_size: int = DEFAULT_MAX_SIDE,
-                 max_pixels: int = stages.MAX_FRAME_PIXELS, generate_threshold: float = DEFAULT_GENERATE_THRESHOLD,
-                 min_generate_side: float = MIN_GENERATE_SIDE, full_size: int = 0, rotations: bool = False,
-                 min_face: int = MIN_FACE):
+                 size: int, threshold: float = NATIVE.threshold, det_size: int = NATIVE.det_size,
+                 max_pixels: int = stages.MAX_FRAME_PIXELS, generate_threshold: float = NATIVE.generate_threshold,
+                 min_generate_side: float = NATIVE.min_generate_side, full_size: int = NATIVE.full_size,
+                 rotations: bool = NATIVE.rotations, min_face: int = NATIVE.min_face):
         self.detector = detector
         self.generator = generator
         self.size = size
@@ -119,8 +121,8 @@ class Deidentifier:
         return cls(OnnxDetector(repository / "face_detector" / "1" / "model.onnx", *settings(det)),
                    OnnxGenerator(repository / generator / "1" / "model.onnx", *settings(gen)),
                    size=int(prep["crop_size"]), threshold=float(prep["threshold"]),
-                   det_size=int(prep.get("det_size", DEFAULT_MAX_SIDE)), max_pixels=stages.frame_limit(prep),
-                   generate_threshold=float(prep.get("generate_threshold", DEFAULT_GENERATE_THRESHOLD)),
+                   det_size=int(prep.get("det_size", NATIVE.det_size)), max_pixels=stages.frame_limit(prep),
+                   generate_threshold=float(prep.get("generate_threshold", NATIVE.generate_threshold)),
                    min_generate_side=stages.min_generate_side(prep), full_size=stages.full_size(prep),
                    rotations=prep.get("rotations", "0") == "1", min_face=stages.min_face(prep))
 

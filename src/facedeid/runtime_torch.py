@@ -14,7 +14,7 @@ What runs where (the same stages as the Triton ensembles, facedeid.stages, throu
   not bound by kernel launches. CPU: fp32, plain eager (fp16 is slower there and graphs do not exist).
 
 Detection settings follow the exports: the CPU cap (`full_size` 768, `det_size` 384) on CPU, native resolution
-(`full_size` 0, `det_size` 640) on CUDA, as configs.stage_configs / configs.gpu_configs write them.
+(`full_size` 0, `det_size` 640) on CUDA, as the `cpu` and `gpu` profiles of facedeid.settings say.
 """
 
 from __future__ import annotations
@@ -275,19 +275,15 @@ def generator(name: str, device: str = "cpu", precision: str | None = None,
 def deidentifier(name: str, device: str | None = None, precision: str | None = None, threshold: float | None = None,
                  det_size: int | None = None, generate_threshold: float | None = None):
     """pipeline.Deidentifier with the PyTorch detector and generator on `device` (default: cuda where present)."""
-    from . import detection
     from .models.registry import DONOR_GENERATORS, get_spec
     from .pipeline import Deidentifier
+    from .settings import CPU, GPU
 
     device = pick_device(device)
     detector = TorchDetector(device, precision)
     generate = generator(name, device, precision, detector)
     size = 128 if name in DONOR_GENERATORS else get_spec(name).size
-    cpu = device == "cpu"
-    return Deidentifier(
-        detector, generate, size,
-        threshold=detection.DEFAULT_THRESHOLD if threshold is None else threshold,
-        det_size=det_size or (detection.CPU_DET_SIZE if cpu else detection.DEFAULT_MAX_SIDE),
-        generate_threshold=(detection.DEFAULT_GENERATE_THRESHOLD if generate_threshold is None
-                            else generate_threshold),
-        full_size=detection.CPU_FULL_SIZE if cpu else 0)
+    given = dict(threshold=threshold, det_size=det_size or None, generate_threshold=generate_threshold)
+    # the served profile's detection for this device, with the caller's settings over it
+    detection = {**(CPU if device == "cpu" else GPU).detection(), **{k: v for k, v in given.items() if v is not None}}
+    return Deidentifier(detector, generate, size, **detection)

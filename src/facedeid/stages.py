@@ -10,10 +10,11 @@ import numpy as np
 
 from . import baselines, crops, detection
 from . import compose as composer
+from .settings import CPU
 
 # Crops per generator execution (the generators' max_batch_size and TensorRT profile max). A frame with more faces is
 # not capped: `generate_<gen>` sends its crops to the generator in as many batches as needed.
-GENERATOR_MAX_BATCH = 32
+GENERATOR_MAX_BATCH = CPU.generator_max_batch
 MAX_FRAME_PIXELS = 8192 * 8192  # refuse larger frames instead of exhausting server memory
 # Limits on what one request may cost (docs/reliability.md "Limits", measured by eval/limits_benchmark.py):
 MAX_FRAME_SIDE = 8192  # a side, not only the pixel count: a 1x10000 frame is refused (8K video is 7680x4320)

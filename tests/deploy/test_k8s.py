@@ -28,8 +28,8 @@ from deploy_helpers import (
     start_script_argv,
 )
 
-from facedeid.export import gpu_product_label
 from facedeid.export import main as export_main
+from facedeid.export.plans import gpu_product_label
 
 
 @pytest.mark.parametrize("path", sorted(p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml"), ids=_rel)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from facedeid.evaluation import faces
+from facedeid.evaluation import faces, faces_tables
 
 from helpers import shared_faces_dir
 
@@ -31,7 +31,7 @@ def test_untouched_is_identified_and_ksame_is_not(tmp_path):
     assert ksame["fid_eff"] < result["results"]["blur"]["fid_eff"]
     assert 0 < ksame["fid_faces"] == result["results"]["blur"]["fid_faces"] <= untouched["faces"]["average"]
     assert (tmp_path / "faces_ksame.jpg").exists() and not (tmp_path / "faces_untouched.jpg").exists()
-    assert "ksame" in faces.markdown(result)
+    assert "ksame" in faces_tables.markdown(result)
     # issue 21: both attackers on face and context crops, sharpness, per face size; the largest faces side by side
     base, big = untouched["by_face_size"]["128-px"], ksame["by_face_size"]["128-px"]
     assert base["faces"] == big["faces"] > 0 and base["sharpness_ratio"] == 1.0
@@ -41,7 +41,7 @@ def test_untouched_is_identified_and_ksame_is_not(tmp_path):
     assert 0.5 <= big["sharpness_ratio"] and 0 < big["sharpness_ratio_native"] <= 1.2
     assert set(result["second_impostor_rate_by_face_size"]) == set(result["impostor_rate_by_face_size"])
     assert (tmp_path / "largest_ksame.jpg").exists()
-    assert "faceres" in faces.bands_table(result)
+    assert "faceres" in faces_tables.bands_table(result)
 
 
 def test_checkpoint_items_are_checked():

@@ -18,7 +18,7 @@ from tritonclient.grpc import model_config_pb2
 
 from facedeid.detection import CPU_DET_SIZE, CPU_FULL_SIZE, DEFAULT_MAX_SIDE, MIN_FACE
 from facedeid.models import GENERATORS
-from facedeid.serving import configs
+from facedeid.serving import configs, gpu_configs
 from facedeid.serving import tritonserver_cli as server
 from facedeid.serving.repository import DEFAULT_REPOSITORY, check_model_config_name, write_custom_configs
 
@@ -35,7 +35,7 @@ def tensors(config) -> list[tuple]:
 
 
 def test_committed_gpu_configs_are_the_rendered_ones():
-    rendered = configs.gpu_configs("tensorrt")
+    rendered = gpu_configs.gpu_configs("tensorrt")
     committed = {p.parent.parent.name: p for p in DEFAULT_REPOSITORY.glob("*/configs/*.pbtxt")}
     assert set(committed) == set(rendered), "every model that differs on a GPU has configs/gpu.pbtxt, no other"
     assert {p.name for p in committed.values()} == {"gpu.pbtxt"}
@@ -45,10 +45,10 @@ def test_committed_gpu_configs_are_the_rendered_ones():
         assert committed[name].read_text() == text, f"{name}/configs/gpu.pbtxt is stale: {regenerate}"
 
 
-@pytest.mark.parametrize("generator_backend", configs.GPU_GENERATOR_BACKENDS)
+@pytest.mark.parametrize("generator_backend", gpu_configs.GPU_GENERATOR_BACKENDS)
 def test_both_variants_parse_and_keep_the_interface(generator_backend):
     cpu = {name: parsed(text) for name, text in configs.all_configs("python").items()}
-    gpu = {name: parsed(text) for name, text in configs.gpu_configs(generator_backend).items()}
+    gpu = {name: parsed(text) for name, text in gpu_configs.gpu_configs(generator_backend).items()}
     assert {n for n, c in cpu.items() if c.platform == "ensemble"}.isdisjoint(gpu), "ensembles have no GPU variant"
     for name, config in gpu.items():
         base = cpu[name]
@@ -134,14 +134,14 @@ def test_cpu_default_instances_and_warmup():
 
 def test_parser_rejects_what_triton_would():
     with pytest.raises(text_format.ParseError):
-        configs.parse_config('name: "x"\ninstance_group [ { kind: KIND_GPU cuont: 1 } ]\n')
+        gpu_configs.parse_config('name: "x"\ninstance_group [ { kind: KIND_GPU cuont: 1 } ]\n')
     with pytest.raises(ValueError, match="onnxruntime"):
-        configs.gpu_configs("openvino")
+        gpu_configs.gpu_configs("openvino")
 
 
 def test_unknown_config_name_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="unknown model configuration 'gpu2'"):
-        configs.custom_configs("gpu2")
+        gpu_configs.custom_configs("gpu2")
     with pytest.raises(ValueError, match=r"no model in .* has configs/gpux\.pbtxt \(available: gpu\)"):
         check_model_config_name(DEFAULT_REPOSITORY, "gpux")
     check_model_config_name(DEFAULT_REPOSITORY, "gpu")
@@ -186,7 +186,7 @@ def test_export_and_gpu_configs_leave_a_checkout_clean(tmp_path):
     assert _status(clone) == "", "the CPU export changed committed files"
     # What a TensorRT export writes besides the plans (the plans themselves need a GPU):
     written = write_custom_configs(clone / "model_repository", "gpu", "tensorrt")
-    assert len(written) == len(configs.gpu_configs())
+    assert len(written) == len(gpu_configs.gpu_configs())
     assert _status(clone) == "", "the GPU configs differ from the committed ones"
     # The ONNX Runtime GPU variant is a different file content, and git shows it (nothing silently overwritten).
     write_custom_configs(clone / "model_repository", "gpu", "onnxruntime", models=["mobileunet"])

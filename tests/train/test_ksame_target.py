@@ -12,7 +12,7 @@ import torch
 from facedeid import ksame
 from facedeid.paths import WEIGHTS_DIR, shared_faces_dir
 from facedeid.train import inversion, targets
-from facedeid.train.common import Sampler
+from facedeid.train.sampler import Sampler
 
 pytestmark = pytest.mark.shared  # UTKFace crops of the developers' face collection
 N_PHOTOS = 12  # 12 real UTKFace photos, 2 of them held apart (the fid_eff reference)

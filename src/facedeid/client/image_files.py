@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.dna import IMAGE_EXTS, MAX_PIXELS, ImageError, atomic_temp_file, read_image
+from ..data.dna import IMAGE_EXTS, MAX_PIXELS, ImageError, read_image
+from ..data.files import atomic_temp_file
 
 RUN_IMAGE_EXTS = tuple(IMAGE_EXTS) + (".gif",)
 MULTI_FRAME_EXTS = (".gif", ".webp", ".png", ".tif", ".tiff")  # what can hold more than one frame

@@ -16,7 +16,8 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..baselines import METHODS as BASELINES
-from ..data.dna import ImageError, atomic_temp_file
+from ..data.dna import ImageError
+from ..data.files import atomic_temp_file
 from . import video_io
 from .image_files import Picture, encode_picture, read_picture, write_checked
 from .tracking import DEFAULT_MEMORY, FaceTracker, deid_video

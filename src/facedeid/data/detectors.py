@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..settings import DEFAULT_URL
+from ..settings import DEFAULT_URL, NATIVE
 
 
 class LocalDetector:
@@ -14,10 +14,10 @@ class LocalDetector:
     where = "in process (ONNX Runtime)"
 
     def __init__(self, threshold: float | None = None, threads: int = 0, det_size: int | None = None):
-        from ..detection import DEFAULT_MAX_SIDE, DEFAULT_THRESHOLD, CenterFaceDetector
+        from ..detection import CenterFaceDetector
 
-        self.detector = CenterFaceDetector(threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
-                                           max_side=det_size or DEFAULT_MAX_SIDE, threads=threads)
+        self.detector = CenterFaceDetector(threshold=NATIVE.threshold if threshold is None else threshold,
+                                           max_side=det_size or NATIVE.det_size, threads=threads)
 
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.detector(frame)
@@ -30,14 +30,10 @@ class TritonDetector:
     def __init__(self, url: str = DEFAULT_URL, threshold: float | None = None, timeout: float = 60.0,
                  det_size: int | None = None):
         from ..client.triton_models import TritonModels
-        from ..detection import DEFAULT_THRESHOLD
-
         self.url = url
         self.where = f"Triton at {url}"
-        self.threshold = DEFAULT_THRESHOLD if threshold is None else threshold
-        from ..detection import DEFAULT_MAX_SIDE
-
-        self.det_size = det_size or DEFAULT_MAX_SIDE
+        self.threshold = NATIVE.threshold if threshold is None else threshold
+        self.det_size = det_size or NATIVE.det_size
         self.models = TritonModels(url, timeout)
         self.models.require(["detect_prep", "face_detector"],
                             " or use --local (the detector is exported by `python export/to_onnx.py`)")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import cv2
 import numpy as np
 
 from ..crops import MAX_BOXES_PER_FRAME
+from .files import atomic_write_bytes
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 BINS = ("10", "30", "50", "70", "70above")
@@ -218,57 +218,6 @@ def write_labels(path, boxes_px: np.ndarray, width: int, height: int, cls: int =
     norm = pixels_to_boxes_norm(boxes_px, width, height).clip(0, 1)
     text = "".join(f"{cls} {xc:.6f} {yc:.6f} {w:.6f} {h:.6f}\n" for xc, yc, w, h in norm)
     atomic_write_bytes(path, text.encode())
-
-
-def process_umask() -> int:
-    """The process umask, read without changing it (Linux /proc; elsewhere a set-and-restore)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_temp_file(path, suffix: str = ".tmp") -> tuple[int, str]:
-    """(fd, name) of a temporary file next to `path`, with the mode a plain open() would give it.
-
-    mkstemp creates 0600 files whatever the umask; os.replace keeps that mode, so without the chmod every result
-    would be unreadable to anyone else on the machine.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.fchmod(fd, 0o666 & ~process_umask())
-    return fd, tmp
-
-
-def write_json(path, result) -> None:
-    """A result as indented JSON, atomically (atomic_write_bytes): what every measurement's --json writes."""
-    import json
-
-    atomic_write_bytes(path, (json.dumps(result, indent=1) + "\n").encode())
-
-
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then os.replace: readers never see a partial file.
-
-    The file gets the mode a plain open() would (0644 under the usual umask 022)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = atomic_temp_file(path)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def write_image(path, rgb: np.ndarray, quality: int = 95) -> None:

@@ -37,7 +37,7 @@ import numpy as np
 from .. import cli_args
 from ..client.grpc_backend import first_line
 from ..crops import clean_boxes
-from ..settings import DEFAULT_URL
+from ..settings import DEFAULT_URL, NATIVE
 from .detectors import LocalDetector, TritonDetector
 from .dna import IMAGE_EXTS, atomic_write_bytes, write_image, write_labels
 from .video import VIDEO_EXTS, VideoError, expected_samples, open_video, sample_frames
@@ -286,9 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--local", action="store_true", help="run the detector in process (ONNX Runtime) instead "
                         "of through the Triton server")
     parser.add_argument("--url", default=DEFAULT_URL, help=f"Triton gRPC address (default {DEFAULT_URL})")
-    parser.add_argument("--threshold", type=float, default=None, help="detector score threshold (default 0.2)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help=f"detector score threshold (default {NATIVE.threshold})")
     parser.add_argument("--det-size", dest="det_size", type=int, default=None,
-                        help="long side of the detector's downscaled pass (default 640)")
+                        help=f"long side of the detector's downscaled pass (default {NATIVE.det_size})")
     parser.add_argument("--labeler", choices=("centerface", "dlib"), default="centerface",
                         help="centerface (the product's detector, default) or dlib (dlib's CNN face detector, "
                              "independent of the product: labels to grade the detector with)")
@@ -303,11 +304,11 @@ def main(argv: list[str] | None = None) -> int:
     args = cli_args.finish(parser).parse_args(argv)
     if not (args.fps >= 0 and math.isfinite(args.fps)):
         parser.error("--fps must be a number >= 0")
-    from ..detection import DEFAULT_MAX_SIDE, DEFAULT_THRESHOLD, check_settings
+    from ..detection import check_settings
 
     try:
-        check_settings(DEFAULT_THRESHOLD if args.threshold is None else args.threshold,
-                       DEFAULT_MAX_SIDE if args.det_size is None else args.det_size)
+        check_settings(NATIVE.threshold if args.threshold is None else args.threshold,
+                       NATIVE.det_size if args.det_size is None else args.det_size)
     except ValueError as exc:
         parser.error(str(exc))
     if not 1 <= args.quality <= 100:

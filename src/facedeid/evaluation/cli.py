@@ -83,10 +83,10 @@ def _shard_arg(text: str):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    from .config_files import parse_args_with_config  # `--config config/*.yml`: file values become defaults
+    from .run_files import parse_args_with_run_file  # `--config config/*.yml`: file values become defaults
 
     parser = build_parser()
-    args, _notes = parse_args_with_config(parser, argv)
+    args, _notes = parse_args_with_run_file(parser, argv)
     args.argv = argv
     if args.merge:
         from .merge import main as merge_main

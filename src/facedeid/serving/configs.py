@@ -7,50 +7,35 @@ three, so the ensembles and clients never change. The committed `config.pbtxt` f
 custom model configurations, chosen with `tritonserver --model-config-name=gpu`): generators as TensorRT plans (or
 native ONNX Runtime) on `KIND_GPU`, the detector on ONNX Runtime (CUDA), more instances of the Python stages, warmup.
 Those are derived from the CPU renderings through Triton's own protobuf schema (`model_config_pb2` + `text_format`),
-so a field is never edited as text; export writes them and never touches a committed `config.pbtxt`. The keyword
-arguments (threads, spin, instances, batching) exist for experiments such as the benchmark's overrides; their
-defaults are the committed configs.
+so a field is never edited as text (serving/gpu_configs.py); export writes them and never touches a committed
+`config.pbtxt`. Every value comes from the `cpu` and `gpu` profiles of facedeid.settings; the keyword arguments
+(threads, spin, instances, batching) exist for experiments such as the benchmark's overrides.
 """
 
 from __future__ import annotations
 
-from .. import detection
-from ..model_config import parse_config
 from ..models import GENERATORS
+from ..settings import CPU, GPU
 from ..stages import GENERATOR_MAX_BATCH
 
 BACKENDS = ("python", "onnxruntime", "tensorrt")
 DETECTOR = "face_detector"
-# ONNX Runtime inside the Python backend (CPU serving), measured on a 2-core container (docs/benchmarks.md):
-# one intra-op thread per model, because the detector and the generator run at the same time in separate stub
-# processes and Triton's pipelining across stages (not intra-op threads) is what fills the cores; and no spinning,
-# because an idle pool that busy-waits steals the cores the other stages need (1.6-1.8x more frames/s).
-CPU_THREADS = 1
-CPU_SPIN = 0
-QUEUE_DELAY_US = 4000  # generator dynamic batching: how long a crop may wait for others
-# Instances per CPU stage (and of the CPU detector). With one instance each, a single detector spaced the frames out
-# so evenly that 8 concurrent clients never had two crops waiting at the generator together (45 requests, 45
-# executions); two instances of every stage in front of it let frames arrive in bursts that dynamic batching
-# merges (tests/serving/test_batching.py measures it through the real server). Each instance is one stub process.
-CPU_STAGE_INSTANCES = 2
-# Every frame makes two detector calls (full-resolution and downscaled pass) that the ensemble runs at once: with two
-# detector instances one frame held both and frames left the detector evenly spaced again (96 single-face frames,
-# 96 generator executions); four keep two frames in flight, as two did with one pass (88-90 executions for 96).
-CPU_DETECTOR_INSTANCES = 4
-GENERATE_INSTANCES = 4  # generate_<gen> instances: frames whose crops can wait at the generator together
-# A GPU host has many cores: the Python stages (numpy/OpenCV on CPU) get more instances so they keep the GPU busy.
-GPU_STAGE_INSTANCES = 4
-GPU_DETECTOR_INSTANCES = 2
-GPU_GENERATOR_INSTANCES = 1
-# Custom model configurations (configs/<name>.pbtxt) this repository ships, beside the default config.pbtxt.
-CONFIG_NAMES = ("gpu",)
-GPU_GENERATOR_BACKENDS = ("tensorrt", "onnxruntime")
+# The profiles' values (facedeid.settings), under the names the renderers and the benchmark's overrides use.
+CPU_THREADS = CPU.threads
+CPU_SPIN = int(CPU.spin)
+QUEUE_DELAY_US = CPU.queue_delay_us
+CPU_STAGE_INSTANCES = CPU.stage_instances
+CPU_DETECTOR_INSTANCES = CPU.detector_instances
+GENERATE_INSTANCES = CPU.generate_instances
+GPU_STAGE_INSTANCES = GPU.stage_instances
+GPU_DETECTOR_INSTANCES = GPU.detector_instances
+GPU_GENERATOR_INSTANCES = GPU.generator_instances
 # Warmup: the first execution of an ONNX Runtime session or a TensorRT engine allocates and tunes; Triton runs these
-# samples at load time, before the model reports READY. Verified on tritonserver 2.51 (the nvidia-pytriton wheel):
-# the Python backend runs them too. Ensembles have no warmup (they are no backend model); the Python stages are
-# plain numpy and their inputs must be consistent with each other, so they are not warmed.
-CPU_WARMUP_BATCHES = (1,)
-GPU_WARMUP_BATCHES = (1, 8)
+# samples at load time, before the model reports READY (the Python backend runs them too). Ensembles have no warmup
+# (they are no backend model); the Python stages are plain numpy and their inputs must be consistent with each
+# other, so they are not warmed.
+CPU_WARMUP_BATCHES = CPU.warmup_batches
+GPU_WARMUP_BATCHES = GPU.warmup_batches
 DETECTOR_WARMUP_SIZE = (480, 640)  # a VGA frame (multiple of 32, as detect_prep pads)
 # Stage timeout, the one Triton offers (queue policy of the dynamic batcher): a request that waited this long for a
 # stage is rejected (UNAVAILABLE, which clients retry with backoff) instead of being computed for a client that has
@@ -205,15 +190,14 @@ def _maps(suffix: str = "") -> list[str]:
     return [_tensor(f"{n}{suffix}", "FP32", [-1, c, -1, -1]) for n, c in zip(MAP_NAMES, (1, 2, 2, 10))]
 
 
-def stage_configs(crop_size: int, instances: int = CPU_STAGE_INSTANCES, det_size: int = detection.CPU_DET_SIZE,
-                  full_size: int = detection.CPU_FULL_SIZE,
-                  min_generate_side: float = detection.MIN_GENERATE_SIDE,
-                  min_face: int = detection.MIN_FACE) -> dict[str, str]:
+def stage_configs(crop_size: int, instances: int = CPU_STAGE_INSTANCES, det_size: int = CPU.det_size,
+                  full_size: int = CPU.full_size, min_generate_side: float = CPU.min_generate_side,
+                  min_face: int = CPU.min_face) -> dict[str, str]:
     """The Python stages. `det_size`/`full_size` are the detection defaults of detect_prep and face_prep: the CPU
     cap by default; GPU hosts detect natively (`full_size` 0, `det_size` 640: gpu_configs). `min_face`: the
     smallest face the capped pass keeps findable. Rotations are off unless a request sends ROTATIONS."""
     crops_t = _tensor("CROPS", "FP32", [-1, 3, crop_size, crop_size])
-    detect = dict(det_size=det_size, full_size=full_size, min_face=min_face, rotations=0)
+    detect = dict(det_size=det_size, full_size=full_size, min_face=min_face, rotations=int(CPU.rotations))
     return {
         "detect_prep": _python_stage(
             "detect_prep", [FRAME, SETTINGS["DET_SIZE"], ROTATIONS],
@@ -222,8 +206,8 @@ def stage_configs(crop_size: int, instances: int = CPU_STAGE_INSTANCES, det_size
         "face_prep": _python_stage(
             "face_prep", [FRAME, *_maps(), *_maps("_SMALL"), *SETTINGS.values(), ROTATIONS],
             [crops_t, BOXES, BLUR_BOXES, _tensor("LANDMARKS", "FP32", [-1, 10]), ROLL], instances,
-            crop_size=crop_size, threshold=detection.DEFAULT_THRESHOLD,
-            generate_threshold=detection.DEFAULT_GENERATE_THRESHOLD, min_generate_side=min_generate_side, **detect),
+            crop_size=crop_size, threshold=CPU.threshold,
+            generate_threshold=CPU.generate_threshold, min_generate_side=min_generate_side, **detect),
         "box_prep": _python_stage("box_prep", [FRAME, _tensor("BOXES_IN", "FP32", [-1, 4]), ROLL_IN, LANDMARKS_IN],
                                   [crops_t, BOXES, ROLL, _tensor("CROP_LANDMARKS", "FP32", [-1, 10])], instances,
                                   crop_size=crop_size),
@@ -307,8 +291,8 @@ def ensemble_config(generator: str, boxes_given: bool) -> str:
     return _ensemble(name, inputs, outputs, steps)
 
 
-def all_configs(backend: str = "python", det_size: int = detection.CPU_DET_SIZE,
-                full_size: int = detection.CPU_FULL_SIZE) -> dict[str, str]:
+def all_configs(backend: str = "python", det_size: int = CPU.det_size,
+                full_size: int = CPU.full_size) -> dict[str, str]:
     """Every model directory name -> its config.pbtxt text (`det_size`/`full_size`: detection defaults of the
     prep stages, the CPU cap unless given)."""
     sizes = {spec.size for spec in GENERATORS.values()}
@@ -330,62 +314,3 @@ def all_configs(backend: str = "python", det_size: int = detection.CPU_DET_SIZE,
     configs[f"deid_{KSAME}"] = ensemble_config(KSAME, boxes_given=False)
     configs[f"deid_{KSAME}_boxes"] = ensemble_config(KSAME, boxes_given=True)
     return configs
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Custom model configurations (configs/<name>.pbtxt), through Triton's protobuf schema
-# --------------------------------------------------------------------------------------------------------------
-
-def render_config(config) -> str:
-    from google.protobuf import text_format
-
-    return text_format.MessageToString(config)
-
-
-def _set_instances(config, kind: str, count: int) -> None:
-    from tritonclient.grpc import model_config_pb2
-
-    del config.instance_group[:]
-    config.instance_group.add(kind=model_config_pb2.ModelInstanceGroup.Kind.Value(kind), count=count)
-
-
-def gpu_configs(generator_backend: str = "tensorrt") -> dict[str, str]:
-    """Model name -> configs/gpu.pbtxt text, for every model whose GPU configuration differs from config.pbtxt.
-
-    Generators: `generator_backend` ("tensorrt": the FP16 plans export builds on the GPU host; "onnxruntime": the
-    ONNX files on ONNX Runtime's CUDA provider), KIND_GPU, warmup at batch 1 and 8. Detector: ONNX Runtime on the
-    GPU (dynamic frame sizes). Python stages: more CPU instances; detect_prep and face_prep detect at native
-    resolution (full_size 0, det_size 640), not the CPU cap. Ensembles are the same on every platform, so they
-    have no GPU file and Triton falls back to their config.pbtxt.
-    """
-    if generator_backend not in GPU_GENERATOR_BACKENDS:
-        raise ValueError(f"GPU generator backend must be one of {GPU_GENERATOR_BACKENDS}, got {generator_backend!r}")
-    native = all_configs(generator_backend)
-    # GPU hosts detect at native resolution (full frame or tiles + the 640 pass): the CPU cap is a CPU trade-off.
-    native_detection = dict(det_size=detection.DEFAULT_MAX_SIDE, full_size=0)
-    out = {}
-    for name, text in all_configs("python", **native_detection).items():
-        config = parse_config(text)
-        if config.platform == "ensemble":
-            continue
-        if name == DETECTOR or name in GENERATORS:
-            config = parse_config(native[name])
-            count = GPU_DETECTOR_INSTANCES if name == DETECTOR else GPU_GENERATOR_INSTANCES
-            _set_instances(config, "KIND_GPU", count)
-        else:
-            _set_instances(config, "KIND_CPU", GPU_STAGE_INSTANCES)
-        out[name] = render_config(config)
-    return out
-
-
-def custom_configs(name: str, generator_backend: str = "tensorrt") -> dict[str, str]:
-    """Model name -> text of configs/<name>.pbtxt for one of CONFIG_NAMES; anything else is a clear error."""
-    check_config_name(name)
-    return gpu_configs(generator_backend)
-
-
-def check_config_name(name: str) -> str:
-    if name not in CONFIG_NAMES:
-        raise ValueError(f"unknown model configuration {name!r}: this repository ships "
-                         f"{', '.join(CONFIG_NAMES)} (configs/<name>.pbtxt) beside the default config.pbtxt")
-    return name

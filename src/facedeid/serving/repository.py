@@ -11,7 +11,8 @@ import shutil
 from pathlib import Path
 
 from ..paths import DEFAULT_REPOSITORY, REPO_ROOT
-from .configs import DETECTOR, all_configs, check_config_name, custom_configs
+from .configs import DETECTOR, all_configs
+from .gpu_configs import check_config_name, custom_configs
 
 REFERENCE_GENERATOR = "mobileunet"  # whose committed model.py every generator shares
 

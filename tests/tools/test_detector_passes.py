@@ -1,4 +1,4 @@
-"""The detector-pass comparison (eval/detector_passes.py) on the bundled sample: counts that hang together, the
+"""The detector-pass study (tools/detector_passes.py) on the bundled sample: counts that hang together, the
 served detector's boxes, and refusals of bad pass specs. No timing asserts."""
 
 from __future__ import annotations
@@ -8,10 +8,13 @@ import json
 
 import pytest
 
-from facedeid.benchmark import detector_passes
 from facedeid.data.dna import write_image, write_labels
 from facedeid.data.sample import ASTRONAUT_BOX, FaceSource, build, compose_frame
 from facedeid.detection import CenterFaceDetector
+
+from helpers import load_tool
+
+detector_passes = load_tool("detector_passes")
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +48,7 @@ def test_rows_count_labelled_faces_found_and_small_boxes(sample, tmp_path):
     assert native["found"] == native["labels"] and deface["found"] == deface["labels"]
     assert capped["found"] == capped["labels"]
     assert native["boxes_under_px"]["32"] == 2 and capped["boxes_under_px"]["32"] == 2
-    assert result["command"].startswith("facedeid bench detector-passes --dataset-dir")
+    assert result["command"].startswith("python tools/detector_passes.py --dataset-dir")
 
 
 def test_the_rows_use_the_served_detectors_boxes(sample):

@@ -17,62 +17,24 @@ GPU it was built on, as the Kubernetes label `nvidia.com/gpu.product` spells it 
 from __future__ import annotations
 
 import io
-import json
-import re
 import sys
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from . import cli_args, detection
-from .models import get_spec
-from .models.registry import DONOR_GENERATORS, SERVED_GENERATORS
-from .paths import DEFAULT_REPOSITORY
-from .serving.configs import DETECTOR, custom_configs, detector_config, generator_config
-from .serving.repository import install_adapter, write_custom_configs, write_model_config
-from .stages import GENERATOR_MAX_BATCH
+from .. import cli_args, detection
+from ..models import get_spec
+from ..models.registry import DONOR_GENERATORS, SERVED_GENERATORS
+from ..paths import DEFAULT_REPOSITORY
+from ..serving.configs import DETECTOR, detector_config, generator_config
+from ..serving.gpu_configs import custom_configs
+from ..serving.repository import install_adapter, write_custom_configs, write_model_config
+from .parity import ONNX_TOLERANCE, PARITY_BATCHES, ExportError, ParityResult, random_crops, torch_reference
+from .plans import build_tensorrt, plans_gpu_product, tensorrt_status
 
-ONNX_TOLERANCE = 1e-4
-TRT_FP16_TOLERANCE = 5e-2
 OPSET = 17
-TRT_PROFILE = (1, 8, GENERATOR_MAX_BATCH)  # min / opt / max crops per generator execution
-PARITY_BATCHES = (1, 3, 8)
-
-
-class ExportError(RuntimeError):
-    """A real export failure: the message says what failed and what to do."""
-
-
-@dataclass
-class ParityResult:
-    model: str
-    fmt: str
-    batch: int
-    max_abs: float
-    tolerance: float
-
-    @property
-    def ok(self) -> bool:
-        return bool(np.isfinite(self.max_abs) and self.max_abs <= self.tolerance)
-
-
-def tensorrt_status() -> str | None:
-    """None when a TensorRT plan can be built here, else the reason it cannot."""
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        return "TensorRT is not installed"
-    try:
-        import torch
-
-        if not torch.cuda.is_available():
-            return "no NVIDIA GPU is visible to PyTorch/CUDA"
-    except ImportError:
-        return "PyTorch with CUDA is not installed"
-    return None
 
 
 def resolve_backend(backend: str, allow_tensorrt: bool = True) -> str:
@@ -86,28 +48,17 @@ def resolve_backend(backend: str, allow_tensorrt: bool = True) -> str:
     return "python"
 
 
-def _random_crops(batch: int, size: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).uniform(-1, 1, (batch, 3, size, size)).astype(np.float32)
-
-
-def torch_reference(model, crops: np.ndarray) -> np.ndarray:
-    import torch
-
-    with torch.no_grad():
-        return model(torch.from_numpy(crops)).numpy()
-
-
 def export_onnx(name: str, repository: Path = DEFAULT_REPOSITORY, allow_untrained: bool = False,
                 checkpoint: Path | None = None) -> tuple[Path, list[ParityResult]]:
     """Write `<repository>/<name>/1/model.onnx` (dynamic batch), check it, and compare ORT with PyTorch."""
     import onnx
     import torch
 
-    from .onnx_runtime import cpu_session
+    from ..onnx_runtime import cpu_session
 
     spec = get_spec(name)
     model = spec.load(checkpoint=checkpoint, allow_untrained=allow_untrained)
-    example = torch.from_numpy(_random_crops(2, spec.size, 0))
+    example = torch.from_numpy(random_crops(2, spec.size, 0))
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # tracer chatter (constant folding, instance-norm mode) is not actionable
         warnings.simplefilter("ignore", UserWarning)
@@ -124,7 +75,7 @@ def export_onnx(name: str, repository: Path = DEFAULT_REPOSITORY, allow_untraine
     session = cpu_session(tmp)
     results = []
     for i, batch in enumerate(PARITY_BATCHES):
-        crops = _random_crops(batch, spec.size, 100 + i)
+        crops = random_crops(batch, spec.size, 100 + i)
         got = session.run(None, {"INPUT": crops})[0]
         results.append(ParityResult(name, "onnx", batch, float(np.abs(got - torch_reference(model, crops)).max()),
                                     ONNX_TOLERANCE))
@@ -135,78 +86,6 @@ def export_onnx(name: str, repository: Path = DEFAULT_REPOSITORY, allow_untraine
     tmp.replace(out)  # only a checked, parity-tested model replaces the served one
     install_adapter(repository, name, is_generator=True)
     return out, results
-
-
-def build_tensorrt(name: str, onnx_path: Path, repository: Path = DEFAULT_REPOSITORY, fp16: bool = True,
-                   allow_untrained: bool = False, checkpoint: Path | None = None) -> tuple[Path, list[ParityResult]]:
-    """Build `<name>/1/model.plan` from the ONNX file (profile 1/8/32 crops) and check it against PyTorch."""
-    import tensorrt as trt
-    import torch
-
-    spec = get_spec(name)
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_path.read_bytes()):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise ExportError(f"{name}: TensorRT could not parse {onnx_path}: {errors}")
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 4 << 30)
-    if fp16 and builder.platform_has_fast_fp16:
-        config.set_flag(trt.BuilderFlag.FP16)
-    profile = builder.create_optimization_profile()
-    shape = (3, spec.size, spec.size)
-    profile.set_shape("INPUT", *[(n, *shape) for n in TRT_PROFILE])
-    config.add_optimization_profile(profile)
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise ExportError(f"{name}: TensorRT engine build failed (see the TensorRT log above)")
-    plan = repository / name / "1" / "model.plan"
-    plan.write_bytes(bytes(serialized))
-    record = {"gpu": torch.cuda.get_device_name(), "gpu_product_label": gpu_product_label(torch.cuda.get_device_name()),
-              "tensorrt": trt.__version__, "profile": list(TRT_PROFILE), "fp16": fp16}
-    plan.with_name("model.plan.json").write_text(json.dumps(record, indent=2) + "\n")
-
-    engine = trt.Runtime(logger).deserialize_cuda_engine(bytes(serialized))
-    context = engine.create_execution_context()
-    model = spec.load(checkpoint=checkpoint, allow_untrained=allow_untrained)
-    tolerance = TRT_FP16_TOLERANCE if fp16 else ONNX_TOLERANCE
-    results = []
-    for i, batch in enumerate(PARITY_BATCHES):
-        crops = _random_crops(batch, spec.size, 100 + i)
-        x = torch.from_numpy(crops).cuda()
-        y = torch.empty_like(x)
-        context.set_input_shape("INPUT", tuple(x.shape))
-        context.set_tensor_address("INPUT", x.data_ptr())
-        context.set_tensor_address("OUTPUT", y.data_ptr())
-        stream = torch.cuda.Stream()
-        context.execute_async_v3(stream.cuda_stream)
-        stream.synchronize()
-        diff = float(np.abs(y.cpu().numpy() - torch_reference(model, crops)).max())
-        results.append(ParityResult(name, "tensorrt-fp16" if fp16 else "tensorrt", batch, diff, tolerance))
-    if not all(r.ok for r in results):
-        plan.unlink()
-        raise ExportError(f"{name}: TensorRT output differs from PyTorch beyond {tolerance}")
-    return plan, results
-
-
-def gpu_product_label(device_name: str) -> str:
-    """NVIDIA GPU feature discovery's `nvidia.com/gpu.product` value for a CUDA device name
-    ("NVIDIA H100 80GB HBM3" -> "NVIDIA-H100-80GB-HBM3"): spaces become dashes, as GFD writes it."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", device_name.strip()).strip("-")
-
-
-def plans_gpu_product(repository: Path = DEFAULT_REPOSITORY) -> str:
-    """The one GPU product every TensorRT plan in the repository was built on (from the model.plan.json records)."""
-    records = sorted(Path(repository).glob("*/1/model.plan.json"))
-    if not records:
-        raise ExportError(f"no TensorRT plan records (*/1/model.plan.json) in {repository}: run the GPU export first")
-    labels = {json.loads(p.read_text())["gpu_product_label"] for p in records}
-    if len(labels) != 1:
-        raise ExportError(f"plans in {repository} were built on different GPUs ({', '.join(sorted(labels))}); "
-                          "rebuild them on one GPU model")
-    return labels.pop()
 
 
 def export_detector(repository: Path = DEFAULT_REPOSITORY, backend: str = "python") -> Path:
@@ -233,13 +112,13 @@ def export_detector(repository: Path = DEFAULT_REPOSITORY, backend: str = "pytho
 
 def _ksame_parity_crops(bank, batch: int, seed: int) -> np.ndarray:
     """Real faces (the bank's own averages, as crops) mixed with noise crops: both code paths of the generator."""
-    from .crops import to_tensor
-    from .ksame import SIZE
+    from ..crops import to_tensor
+    from ..ksame import SIZE
 
     rng = np.random.default_rng(seed)
     crops = to_tensor(np.stack([cv2.resize(f, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
                                 for f in bank.faces[rng.choice(len(bank.faces), batch)]]))
-    crops[1::3] = _random_crops(len(crops[1::3]), crops.shape[-1], seed)
+    crops[1::3] = random_crops(len(crops[1::3]), crops.shape[-1], seed)
     return crops
 
 
@@ -251,9 +130,9 @@ def export_ksame(repository: Path = DEFAULT_REPOSITORY) -> tuple[Path, list[Pari
     """
     import shutil
 
-    from . import ksame
-    from .serving.configs import ksame_config
-    from .serving.ksame_backend import BANK_FILE, LANDMARK_MODEL_FILE
+    from .. import ksame
+    from ..serving.configs import ksame_config
+    from ..serving.ksame_backend import BANK_FILE, LANDMARK_MODEL_FILE
 
     folder = repository / ksame.NAME / "1"
     folder.mkdir(parents=True, exist_ok=True)
@@ -323,7 +202,7 @@ def parity_table(results: list[ParityResult]) -> str:
 def main(argv: list[str] | None = None, allow_tensorrt: bool = True) -> int:
     import argparse
 
-    from .models import UntrainedModelError
+    from ..models import UntrainedModelError
 
     parser = argparse.ArgumentParser(description="Export generators into the Triton model repository.")
     parser.add_argument("--model", default="all",
@@ -369,10 +248,10 @@ def main(argv: list[str] | None = None, allow_tensorrt: bool = True) -> int:
 def needs_export(repository: Path) -> list[str]:
     """The models `repository` lacks or holds older than the shipped weights (what `facedeid run` and the demo export
     before starting a server)."""
-    from .ksame import BANK_PATH
+    from ..ksame import BANK_PATH
 
     stale = []
-    from .models import GENERATORS
+    from ..models import GENERATORS
 
     for name, spec in GENERATORS.items():
         onnx_path = repository / name / "1" / "model.onnx"

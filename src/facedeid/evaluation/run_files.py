@@ -1,12 +1,14 @@
-"""`--config config/<file>.yml`: evaluation settings from a YAML file, as defaults for the command's flags.
+"""Run files: `--config config/<file>.yml` (the seed's flag), evaluation settings from a YAML file, as defaults for
+the command's flags. "Run file", not "config": in this project a model configuration is Triton's config.pbtxt
+(serving/configs.py) and the settings are the profiles of facedeid.settings (docs/design.md, "Three meanings").
 
 A strict schema: the file is a flat mapping of the fields below (those the shipped configs in config/ use, plus
 `dataset_dir`, `save` and `url`). Values are defaults: a flag given on the command line wins. Every other field is
 reported as unknown and not used, never silently dropped (`strict=True` makes it an error); a value of the wrong
 type stops the command with a message naming the file and the field.
 
-    values, notes = load_config("config/config_d2gan_dna.yml")        # dict of flag values, list of messages
-    args, notes = parse_args_with_config(parser, argv)                  # wire --config into any argparse CLI
+    values, notes = load_run_file("config/config_d2gan_dna.yml")        # dict of flag values, list of messages
+    args, notes = parse_args_with_run_file(parser, argv)                  # wire --config into any argparse CLI
 """
 
 from __future__ import annotations
@@ -26,18 +28,18 @@ FIELDS = {
     "output_dir": ("str", "--output_dir"),
     "save": ("bool", "--save"),
     "url": ("urls", "--url: one address or a list"),
-    "det_threshold": ("prob", "CenterFace score threshold (applied as --threshold where a command has it, "
-                              "only when it is not above the product's: a file never makes detection leakier)"),
+    "det_threshold": ("prob", "checked: the product's CenterFace score threshold (facedeid.settings); another "
+                              "value is reported and not applied (--threshold on the command line chooses one)"),
     "reid_threshold": ("float+", "face recognizer distance threshold (fixed by the product)"),
 }
 
 
-class ConfigError(ValueError):
-    """A config that cannot be used (unreadable YAML, not a mapping, a bad value); names the file and field."""
+class RunFileError(ValueError):
+    """A run file that cannot be used (unreadable YAML, not a mapping, a bad value); names the file and field."""
 
 
 @dataclass
-class ConfigResult:
+class RunFile:
     path: Path
     values: dict = field(default_factory=dict)  # flag dest -> value
     notes: list[str] = field(default_factory=list)  # "field: unknown field, not used", "input_size: not applied"
@@ -57,7 +59,7 @@ def served_size(model: str | None) -> int:
 
 
 def _check(where: str, kind: str, value):
-    bad = ConfigError(f"{where}: {value!r} is not a valid value ({_describe(kind)})")
+    bad = RunFileError(f"{where}: {value!r} is not a valid value ({_describe(kind)})")
     if kind == "bool":
         if isinstance(value, bool):
             return value
@@ -87,7 +89,7 @@ def _check(where: str, kind: str, value):
         known = (*_generators(), *METHODS)
         names = [n.strip() for n in value.split(",")] if isinstance(value, str) else []
         if not names or not all(n in known for n in names):
-            raise ConfigError(f"{where}: unknown model {value!r}; choose from {', '.join(known)}")
+            raise RunFileError(f"{where}: unknown model {value!r}; choose from {', '.join(known)}")
         return ",".join(names)
     raise AssertionError(kind)
 
@@ -98,22 +100,22 @@ def _describe(kind: str) -> str:
             "model": "a model name"}[kind]
 
 
-def read_config(path) -> ConfigResult:
-    """Parse and check a YAML config; raises ConfigError / FileNotFoundError. See the module docstring."""
+def read_run_file(path) -> RunFile:
+    """Parse and check a YAML run file; raises RunFileError / FileNotFoundError. See the module docstring."""
     import yaml
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
+        raise FileNotFoundError(f"run file {path} does not exist")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+        raise RunFileError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of fields at the top level, got {type(data).__name__}")
-    result = ConfigResult(path)
+        raise RunFileError(f"{path}: expected a mapping of fields at the top level, got {type(data).__name__}")
+    result = RunFile(path)
     for key, value in data.items():
         if key not in FIELDS:
             result.notes.append(f"{key}: unknown field, not used (value {_short(value)}; known fields: "
@@ -135,9 +137,9 @@ def _short(value) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def load_config(path) -> tuple[dict, list[str]]:
+def load_run_file(path) -> tuple[dict, list[str]]:
     """(flag values by argparse dest, messages about every field not applied as given)."""
-    result = read_config(path)
+    result = read_run_file(path)
     return result.values, result.notes
 
 
@@ -146,29 +148,43 @@ def load_config(path) -> tuple[dict, list[str]]:
 
 def _fixed_values() -> dict:
     """Values the evaluation uses without a flag for them: a config may repeat them, not change them."""
-    from ..detection import DEFAULT_THRESHOLD
     from ..metrics import REID_THRESHOLD
 
-    return {"reid_threshold": (REID_THRESHOLD, "the recognizer's own threshold"),
-            "det_threshold": (DEFAULT_THRESHOLD, "CenterFace score threshold")}
+    return {"reid_threshold": (REID_THRESHOLD, "the recognizer's own threshold")}
 
 
-def add_config_argument(parser: argparse.ArgumentParser) -> None:
+def det_threshold_note(value: float) -> str | None:
+    """A run file's `det_threshold` is checked against the product's (facedeid.settings), never applied: the run
+    detects as `facedeid run` does. None when they agree, else the one line that says what happens."""
+    from ..settings import CPU
+
+    product = CPU.threshold
+    if math.isclose(value, product):
+        return None
+    if value > product:
+        return (f"det_threshold: {value} not applied: above the product's detection threshold {product} it would "
+                f"leave faces scoring {product}-{value} untouched; the run detects at {product} as `facedeid run` "
+                f"does (give --threshold {value} to choose otherwise)")
+    return (f"det_threshold: {value} not applied: the run detects at the product's {product} as `facedeid run` "
+            f"does (give --threshold {value} to anonymise more faces than the product)")
+
+
+def add_run_file_argument(parser: argparse.ArgumentParser) -> None:
     if not any("--config" in a.option_strings for a in parser._actions):
         parser.add_argument("--config", type=Path, metavar="YML",
-                            help="YAML config (config/*.yml): its values are defaults, flags given here win; "
+                            help="YAML run file (config/*.yml): its values are defaults, flags given here win; "
                                  f"fields: {', '.join(FIELDS)}; others are reported")
 
 
-def parse_args_with_config(parser: argparse.ArgumentParser, argv: list[str] | None = None, stream=sys.stderr,
+def parse_args_with_run_file(parser: argparse.ArgumentParser, argv: list[str] | None = None, stream=sys.stderr,
                            strict: bool = False) -> tuple[argparse.Namespace, list[str]]:
     """parser.parse_args(argv) with `--config YML` values as defaults (explicit flags override them).
 
     Required flags that the config provides stop being required. A config value for which the parser has no
-    flag is reported (or, for the thresholds the evaluation fixes, accepted silently when it equals the fixed
+    flag is reported (or, for the thresholds the product fixes, accepted silently when it equals the fixed
     value). Every note is printed to `stream`; with strict=True an unknown field is an error.
     """
-    add_config_argument(parser)
+    add_run_file_argument(parser)
     argv = sys.argv[1:] if argv is None else list(argv)
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", type=Path)
@@ -176,25 +192,19 @@ def parse_args_with_config(parser: argparse.ArgumentParser, argv: list[str] | No
     if known.config is None:
         return parser.parse_args(argv), []
     try:
-        result = read_config(known.config)
-    except (ConfigError, FileNotFoundError) as exc:
+        result = read_run_file(known.config)
+    except (RunFileError, FileNotFoundError) as exc:
         parser.error(str(exc))
     actions = {a.dest: a for a in parser._actions}
     notes = list(result.notes)
     defaults, after = {}, {}
     fixed = _fixed_values()
     for dest, value in result.values.items():
-        if dest == "det_threshold" and "threshold" in actions:  # commands with --threshold apply it per request
-            product = fixed[dest][0]
-            if float(value) > product and not math.isclose(float(value), product):
-                # A seed-style config says 0.5; applied, it would leave faces scoring 0.2-0.5 untouched (a leak) and
-                # detect otherwise than `facedeid run`. A leakier detector is chosen on the command line, never by
-                # a file's value.
-                notes.append(f"det_threshold: {value} not applied: above the product's detection threshold "
-                             f"{product} it would leave faces scoring {product}-{value} untouched; the run detects "
-                             f"at {product} as `facedeid run` does (give --threshold {value} to choose otherwise)")
-                continue
-            dest = "threshold"
+        if dest == "det_threshold":
+            note = det_threshold_note(float(value))
+            if note:
+                notes.append(note)
+            continue  # detection is the product's: a run file checks the threshold, it never sets it
         action = actions.get(dest)
         if action is None:
             if dest in fixed and math.isclose(float(value), fixed[dest][0]):

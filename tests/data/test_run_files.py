@@ -1,5 +1,5 @@
 """YAML configs (config/*.yml) as defaults for the evaluation's flags, with a strict schema
-(facedeid.evaluation.config_files)."""
+(facedeid.evaluation.run_files)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from facedeid.detection import DEFAULT_THRESHOLD
-from facedeid.evaluation.config_files import FIELDS, ConfigError, load_config, parse_args_with_config
+from facedeid.evaluation.run_files import FIELDS, RunFileError, load_run_file, parse_args_with_run_file
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 SHIPPED = {
@@ -63,7 +63,7 @@ def eval_like_parser() -> argparse.ArgumentParser:
 
 @pytest.mark.parametrize("name, model", sorted(SHIPPED.items()))
 def test_shipped_configs_map_cleanly(name, model):
-    values, notes = load_config(CONFIG_DIR / name)
+    values, notes = load_run_file(CONFIG_DIR / name)
     assert notes == []
     assert values["model"] == model and values["batch_size"] == 16
     assert values["reid_threshold"] == 0.6 and values["det_threshold"] == DEFAULT_THRESHOLD
@@ -77,7 +77,7 @@ def test_shipped_configs_use_only_schema_fields():
 
 
 def test_unknown_fields_are_reported_not_used(tmp_path):
-    values, notes = load_config(write(tmp_path, ORIGINAL))
+    values, notes = load_run_file(write(tmp_path, ORIGINAL))
     assert values == {"model": "resnet50unet", "batch_size": 8, "dataset_dir": "/dataset/dna_frame/",
                       "output_dir": "/dataset/result/resnet50unet", "save": True, "reid_threshold": 0.6,
                       "det_threshold": 0.5}
@@ -89,25 +89,25 @@ def test_unknown_fields_are_reported_not_used(tmp_path):
 
 
 def test_bad_values_stop_with_the_file_and_field(tmp_path):
-    with pytest.raises(ConfigError, match="unknown model 'unet3000'"):
-        load_config(write(tmp_path, "model: unet3000\n"))
-    with pytest.raises(ConfigError, match="batch_size"):
-        load_config(write(tmp_path, "batch_size: many\n"))
-    with pytest.raises(ConfigError, match="save"):
-        load_config(write(tmp_path, "save: maybe\n"))
-    with pytest.raises(ConfigError, match="not valid YAML"):
-        load_config(write(tmp_path, "model: [d2gan\n"))
-    with pytest.raises(ConfigError, match="mapping"):
-        load_config(write(tmp_path, "- model\n"))
+    with pytest.raises(RunFileError, match="unknown model 'unet3000'"):
+        load_run_file(write(tmp_path, "model: unet3000\n"))
+    with pytest.raises(RunFileError, match="batch_size"):
+        load_run_file(write(tmp_path, "batch_size: many\n"))
+    with pytest.raises(RunFileError, match="save"):
+        load_run_file(write(tmp_path, "save: maybe\n"))
+    with pytest.raises(RunFileError, match="not valid YAML"):
+        load_run_file(write(tmp_path, "model: [d2gan\n"))
+    with pytest.raises(RunFileError, match="mapping"):
+        load_run_file(write(tmp_path, "- model\n"))
     with pytest.raises(FileNotFoundError):
-        load_config(tmp_path / "missing.yml")
-    assert load_config(write(tmp_path, "model: mobileunet, blur\n"))[0]["model"] == "mobileunet,blur"
+        load_run_file(tmp_path / "missing.yml")
+    assert load_run_file(write(tmp_path, "model: mobileunet, blur\n"))[0]["model"] == "mobileunet,blur"
 
 
 def test_config_values_are_defaults_flags_win(tmp_path):
     path = write(tmp_path, ORIGINAL)
     err = io.StringIO()
-    args, notes = parse_args_with_config(eval_like_parser(), ["--config", str(path), "--batch_size", "4"], err)
+    args, notes = parse_args_with_run_file(eval_like_parser(), ["--config", str(path), "--batch_size", "4"], err)
     assert args.model == "resnet50unet" and args.batch_size == 4 and args.save is True
     assert args.dataset_dir == Path("/dataset/dna_frame/") and args.url is None
     assert "colour: unknown field" in err.getvalue() and "train: unknown field" in err.getvalue()
@@ -118,40 +118,47 @@ def test_config_values_are_defaults_flags_win(tmp_path):
         f"faces scoring {DEFAULT_THRESHOLD}-0.5 untouched; the run detects at {DEFAULT_THRESHOLD} as `facedeid run` "
         "does (give --threshold 0.5 to choose otherwise)"]
     assert args.threshold is None  # the server's default: the product's detection
-    args, _ = parse_args_with_config(eval_like_parser(), ["--config", str(path), "--threshold", "0.5"], err)
+    args, _ = parse_args_with_run_file(eval_like_parser(), ["--config", str(path), "--threshold", "0.5"], err)
     assert args.threshold == 0.5  # a leakier detector only when typed
     cautious = write(tmp_path, "det_threshold: 0.1\n", "cautious.yml")
-    args, notes = parse_args_with_config(eval_like_parser(), ["--config", str(cautious), "--dataset_dir", "d",
+    args, notes = parse_args_with_run_file(eval_like_parser(), ["--config", str(cautious), "--dataset_dir", "d",
                                                               "--model", "blur", "--output_dir", "o"], err)
-    assert args.threshold == 0.1 and notes == []  # finding more faces than the product is applied
+    # a file never changes detection, not even towards more faces: one line says so and how to choose it
+    assert args.threshold is None and notes == [
+        f"det_threshold: 0.1 not applied: the run detects at the product's {DEFAULT_THRESHOLD} as `facedeid run` "
+        "does (give --threshold 0.1 to anonymise more faces than the product)"]
+    same = write(tmp_path, f"det_threshold: {DEFAULT_THRESHOLD}\n", "same.yml")
+    args, notes = parse_args_with_run_file(eval_like_parser(), ["--config", str(same), "--dataset_dir", "d",
+                                                              "--model", "blur", "--output_dir", "o"], err)
+    assert args.threshold is None and notes == []  # the product's value: accepted, nothing to say
 
     other = write(tmp_path, "model: d2gan\nreid_threshold: 0.5\nurl: [a:8001, b:8001]\n", "o.yml")
-    args, notes = parse_args_with_config(eval_like_parser(), [f"--config={other}", "--dataset_dir", "d",
+    args, notes = parse_args_with_run_file(eval_like_parser(), [f"--config={other}", "--dataset_dir", "d",
                                                               "--output_dir", "o", "--url", "c:8001"], err)
     assert args.url == ["c:8001"]  # a flag replaces the config's list, it does not add to it
     assert any("reid_threshold: 0.5 not applied" in n and "0.6" in n for n in notes)
 
-    args, _ = parse_args_with_config(eval_like_parser(), ["--config", str(other), "--dataset_dir", "d",
+    args, _ = parse_args_with_run_file(eval_like_parser(), ["--config", str(other), "--dataset_dir", "d",
                                                           "--output_dir", "o"], err)
     assert args.url == ["a:8001", "b:8001"] and args.model == "d2gan"
 
 
 def test_without_config_and_missing_required(tmp_path, capsys):
-    args, notes = parse_args_with_config(eval_like_parser(), ["--dataset_dir", "d", "--model", "blur",
+    args, notes = parse_args_with_run_file(eval_like_parser(), ["--dataset_dir", "d", "--model", "blur",
                                                               "--output_dir", "o"])
     assert notes == [] and args.model == "blur" and args.config is None
     with pytest.raises(SystemExit):  # the config gives no dataset_dir: still required
-        parse_args_with_config(eval_like_parser(), ["--config", str(CONFIG_DIR / "config_d2gan_dna.yml")])
+        parse_args_with_run_file(eval_like_parser(), ["--config", str(CONFIG_DIR / "config_d2gan_dna.yml")])
     assert "--dataset_dir" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        parse_args_with_config(eval_like_parser(), ["--config", str(tmp_path / "nope.yml")])
+        parse_args_with_run_file(eval_like_parser(), ["--config", str(tmp_path / "nope.yml")])
     assert "does not exist" in capsys.readouterr().err
 
 
 def test_eval_cli_parser_accepts_shipped_configs():
     from facedeid.evaluation import cli as eval_cli
     for name, model in SHIPPED.items():
-        args, notes = parse_args_with_config(eval_cli.build_parser(), ["--config", str(CONFIG_DIR / name),
+        args, notes = parse_args_with_run_file(eval_cli.build_parser(), ["--config", str(CONFIG_DIR / name),
                                                                      "--dataset_dir", "data"], io.StringIO())
         assert args.model == model and args.batch_size == 16 and args.output_dir == Path(f"runs/eval/{model}")
         assert notes == []
