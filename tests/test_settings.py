@@ -85,7 +85,7 @@ def test_committed_model_configs_are_the_profiles():
 
 
 def test_detection_constants_and_code_defaults_are_the_profiles():
-    # detection.py keeps its own names for its callers; they must be the profiles' values
+    # facedeid.detection keeps its own names for its callers; they must be the profiles' values
     assert (detection.DEFAULT_THRESHOLD, detection.DEFAULT_GENERATE_THRESHOLD) == (CPU.threshold,
                                                                                    CPU.generate_threshold)
     assert (detection.MIN_GENERATE_SIDE, detection.MIN_FACE, detection.NMS_IOU) == (CPU.min_generate_side,

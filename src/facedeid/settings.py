@@ -6,7 +6,7 @@ custom model configuration): what the server detects with and how many of each m
 reads these values: the rendered model configurations (serving/configs.py), the in-process `Deidentifier` defaults
 (pipeline.py: the `gpu` profile's native-resolution detection), the detection flags' defaults and help texts
 (client/detection_settings.py) and the check of a `--config` run file's `det_threshold`
-(evaluation/run_files.py). tests/test_settings.py fails when any of them, the constants of detection.py, the
+(evaluation/run_files.py). tests/test_settings.py fails when any of them, the constants of facedeid.detection, the
 shipped run files (config/*.yml) or the docs' stated defaults say otherwise.
 
     from facedeid.settings import get_profile
