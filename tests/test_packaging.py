@@ -34,6 +34,14 @@ def test_readme_links_stay_inside_the_repository():
             assert path.is_relative_to(ROOT) and path.exists(), f"{doc.name}: {target} does not exist"
 
 
+def test_readme_is_a_front_door():
+    """At most 200 lines, no paths of past runs, no issue numbers: studies and their history live in docs/."""
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 200
+    assert "/tmp/" not in text
+    assert not re.search(r"\bissues? ?#?\d+|issue-\d+", text, re.IGNORECASE), re.findall(r".*issue.*", text)
+
+
 def test_readme_has_the_one_command_section_and_the_commands_in_order():
     own = README.split("## Your own video", 1)[1].split("\n## ", 1)[0]
     assert "make setup" in own and ".venv/bin/facedeid run clip.mp4" in own and "clip_anonymized.mp4" in own
