@@ -91,18 +91,20 @@ def _face_recognizer():
 DET_METRIC_THRESHOLD = 0.5
 
 
+# The detectors here run on one ONNX Runtime thread, like the other metric libraries (CLIENT_THREADS): the same
+# boxes as with two, at less CPU time per frame while the server holds the cores (docs/benchmarks.md).
 @lru_cache(maxsize=1)
 def _detector():
     from ..detection import CenterFaceDetector
 
-    return CenterFaceDetector(threshold=DET_METRIC_THRESHOLD)
+    return CenterFaceDetector(threshold=DET_METRIC_THRESHOLD, threads=CLIENT_THREADS)
 
 
 @lru_cache(maxsize=1)
 def _product_detector():
     from ..detection import CenterFaceDetector
 
-    return CenterFaceDetector()
+    return CenterFaceDetector(threads=CLIENT_THREADS)
 
 
 class Measurers:
