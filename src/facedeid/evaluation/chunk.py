@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import pipeline
-from ..crops import check_boxes, extract_crops
+from ..crops import check_boxes
 from ..data.dna import Frame, ImageError, boxes_to_pixels, read_image
-from .measure import CROP_SIZE_BASELINE, FALSE_POSITIVE_IOU, UNTOUCHED_SSIM, Loaded, crop_size
+from .measure import FALSE_POSITIVE_IOU, UNTOUCHED_SSIM, Loaded, crop_size
 from .outputs import save_frame, write_example
 
 
@@ -112,26 +112,19 @@ def finish(ev, chunk: Chunk) -> None:
 
 
 def _originals(ev, loaded: list[Loaded]) -> None:
-    """What the original frames give, once for every model."""
-    from ..metrics import face_features, match_boxes
-    from . import per_face
-    from .realism import generated
+    """What the original frames give, once for every model (and, through the cache, for every run)."""
+    from . import originals, per_face
 
-    feats = ev.measure.sim.features([x.image for x in loaded])
-    for x, feat in zip(loaded, feats):
-        x.features = feat
+    originals.measure(ev, loaded, ev.originals_cache)
+    for x in loaded:
         if not len(x.gt_px):
             continue
-        x.descriptors = ev.measure.rec.descriptors(x.image, x.gt_px)
         if getattr(ev.args, "identify", False):
             from .identification import ORIGINAL, save
 
             save(ev.out, ORIGINAL, x.frame.key, x.descriptors, x.gt_px)
-        x.orig_found = match_boxes(x.gt_px, ev.measure.det(x.image)[0])
         # the untouched faces: fid_eff's reference row and the descriptors of dlib's chance level
-        crops, _ = extract_crops(x.image, x.gt_px[generated(x.gt_px)], CROP_SIZE_BASELINE)
-        per_face.save(ev.out, per_face.UNTOUCHED, x.frame.key, x.gt_px,
-                      face_features(ev.measure.sim, crops), descriptors=x.descriptors)
+        per_face.save(ev.out, per_face.UNTOUCHED, x.frame.key, x.gt_px, x.untouched, descriptors=x.descriptors)
 
 
 def _collect(ev, sent: Sent) -> list[tuple]:

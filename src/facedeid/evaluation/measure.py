@@ -51,6 +51,7 @@ class Loaded:
     features: np.ndarray | None = None
     descriptors: np.ndarray | None = None
     orig_found: np.ndarray | None = None
+    untouched: np.ndarray | None = None  # fid_eff features of the original faces (evaluation/originals.py)
 
 
 # The client's metric libraries run one compute thread each. Measured on the shared 2-core machine

@@ -46,6 +46,9 @@ class Evaluation:
         self.client_factory = client_factory
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.measure = Measurers()
+        from .originals import Cache
+
+        self.originals_cache = Cache.default(not getattr(args, "no_cache", False))
         from .measure import limit_threads
 
         limit_threads()
