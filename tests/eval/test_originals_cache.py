@@ -50,3 +50,15 @@ def test_cached_originals_give_the_numbers_of_a_run_without_the_cache(small_dir,
     label.write_text("".join(f"{c} {float(x) + 0.01} {y} {w} {h}\n" for c, x, y, w, h in lines))
     again, _ = run(eval_argv(moved, tmp_path / "moved_out", "blur"))
     assert again.originals_cache.hits == 4 and again.originals_cache.misses == 1
+
+
+def test_worker_processes_give_the_numbers_of_one_process(small_dir, tmp_path):
+    # --no-cache: the workers measure the originals themselves; a resumed run reads the rows the workers wrote
+    one, one_metrics = run(eval_argv(small_dir, tmp_path / "one", "blur,mosaic", "--no-cache"))
+    two, two_metrics = run(eval_argv(small_dir, tmp_path / "two", "blur,mosaic", "--no-cache", "--workers", "2"))
+    assert rows(tmp_path / "two") == rows(tmp_path / "one") and len(rows(tmp_path / "one")) == 10
+    for key in ("fid_eff", "impostor_rate_by_face_size"):
+        assert two_metrics[key] == one_metrics[key]
+    assert sorted(p.relative_to(tmp_path / "two").as_posix() for p in (tmp_path / "two" / "faces").rglob("*.npz")) \
+        == sorted(p.relative_to(tmp_path / "one").as_posix() for p in (tmp_path / "one" / "faces").rglob("*.npz"))
+    assert two.pool is None  # shut down with the run

@@ -36,6 +36,16 @@ class Chunk:
     sent: dict[str, Sent]  # server models only; baselines run locally in `finish`
 
 
+def row_of(model: str, frame: Frame, status: str, **extra) -> dict:
+    row = {"model": model, "key": frame.key, "status": status, "gt_faces": frame.n_faces}
+    if frame.error is None:
+        row["faces"] = frame.n_faces
+        row["area_share"] = round(frame.area_share, 6)
+        row["bin"] = frame.bin or "none"
+    row.update(extra)
+    return row
+
+
 def _load(ev, frames: list[Frame]) -> list[Loaded]:
     loaded: list[Loaded] = []
     for f in frames:
@@ -81,22 +91,27 @@ def start(ev, frames: list[Frame]) -> Chunk:
 
 
 def finish(ev, chunk: Chunk) -> None:
-    """Measure the chunk's originals and every model's outputs, and emit the rows."""
+    """Measure the chunk's originals and every model's outputs (here, or in ev.pool's worker processes), and emit
+    the rows in the order of the models, then the frames."""
     loaded = chunk.loaded
     if not loaded:
         return
-    _originals(ev, loaded)
+    outputs = {}  # model: (todo, [output tuple per frame of todo])
     for model in ev.models:
         if model in chunk.sent:
-            todo, outputs = chunk.sent[model].todo, _collect(ev, chunk.sent[model])
-        else:
-            todo = [x for x in loaded if (model, x.frame.key) not in ev.results.done]
-            if not todo:
-                continue
-            outputs = _baseline(ev, model, todo)
-        deid_feats = ev.measure.sim.features([o[0] for o in outputs if o[0] is not None])
-        it = iter(deid_feats)
-        for x, (deid, boxes, latency, share_s, url, error, blurred) in zip(todo, outputs):
+            outputs[model] = (chunk.sent[model].todo, _collect(ev, chunk.sent[model]))
+            continue
+        todo = [x for x in loaded if (model, x.frame.key) not in ev.results.done]
+        if todo:
+            outputs[model] = (todo, _baseline(ev, model, todo))
+    if ev.pool is None:
+        rows = measure_frames(ev, loaded, outputs)
+    else:
+        from .workers import measure_in_pool
+
+        rows = measure_in_pool(ev, loaded, outputs)
+    for model, (todo, results) in outputs.items():
+        for x, (deid, _, _, _, url, error, _) in zip(todo, results):
             if deid is None:
                 ev.log(f"{model}: {x.frame.image_path}: {error}")
                 if ev.args.save and len(x.gt_px):  # fail closed: masked faces, never original pixels
@@ -104,11 +119,22 @@ def finish(ev, chunk: Chunk) -> None:
                 ev._emit(ev._row(model, x.frame, status="skipped:server_error", width=x.image.shape[1],
                                  height=x.image.shape[0], url=url))
                 continue
-            row = measure(ev, model, x, deid, boxes, next(it), latency, share_s, url, blurred)
             if ev.args.save:  # before the row: a row in per_frame.csv means "done", --resume skips it
                 save_frame(ev.out, ev.models, model, x, deid)
             write_example(ev.out, model, x, deid)
-            ev._emit(row)
+            ev._emit(rows[(model, x.frame.key)])
+
+
+def measure_frames(ev, loaded: list[Loaded], outputs: dict) -> dict:
+    """{(model, key): row} of the frames' de-identified outputs, after the originals' values (chunk or worker)."""
+    _originals(ev, loaded)
+    rows = {}
+    for model, (todo, results) in outputs.items():
+        done = [(x, r) for x, r in zip(todo, results) if r[0] is not None]
+        feats = ev.measure.sim.features([r[0] for _, r in done])
+        for (x, (deid, boxes, latency, share_s, url, _, blurred)), feat in zip(done, feats):
+            rows[(model, x.frame.key)] = measure(ev, model, x, deid, boxes, feat, latency, share_s, url, blurred)
+    return rows
 
 
 def _originals(ev, loaded: list[Loaded]) -> None:

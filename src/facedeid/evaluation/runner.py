@@ -55,6 +55,7 @@ class Evaluation:
         self.urls = [u for chunk in (args.url or [DEFAULT_URL]) for u in chunk.split(",") if u]
         self.concurrency = args.concurrency or args.batch_size
         self.client = None
+        self.pool = None  # metric worker processes (--workers, evaluation/workers.py)
         self.server_info: dict = {}
         self.request_stats: dict = {}
         self.extra_metrics: dict = {}  # e.g. the `shard` record of a --shard run, `merged_from` of a --merge
@@ -65,6 +66,8 @@ class Evaluation:
         args = self.args
         if args.batch_size < 1:
             raise SystemExit("--batch_size must be >= 1")
+        if (getattr(args, "workers", 0) or 0) < 0:
+            raise SystemExit("--workers must be >= 0")
         frames = scan_dataset(args.dataset_dir)
         self.orphan_labels = labels_without_image(args.dataset_dir, frames)
         for rel in self.orphan_labels:
@@ -106,6 +109,11 @@ class Evaluation:
             pending = [f for f in pending if not f.error]
             if self.server_models and pending:
                 self._connect()
+            workers = getattr(args, "workers", 0) or 0
+            if workers > 0 and pending:
+                from .workers import pool
+
+                self.pool = pool(self, workers)
             try:
                 self._loop(pending)
             except KeyboardInterrupt:
@@ -118,6 +126,9 @@ class Evaluation:
                                           "retries": self.client.stats.retries,
                                           "failures": self.client.stats.failures}
                     self.client.close()
+                if self.pool is not None:
+                    self.pool.shutdown(cancel_futures=True)
+                    self.pool = None
             rows = list(results.rows)
         return self.finish(all_frames, rows, started)
 
@@ -173,13 +184,9 @@ class Evaluation:
                 bar.close()
 
     def _row(self, model: str, frame: Frame, status: str, **extra) -> dict:
-        row = {"model": model, "key": frame.key, "status": status, "gt_faces": frame.n_faces}
-        if frame.error is None:
-            row["faces"] = frame.n_faces
-            row["area_share"] = round(frame.area_share, 6)
-            row["bin"] = frame.bin or "none"
-        row.update(extra)
-        return row
+        from .chunk import row_of
+
+        return row_of(model, frame, status, **extra)
 
     def _emit(self, row: dict) -> None:
         self.results.append(row)
