@@ -64,11 +64,10 @@ CLIENT_THREADS = 1
 
 @lru_cache(maxsize=1)
 def limit_threads() -> None:
-    """Torch and BLAS (numpy/scipy) to CLIENT_THREADS threads in this process, once."""
-    import torch
+    """BLAS (numpy/scipy) to CLIENT_THREADS threads in this process, once; torch gets as many when the image-sim
+    network loads (a process whose metrics run in --workers never loads torch)."""
     from threadpoolctl import threadpool_limits
 
-    torch.set_num_threads(CLIENT_THREADS)
     threadpool_limits(CLIENT_THREADS)
 
 
@@ -77,7 +76,7 @@ def _image_similarity():
     from ..metrics import ImageSimilarity
 
     limit_threads()
-    return ImageSimilarity()
+    return ImageSimilarity(threads=CLIENT_THREADS)
 
 
 @lru_cache(maxsize=1)
