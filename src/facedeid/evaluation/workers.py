@@ -44,7 +44,12 @@ class Context:
 
 
 def _start(args: SimpleNamespace, out: Path, cache_folder: Path | None) -> None:
+    import signal
+
     global _CONTEXT
+    # Ctrl-C reaches the whole process group: the main process stops the run (its rows are safe, --resume goes on)
+    # and shuts the pool down; a worker ends the frame it measures instead of printing a traceback of its own
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _CONTEXT = Context(args, out, cache_folder)
 
 
