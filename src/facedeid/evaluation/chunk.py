@@ -165,7 +165,9 @@ def _collect(ev, sent: Sent) -> list[tuple]:
         try:
             results.append(fut.result())
         except Exception as exc:  # noqa: BLE001 - recorded per frame
-            results.append(exc)
+            # only its message is used: without the traceback (which holds the client coroutine's frames, and with
+            # them the request's arrays) a failed request's memory goes with the chunk, not at the next collection
+            results.append(exc.with_traceback(None))
     sent.futures = []  # the replies live in `out` only, until measured
     last = max(sent.done_at, default=time.perf_counter())
     began = max(sent.sent_at, ev.server_free_at)
