@@ -175,9 +175,9 @@ class Evaluation:
                 current = None if start is None else chunks.start(self, pending[start : start + size])
                 if previous is not None:
                     chunks.finish(self, previous[1])
-                    if bar is not None:
-                        bar.update(previous[0])
+                    if bar is not None:  # the rows first: update() draws the bar with the postfix it has
                         bar.set_postfix(rows=len(self.results.rows), refresh=False)
+                        bar.update(previous[0])
                 previous = None if current is None else (len(pending[start : start + size]), current)
         finally:
             if bar is not None:
