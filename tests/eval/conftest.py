@@ -37,3 +37,10 @@ def small_dir(tmp_path_factory, sample_dir) -> Path:
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, dst)
     return root
+
+
+@pytest.fixture(autouse=True)
+def _own_originals_cache(tmp_path_factory, monkeypatch):
+    """The evaluation tests keep what they measure on original frames (evaluation/originals.py) in a cache of the
+    test session, never in the developer's: a stale record there could not hide a change here."""
+    monkeypatch.setenv("FACEDEID_CACHE", str(tmp_path_factory.getbasetemp() / "facedeid-cache"))

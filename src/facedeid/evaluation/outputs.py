@@ -139,7 +139,7 @@ def per_face_summary(ev, rows: list[dict]) -> dict:
     per-face records under OUT/faces/ (evaluation/per_face.py)."""
     from .realism import description, reference_features
 
-    reference = reference_features(ev.measure.sim)
+    reference = reference_features()  # the shipped features: no network to load here
     return {
         "fid_eff": {"reference": description(reference),
                     "models": per_face.fid_eff(ev.out, rows, ev.models, reference)},

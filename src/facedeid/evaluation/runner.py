@@ -2,9 +2,9 @@
 measure the result on the client side. Arguments and entry point: evaluation/cli.py.
 
 Frames are read in chunks of --batch-size; each chunk is sent to the server(s) with up to --concurrency requests
-in flight, then measured. Every (model, frame) row goes to OUT/per_frame.csv as soon as it is known (see
-evaluation/resume.py); the tables, OUT/metrics.json and OUT/report.html are computed from that file at the end
-(evaluation/outputs.py).
+in flight, then measured while the server works on the next chunk (evaluation/chunk.py). Every (model, frame) row
+goes to OUT/per_frame.csv as soon as it is known (see evaluation/resume.py); the tables, OUT/metrics.json and
+OUT/report.html are computed from that file at the end (evaluation/outputs.py).
 """
 
 from __future__ import annotations
@@ -13,27 +13,13 @@ import argparse
 import datetime as _dt
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
-from .. import pipeline
-from ..crops import check_boxes, extract_crops
-from ..data.dna import Frame, ImageError, boxes_to_pixels, read_image, scan_dataset
+from ..data.dna import Frame, scan_dataset
 from ..settings import DEFAULT_URL
-from .measure import (
-    BASELINES,
-    CROP_SIZE_BASELINE,
-    FALSE_POSITIVE_IOU,
-    UNTOUCHED_SSIM,
-    Loaded,
-    Measurers,
-    crop_size,
-    parse_models,
-)
-from .outputs import finish, save_frame, write_example
+from .measure import BASELINES, Measurers, parse_models
+from .outputs import finish
 from .resume import ResultsLog
 
 
@@ -60,21 +46,28 @@ class Evaluation:
         self.client_factory = client_factory
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.measure = Measurers()
+        from .originals import Cache
+
+        self.originals_cache = Cache.default(not getattr(args, "no_cache", False))
         from .measure import limit_threads
 
         limit_threads()
         self.urls = [u for chunk in (args.url or [DEFAULT_URL]) for u in chunk.split(",") if u]
         self.concurrency = args.concurrency or args.batch_size
         self.client = None
+        self.pool = None  # metric worker processes (--workers, evaluation/workers.py)
         self.server_info: dict = {}
         self.request_stats: dict = {}
         self.extra_metrics: dict = {}  # e.g. the `shard` record of a --shard run, `merged_from` of a --merge
+        self.server_free_at = 0.0  # perf_counter when the requests collected so far had all come back (chunk.py)
 
     # -------------------------------------------------------------------------------------------- the run
     def run(self) -> dict:
         args = self.args
         if args.batch_size < 1:
             raise SystemExit("--batch_size must be >= 1")
+        if (getattr(args, "workers", 0) or 0) < 0:
+            raise SystemExit("--workers must be >= 0")
         frames = scan_dataset(args.dataset_dir)
         self.orphan_labels = labels_without_image(args.dataset_dir, frames)
         for rel in self.orphan_labels:
@@ -116,6 +109,11 @@ class Evaluation:
             pending = [f for f in pending if not f.error]
             if self.server_models and pending:
                 self._connect()
+            workers = getattr(args, "workers", 0) or 0
+            if workers > 0 and pending:
+                from .workers import pool
+
+                self.pool = pool(self, workers)
             try:
                 self._loop(pending)
             except KeyboardInterrupt:
@@ -128,6 +126,9 @@ class Evaluation:
                                           "retries": self.client.stats.retries,
                                           "failures": self.client.stats.failures}
                     self.client.close()
+                if self.pool is not None:
+                    self.pool.shutdown(cancel_futures=True)
+                    self.pool = None
             rows = list(results.rows)
         return self.finish(all_frames, rows, started)
 
@@ -158,192 +159,34 @@ class Evaluation:
         atomic_write_bytes(self.out / "servers.json", (json.dumps(self.server_info, indent=2) + "\n").encode())
 
     def _loop(self, pending: list[Frame]) -> None:
+        """Chunk after chunk, one ahead: the next chunk's requests go out before this one is measured, so the
+        server and the metrics work at the same time (evaluation/chunk.py)."""
+        from . import chunk as chunks
+
         bar = None
         if not self.args.no_progress and pending:
             from tqdm import tqdm
 
             bar = tqdm(total=len(pending), unit="frame", dynamic_ncols=True, desc="evaluating", file=sys.stderr)
+        size = self.args.batch_size
+        previous = None
         try:
-            for start in range(0, len(pending), self.args.batch_size):
-                chunk = pending[start : start + self.args.batch_size]
-                self._chunk(chunk)
-                if bar is not None:
-                    bar.update(len(chunk))
-                    bar.set_postfix(rows=len(self.results.rows), refresh=False)
+            for start in [*range(0, len(pending), size), None]:
+                current = None if start is None else chunks.start(self, pending[start : start + size])
+                if previous is not None:
+                    chunks.finish(self, previous[1])
+                    if bar is not None:  # the rows first: update() draws the bar with the postfix it has
+                        bar.set_postfix(rows=len(self.results.rows), refresh=False)
+                        bar.update(previous[0])
+                previous = None if current is None else (len(pending[start : start + size]), current)
         finally:
             if bar is not None:
                 bar.close()
 
-    def _chunk(self, chunk: list[Frame]) -> None:
-        loaded: list[Loaded] = []
-        for f in chunk:
-            try:
-                image = read_image(f.image_path)
-            except ImageError as exc:
-                self.log(f"skipped bad image: {exc}")
-                for m in self.models:
-                    self._emit(self._row(m, f, status="skipped:bad_image"))
-                continue
-            h, w = image.shape[:2]
-            gt_px = boxes_to_pixels(f.boxes_norm, w, h)
-            try:  # what the server would refuse (a face under 1 px in this image), refused here by label file
-                check_boxes(gt_px, w, h)
-            except ValueError as exc:
-                f.error = f"bad_label: {f.label_path}: in the {w}x{h} image, {exc}"
-                self.log(f"skipped {f.error}")
-                for m in self.models:
-                    self._emit(self._row(m, f, status="skipped:bad_label"))
-                continue
-            loaded.append(Loaded(f, image, gt_px))
-        if not loaded:
-            return
-        # what the original frames give, once for every model
-        feats = self.measure.sim.features([x.image for x in loaded])
-        for x, feat in zip(loaded, feats):
-            x.features = feat
-            if len(x.gt_px):
-                x.descriptors = self.measure.rec.descriptors(x.image, x.gt_px)
-                if getattr(self.args, "identify", False):
-                    from .identification import ORIGINAL, save
-
-                    save(self.out, ORIGINAL, x.frame.key, x.descriptors, x.gt_px)
-                from ..metrics import face_features, match_boxes
-                from . import per_face
-                from .realism import generated
-
-                x.orig_found = match_boxes(x.gt_px, self.measure.det(x.image)[0])
-                # the untouched faces: fid_eff's reference row and the descriptors of dlib's chance level
-                crops, _ = extract_crops(x.image, x.gt_px[generated(x.gt_px)], CROP_SIZE_BASELINE)
-                per_face.save(self.out, per_face.UNTOUCHED, x.frame.key, x.gt_px,
-                              face_features(self.measure.sim, crops), descriptors=x.descriptors)
-        for model in self.models:
-            todo = [x for x in loaded if (model, x.frame.key) not in self.results.done]
-            if not todo:
-                continue
-            outputs = self._deidentify(model, todo)
-            deid_feats = self.measure.sim.features([o[0] for o in outputs if o[0] is not None])
-            it = iter(deid_feats)
-            for x, (deid, boxes, latency, share_s, url, error, blurred) in zip(todo, outputs):
-                if deid is None:
-                    self.log(f"{model}: {x.frame.image_path}: {error}")
-                    if self.args.save and len(x.gt_px):  # fail closed: masked faces, never original pixels
-                        save_frame(self.out, self.models, model, x, pipeline.mask(x.image, x.gt_px))
-                    self._emit(self._row(model, x.frame, status="skipped:server_error", width=x.image.shape[1],
-                                         height=x.image.shape[0], url=url))
-                    continue
-                row = self._measure(model, x, deid, boxes, next(it), latency, share_s, url, blurred)
-                if self.args.save:  # before the row: a row in per_frame.csv means "done", --resume skips it
-                    save_frame(self.out, self.models, model, x, deid)
-                write_example(self.out, model, x, deid)
-                self._emit(row)
-
-    def _deidentify(self, model: str, todo: list[Loaded]):
-        """[(deid frame | None, boxes used, latency s, busy seconds share, url, error)] in the order of todo."""
-        out = []
-        if model in BASELINES:
-            from ..baselines import anonymize
-
-            if model == "deface":
-                return self._deface_cli(todo)
-            for x in todo:
-                t0 = time.perf_counter()
-                boxes = x.gt_px if self.args.boxes == "gt" else self.measure.product_det(x.image)[0]
-                deid = anonymize(model, x.image, boxes)
-                dt = time.perf_counter() - t0
-                out.append((deid, boxes, dt, dt, "local", None, None))
-            return out
-        from ..client import ensemble_name
-
-        name = ensemble_name(model, self.args.boxes == "gt")
-        t0 = time.perf_counter()
-        futures = [self.client.submit(name, x.image, x.gt_px if self.args.boxes == "gt" else None) for x in todo]
-        results = []
-        for fut in futures:
-            try:
-                results.append(fut.result())
-            except Exception as exc:  # noqa: BLE001 - recorded per frame
-                results.append(exc)
-        busy = (time.perf_counter() - t0) / len(todo)
-        for r in results:
-            if isinstance(r, Exception):
-                message = str(r).splitlines()[0] if str(r) else type(r).__name__
-                out.append((None, None, None, busy, getattr(r, "url", None), message, None))
-            else:
-                out.append((r.frame, r.boxes, r.latency_s, busy, r.url, None, r.blurred))
-        return out
-
-    def _deface_cli(self, todo: list[Loaded]):
-        """deface's CLI with its defaults on the frames; its boxes (for recall / false positives) from the same
-        CenterFace call the CLI makes. With --boxes gt the CLI still detects on its own: it takes no boxes."""
-        from .. import deface_cli
-
-        t0 = time.perf_counter()
-        try:
-            frames = deface_cli.anonymize([x.image for x in todo])
-        except Exception as exc:  # noqa: BLE001 - recorded per frame
-            busy = (time.perf_counter() - t0) / len(todo)
-            return [(None, None, None, busy, "local", str(exc).splitlines()[0], None) for _ in todo]
-        busy = (time.perf_counter() - t0) / len(todo)
-        return [(deid, deface_cli.detect(x.image), busy, busy, "local", None, None) for x, deid in zip(todo, frames)]
-
-    def _measure(self, model, x: Loaded, deid, boxes_used, deid_feat, latency, busy, url, blurred=None) -> dict:
-        from ..metrics import (
-            REID_THRESHOLD,
-            cosine,
-            crop_scores,
-            face_crops,
-            face_features,
-            iou_matrix,
-            match_boxes,
-            reid_distances,
-        )
-        from .realism import generated
-
-        h, w = x.image.shape[:2]
-        row = self._row(model, x.frame, status="ok", width=w, height=h, url=url)
-        row["image_sim"] = cosine(x.features, deid_feat)
-        row["server_faces"] = int(len(boxes_used))
-        row["latency_ms"] = None if latency is None else latency * 1000.0
-        row["server_s"] = busy
-        if self.args.boxes == "detect":
-            blurred = np.zeros((0, 4), np.float32) if blurred is None else np.asarray(blurred, np.float32)
-            anonymised = np.concatenate([np.asarray(boxes_used, np.float32).reshape(-1, 4), blurred])
-            row["server_blurred"] = int(len(blurred))
-            row["gt_recalled"] = int(match_boxes(x.gt_px, anonymised).sum())
-            overlap = iou_matrix(anonymised, x.gt_px)
-            row["false_pos"] = int((overlap.max(axis=1, initial=0.0) < FALSE_POSITIVE_IOU).sum())
-        if len(x.gt_px):
-            originals, faces = face_crops(x.image, deid, x.gt_px, crop_size(model))
-            scores = crop_scores(originals, faces)
-            if self.args.boxes == "detect":
-                row["untouched"] = int((np.asarray(scores["ssim"]) >= UNTOUCHED_SSIM).sum())
-            row["ssim"] = float(np.mean(scores["ssim"]))
-            row["psnr"] = float(np.mean(scores["psnr"]))
-            row["psnr_db"] = float(np.mean(scores["psnr_db"]))
-            deid_descriptors = self.measure.rec.descriptors(deid, x.gt_px)
-            if getattr(self.args, "identify", False):
-                from .identification import save
-
-                save(self.out, model, x.frame.key, deid_descriptors, x.gt_px)
-            dist = reid_distances(x.descriptors, deid_descriptors)
-            from . import per_face  # fid_eff features and reid per face, before the row (--resume keeps them)
-
-            per_face.save(self.out, model, x.frame.key, x.gt_px,
-                          face_features(self.measure.sim, faces[generated(x.gt_px)]), reid_dist=dist)
-            row["reid_matches"] = int((dist < REID_THRESHOLD).sum())
-            row["reid_dist"] = float(dist.mean())
-            row["det_found"] = int(match_boxes(x.gt_px, self.measure.det(deid)[0]).sum())
-            row["orig_det_found"] = int(x.orig_found.sum())
-        return row
-
     def _row(self, model: str, frame: Frame, status: str, **extra) -> dict:
-        row = {"model": model, "key": frame.key, "status": status, "gt_faces": frame.n_faces}
-        if frame.error is None:
-            row["faces"] = frame.n_faces
-            row["area_share"] = round(frame.area_share, 6)
-            row["bin"] = frame.bin or "none"
-        row.update(extra)
-        return row
+        from .chunk import row_of
+
+        return row_of(model, frame, status, **extra)
 
     def _emit(self, row: dict) -> None:
         self.results.append(row)
