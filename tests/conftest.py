@@ -14,6 +14,18 @@ from helpers import exported_repository
 # Tests that need a real Triton server (or the exported repository it serves) are marked `server`, so
 # `pytest -m "not server"` runs the unit tests alone; tests that start their own server say so with the mark.
 SERVER_FIXTURES = {"triton", "exported_repo"}
+# Modules whose tests run the real models, dlib, ffmpeg or whole commands in process (seconds each, no server):
+# marked `heavy`, so `pytest -m "not server and not heavy"` is the quick loop (under a minute). Measured with
+# `pytest -m "not server" --durations=120`: these modules held about 370 of its 395 s.
+HEAVY_MODULES = (
+    "tests/eval/test_faces_report.py", "tests/reliability/test_media_files.py", "tests/eval/test_shards.py",
+    "tests/eval/test_identification.py", "tests/eval/test_originals_cache.py", "tests/speed/test_gpu_check.py",
+    "tests/data/test_photos.py", "tests/eval/test_faceres.py", "tests/serving/test_ksame.py",
+    "tests/data/test_data_extract.py", "tests/speed/test_runtime_torch.py", "tests/eval/test_runner.py",
+    "tests/tools/test_detector_passes.py", "tests/train/test_training.py", "tests/test_cli.py",
+    "tests/train/test_shipped_weights.py", "tests/serving/test_configs.py", "tests/train/test_ksame_target.py",
+    "tests/serving/test_detection.py", "tests/eval/test_report.py",
+)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -24,6 +36,8 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if SERVER_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.server)
+        if item.nodeid.split("::")[0] in HEAVY_MODULES:
+            item.add_marker(pytest.mark.heavy)
         (kept if has_shared or item.get_closest_marker("shared") is None else left_out).append(item)
     if left_out:
         config.hook.pytest_deselected(items=left_out)
