@@ -15,8 +15,8 @@ from helpers import exported_repository
 # `pytest -m "not server"` runs the unit tests alone; tests that start their own server say so with the mark.
 SERVER_FIXTURES = {"triton", "exported_repo"}
 # Modules whose tests run the real models, dlib, ffmpeg or whole commands in process (seconds each, no server):
-# marked `heavy`, so `pytest -m "not server and not heavy"` is the quick loop (under a minute). Measured with
-# `pytest -m "not server" --durations=120`: these modules held about 370 of its 395 s.
+# marked `heavy`, so `pytest -m "not server and not heavy"` is the quick loop (under a minute). The list comes
+# from `pytest -m "not server" --durations=120`: the modules that hold most of its time.
 HEAVY_MODULES = (
     "tests/eval/test_faces_report.py", "tests/reliability/test_media_files.py", "tests/eval/test_shards.py",
     "tests/eval/test_identification.py", "tests/eval/test_originals_cache.py", "tests/speed/test_gpu_check.py",

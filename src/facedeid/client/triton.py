@@ -126,17 +126,16 @@ class DeidClient:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            # Requests the server holds are let finish, never cancelled: the bundled Triton (2.51) can abort on a
-            # cancelled request (its gRPC/Python-backend cancellation race) and leaks those it does not. Only a
-            # server that stops answering is cut off, by the request's own deadline.
+            # Calls the server holds are let finish, never cancelled (grpc_backend); only those of a server that
+            # stops answering for the client's timeout are cut off, by closing the channels below.
             if self._rpcs:
-                await asyncio.wait(list(self._rpcs), timeout=self.timeout_s + 5)
+                await asyncio.wait(list(self._rpcs), timeout=self.timeout_s)
             for s in self._servers:  # nothing touches a channel after this
                 with contextlib.suppress(Exception):  # closing: a dead connection has nothing left to release
                     await s.backend.close()
 
         with contextlib.suppress(Exception):  # closed whatever happened: a dead server has nothing to release
-            self._call(_close()).result(timeout=self.timeout_s + 15)
+            self._call(_close()).result(timeout=self.timeout_s + 10)
 
     def __enter__(self):
         return self
@@ -170,7 +169,7 @@ class DeidClient:
         self._rpcs.add(rpc)
         rpc.add_done_callback(self._rpcs.discard)
         rpc.add_done_callback(lambda t: t.cancelled() or t.exception())  # read: never "exception never retrieved"
-        return await asyncio.wait_for(asyncio.shield(rpc), timeout=self.timeout_s + 5)
+        return await asyncio.wait_for(asyncio.shield(rpc), timeout=self.timeout_s)
 
     def _closed_error(self, model: str) -> DeidError:
         return DeidError(f"{model}: the client was closed before this frame was done", retryable=False)
