@@ -126,16 +126,17 @@ class DeidClient:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            # Calls the server holds are let finish, never cancelled (grpc_backend); only those of a server that
-            # stops answering for the client's timeout are cut off, by closing the channels below.
+            # Calls the server holds are let finish, never cancelled (grpc_backend): calls given up after the
+            # timeout are still running, so they get the timeout again plus a few seconds; only those of a server
+            # that stops answering are cut off, by closing the channels below.
             if self._rpcs:
-                await asyncio.wait(list(self._rpcs), timeout=self.timeout_s)
+                await asyncio.wait(list(self._rpcs), timeout=self.timeout_s + 5)
             for s in self._servers:  # nothing touches a channel after this
                 with contextlib.suppress(Exception):  # closing: a dead connection has nothing left to release
                     await s.backend.close()
 
         with contextlib.suppress(Exception):  # closed whatever happened: a dead server has nothing to release
-            self._call(_close()).result(timeout=self.timeout_s + 10)
+            self._call(_close()).result(timeout=self.timeout_s + 15)
 
     def __enter__(self):
         return self
