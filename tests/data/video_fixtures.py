@@ -51,15 +51,9 @@ def write_video_opencv(path: Path, frames: list[np.ndarray], fps: float, fourcc:
 
 def write_video_ffmpeg(path: Path, frames: list[np.ndarray], fps: float) -> Path:
     """H.264 MP4 through the ffmpeg binary of imageio-ffmpeg."""
-    import imageio_ffmpeg
+    from facedeid.data.ffmpeg import encode_video
 
-    h, w = frames[0].shape[:2]
-    writer = imageio_ffmpeg.write_frames(str(path), (w, h), fps=fps, macro_block_size=8, quality=8)
-    writer.send(None)
-    for frame in frames:
-        writer.send(np.ascontiguousarray(frame))
-    writer.close()
-    return path
+    return encode_video(path, frames, fps)
 
 
 def iou(a, b) -> float:

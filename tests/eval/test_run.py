@@ -4,7 +4,6 @@ run when none answers."""
 
 from __future__ import annotations
 
-import os
 import stat
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 
 from facedeid.client import cli as run_cli
+from facedeid.data.ffmpeg import decode_video, encode_video
 from facedeid.serving.local_server import free_port
 
 FACEDEID = Path(sys.executable).parent / "facedeid"
@@ -42,17 +42,11 @@ def make_video(path: Path, frames: int = 12, fps: float = 12.0, audio: bool = Tr
                size: tuple[int, int] = (320, 240)) -> Path:
     """H.264 clip of the astronaut, with a 440 Hz tone as its sound track when `audio`."""
     import cv2
-    import imageio_ffmpeg
 
     path.parent.mkdir(parents=True, exist_ok=True)
     silent = path.with_name(f"silent_{path.name}") if audio else path
     odd = size[0] % 2 or size[1] % 2
-    writer = imageio_ffmpeg.write_frames(str(silent), size, fps=fps, macro_block_size=1, quality=8,
-                                         pix_fmt_out="yuv444p" if odd else "yuv420p")
-    writer.send(None)
-    for _ in range(frames):
-        writer.send(np.ascontiguousarray(cv2.resize(_frame(), size)))
-    writer.close()
+    encode_video(silent, [cv2.resize(_frame(), size)] * frames, fps, pix_fmt="yuv444p" if odd else "yuv420p")
     if audio:
         subprocess.run([_ffmpeg(), "-y", "-v", "error", "-i", str(silent), "-f", "lavfi", "-i",
                         f"sine=frequency=440:duration={frames / fps}", "-c:v", "copy", "-c:a", "aac", "-shortest",
@@ -68,18 +62,12 @@ def decoded_audio(path: Path) -> bytes:
 
 
 def read_video(path: Path) -> tuple[list[np.ndarray], float]:
-    import imageio.v2 as iio
-
-    reader = iio.get_reader(str(path), format="FFMPEG")
-    try:
-        return [f for f in reader.iter_data()], reader.get_meta_data()["fps"]
-    finally:
-        reader.close()
+    return decode_video(path)
 
 
 def facedeid(*args, cwd=None, timeout=600):
     return subprocess.run([str(FACEDEID), "run", *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          cwd=cwd, preexec_fn=lambda: os.umask(0o022))
+                          cwd=cwd, umask=0o022)
 
 
 def test_video_gets_default_name_audio_rate_size_and_mode(server, tmp_path):

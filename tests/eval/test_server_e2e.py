@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from eval_helpers import eval_argv
 
+from facedeid.data.ffmpeg import decode_video, encode_video
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -119,7 +121,6 @@ def test_out_of_range_detection_settings_are_a_clear_error(small_dir, tmp_path):
 
 def test_client_cli_image_and_video(server, tmp_path):
     import cv2
-    import imageio.v2 as iio
     import skimage.data
 
     from facedeid.data import read_image, write_image
@@ -135,11 +136,9 @@ def test_client_cli_image_and_video(server, tmp_path):
 
     video = tmp_path / "in.mp4"
     frame = cv2.resize(skimage.data.astronaut(), (256, 256))
-    with iio.get_writer(str(video), format="FFMPEG", fps=5, codec="libx264", macro_block_size=2) as w:
-        for _ in range(4):
-            w.append_data(frame)
+    encode_video(video, [frame] * 4, 5)
     proc = _cli("client/deid.py", video, tmp_path / "out.mp4", "--model", "mobileunet", "--url", server.grpc_url)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "no audio stream" in proc.stderr, proc.stderr[-1000:]
-    frames = [f for f in iio.get_reader(str(tmp_path / "out.mp4"), format="FFMPEG").iter_data()]
+    frames = decode_video(tmp_path / "out.mp4")[0]
     assert len(frames) == 4 and frames[0].shape == (256, 256, 3), (len(frames), frames[0].shape, proc.stderr[-1000:])

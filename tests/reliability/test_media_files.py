@@ -22,6 +22,8 @@ import pytest
 import skimage.data
 from PIL import Image, ImageCms
 
+from facedeid.data.ffmpeg import decode_video
+
 FACEDEID = Path(sys.executable).parent / "facedeid"
 NAMES = ("Jane Doe", "Joe Smith", "Springfield")  # what a file may carry that must not leave with it
 
@@ -67,12 +69,7 @@ def ffmpeg_info(path: Path) -> str:
 
 
 def video_frames(path: Path) -> list[np.ndarray]:
-    import imageio_ffmpeg
-
-    gen = imageio_ffmpeg.read_frames(str(path), output_params=["-fps_mode", "passthrough"])
-    meta = next(gen)
-    w, h = meta["size"]
-    return [np.frombuffer(b, np.uint8).reshape(h, w, 3) for b in gen]
+    return decode_video(path, ["-fps_mode", "passthrough"])[0]
 
 
 def stream_duration(path: Path, stream: str) -> float:

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.ffmpeg import ffmpeg_exe, popen_kwargs
+
 # Containers `facedeid run` writes H.264 (and the source's audio, else AAC) into, and ffmpeg's muxer for each (named,
 # so an upper-case extension is no problem). Others (.webm, .ogv, .mpg, ...) cannot hold H.264 and are refused.
 OUTPUT_MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi", ".ts": "mpegts",
@@ -36,17 +38,6 @@ NOPTS = -(2 ** 63)  # ffmpeg's "no timestamp"
 
 class VideoFileError(Exception):
     """A source that cannot be read as asked, or an output that could not be written: one line."""
-
-
-def ffmpeg_exe() -> str:
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def _popen_kwargs() -> dict:
-    # Own session: a Ctrl-C in the terminal reaches the run (which stops its ffmpegs itself), not ffmpeg half-way.
-    return {"start_new_session": True}
 
 
 @dataclass
@@ -82,7 +73,7 @@ def probe(path: Path) -> VideoProbe:
     """What ffmpeg says about the file: its header, and the timestamps of its video packets (read, not decoded)."""
     proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0", "-c", "copy",
                            "-f", "framecrc", "-"], capture_output=True, text=True, errors="replace", timeout=600,
-                          **_popen_kwargs())
+                          **popen_kwargs())
     header = proc.stderr.split("\nOutput #0")[0].split("\nStream mapping:")[0]
     streams: dict[str, int] = {}
     for kind, _ in _STREAM_RE.findall(header):
@@ -164,7 +155,7 @@ class FrameReader:
         self.proc = subprocess.Popen(
             [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0", "-an", "-sn", "-dn",
              "-fps_mode", "cfr", "-r", str(rate), *limit, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._err, **_popen_kwargs())
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._err, **popen_kwargs())
         self.read = 0
 
     def __iter__(self):
@@ -211,7 +202,7 @@ class FrameWriter:
             [ffmpeg_exe(), "-nostdin", "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
              "-s", f"{width}x{height}", "-r", str(rate), "-i", "-", "-c:v", "libx264", "-crf", "10",
              "-pix_fmt", pix, "-f", "matroska", str(path)],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._err, **_popen_kwargs())
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._err, **popen_kwargs())
         self.frames = 0
 
     def send(self, frame: np.ndarray) -> None:
@@ -247,7 +238,7 @@ def last_line(text: str) -> str:
 def container_tags(path: Path) -> dict[str, str]:
     """The source's container (global) tags, as ffmpeg lists them (lower-case keys)."""
     proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True,
-                          text=True, errors="replace", timeout=120, **_popen_kwargs())
+                          text=True, errors="replace", timeout=120, **popen_kwargs())
     tags: dict[str, str] = {}
     inside = False
     for line in proc.stderr.splitlines():
@@ -289,14 +280,14 @@ def mux(video: Path, source: Path, dst_tmp: Path, audio: bool, keep: list[str], 
                 base += ["-metadata", f"{key.lower()}={tags[key.lower()]}"]
     tail = ["-f", OUTPUT_MUXERS[ext], str(dst_tmp)]
     if not audio:
-        proc = subprocess.run([*base, *tail], capture_output=True, text=True, errors="replace", **_popen_kwargs())
+        proc = subprocess.run([*base, *tail], capture_output=True, text=True, errors="replace", **popen_kwargs())
         if proc.returncode != 0:
             raise VideoFileError(f"cannot write the video ({last_line(proc.stderr)})")
         return ""
     errors = ""
     for codec, fate in ((["-c:a", "copy"], "copied"), (["-c:a", "aac"], "re-encoded as AAC")):
         proc = subprocess.run([*base, *codec, *tail], capture_output=True, text=True, errors="replace",
-                              **_popen_kwargs())
+                              **popen_kwargs())
         if proc.returncode == 0:
             return fate
         errors = last_line(proc.stderr)
@@ -317,7 +308,7 @@ def verify(path: Path, frames: int, audio: bool) -> None:
     """Decode the written file: every frame there and playable, and the audio when there should be one."""
     proc = subprocess.run([ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0",
                            *(["-map", "0:a:0"] if audio else []), "-f", "framecrc", "-"],
-                          capture_output=True, text=True, errors="replace", timeout=3600, **_popen_kwargs())
+                          capture_output=True, text=True, errors="replace", timeout=3600, **popen_kwargs())
     lines = [line for line in proc.stdout.splitlines() if line and not line.startswith("#")]
     video = sum(1 for line in lines if line.startswith("0,"))
     sound = sum(1 for line in lines if line.startswith("1,"))

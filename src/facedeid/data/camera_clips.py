@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .ffmpeg import encode_video
+
 FPS = 25.0
 
 
@@ -56,21 +58,14 @@ def boxes_in_frame(boxes: np.ndarray, m: np.ndarray) -> np.ndarray:
 def make_clip(photo: np.ndarray, boxes: np.ndarray, path: Path, move: Move | None = None, fps: float = FPS) -> dict:
     """Write the clip (H.264, yuv420p) and its record; returns the record."""
     import cv2
-    import imageio_ffmpeg
 
     move = move or Move()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ms = affines(photo.shape, move, boxes)
     fw, fh = move.size
-    writer = imageio_ffmpeg.write_frames(str(path), (fw, fh), fps=fps, codec="libx264", quality=8,
-                                         macro_block_size=8, ffmpeg_log_level="error")
-    writer.send(None)
-    for m in ms:
-        frame = cv2.warpAffine(photo, m[:2], (fw, fh), flags=cv2.INTER_AREA if m[0, 0] < 1 else cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REFLECT)
-        writer.send(np.ascontiguousarray(frame))
-    writer.close()
+    encode_video(path, (cv2.warpAffine(photo, m[:2], (fw, fh), borderMode=cv2.BORDER_REFLECT,
+                                       flags=cv2.INTER_AREA if m[0, 0] < 1 else cv2.INTER_LINEAR) for m in ms), fps)
     record = {"clip": path.name, "fps": fps, "size": [fw, fh], "frames": move.frames,
               "move": {"pan_px_per_frame": list(move.pan), "zoom": move.zoom},
               "affines": [m[:2].tolist() for m in ms],

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import cli_args
+from ..data.ffmpeg import decode_video
 
 JUMP_FACTOR = 2.0
 JUMP_OFFSET = 4.0
@@ -75,13 +76,7 @@ def summarize(records: list[dict]) -> dict:
 
 
 def read_video(path: Path) -> list[np.ndarray]:
-    import imageio.v2 as iio
-
-    reader = iio.get_reader(str(path), format="FFMPEG")
-    try:
-        return [np.ascontiguousarray(f[:, :, :3]) for f in reader.iter_data()]
-    finally:
-        reader.close()
+    return decode_video(path)[0]
 
 
 # ---------------------------------------------------------------------------------------------------- clips

@@ -1,0 +1,97 @@
+"""The ffmpeg binary of imageio-ffmpeg as a child process, started the way that is safe in a process holding gRPC
+threads, plus whole-clip decode and encode on top of it (test clips, camera-move clips, the temporal metric).
+
+Why not imageio-ffmpeg's own readers and writers: they start ffmpeg with `preexec_fn=os.setpgrp`, which makes
+Python fork() the whole process instead of vfork()-and-exec. In a process whose gRPC threads are busy (a client
+of the Triton server) the forked child can hang before it reaches exec, or print gRPC poller errors into ffmpeg's
+stderr: a clip read or written next to a live client then fails at random. A new session (`start_new_session`)
+keeps Ctrl-C in the terminal away from ffmpeg just as well and still lets Python use vfork."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import subprocess
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+
+class FFmpegError(RuntimeError):
+    """ffmpeg could not read or write a file; the message names it and ends with ffmpeg's last words."""
+
+
+def ffmpeg_exe() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def popen_kwargs() -> dict:
+    # Own session: a Ctrl-C in the terminal reaches the caller (which stops its ffmpegs itself), not ffmpeg
+    # half-way; and no preexec_fn, so the child is started by vfork (see the module's docstring).
+    return {"start_new_session": True}
+
+
+def _last_words(stderr: str) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "no output"
+
+
+_OUTPUT_VIDEO_RE = re.compile(r"Output #0.*?Stream #\S+: Video: rawvideo[^\n]*?, (\d+)x(\d+)[^\n]*?, ([\d.]+) fps",
+                              re.S)
+
+
+def decode_video(path: Path, output_args: Iterable[str] = ()) -> tuple[list[np.ndarray], float]:
+    """Every frame of the first video stream as RGB uint8 (upright: ffmpeg applies a rotation it is told of),
+    and the frame rate of the decoded stream. For clips that fit in memory."""
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0", *output_args,
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    proc = subprocess.run(cmd, capture_output=True, timeout=600, **popen_kwargs())
+    stderr = proc.stderr.decode(errors="replace")
+    size = _OUTPUT_VIDEO_RE.search(stderr)
+    if proc.returncode != 0 or size is None:
+        raise FFmpegError(f"{path}: ffmpeg cannot decode it ({_last_words(stderr)})")
+    w, h, fps = int(size.group(1)), int(size.group(2)), float(size.group(3))
+    frame_bytes = w * h * 3
+    count = len(proc.stdout) // frame_bytes
+    data = np.frombuffer(proc.stdout, np.uint8, count * frame_bytes).reshape(count, h, w, 3)
+    return list(data), fps
+
+
+def encode_video(path: Path, frames: Iterable[np.ndarray], fps: float, *, crf: int = 10,
+                 pix_fmt: str = "yuv420p") -> Path:
+    """H.264 (libx264) of RGB uint8 frames, all of one size, at `fps`; the container follows the extension.
+    Sides must suit `pix_fmt` (even for 4:2:0; use yuv444p for odd sizes): nothing is rescaled."""
+    path = Path(path)
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        raise ValueError(f"{path}: no frames to write")
+    h, w = first.shape[:2]
+    rate = Fraction(fps).limit_denominator(1001)
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            [ffmpeg_exe(), "-y", "-nostdin", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
+             "-r", str(rate), "-i", "-", "-an", "-c:v", "libx264", "-crf", str(crf), "-pix_fmt", pix_fmt, str(path)],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, **popen_kwargs())
+        try:
+            for frame in itertools.chain([first], frames):
+                if frame.shape[:2] != (h, w):
+                    raise ValueError(f"{path}: frame of {frame.shape[1]}x{frame.shape[0]} among {w}x{h} frames")
+                proc.stdin.write(np.ascontiguousarray(frame, np.uint8).tobytes())
+        except BrokenPipeError:
+            pass  # ffmpeg stopped: its exit status and stderr say why
+        finally:
+            try:
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            code = proc.wait(timeout=600)
+        if code != 0:
+            err.seek(0)
+            raise FFmpegError(f"{path}: ffmpeg could not write it ({_last_words(err.read().decode(errors='replace'))})")
+    return path
