@@ -47,3 +47,17 @@ def test_unreadable_files_and_mixed_sizes_fail_with_the_file_named(tmp_path):
         encode_video(tmp_path / "mixed.mp4", [frames(1)[0], frames(1, size=(80, 60))[0]], 10)
     with pytest.raises(ValueError, match="no frames"):
         encode_video(tmp_path / "empty.mp4", [], 10)
+
+
+def test_a_stream_knows_its_size_rate_and_duration_before_the_first_frame(tmp_path):
+    from facedeid.data.ffmpeg import VideoStream
+
+    src = frames(10)
+    stream = VideoStream(encode_video(tmp_path / "clip.mp4", src, 10))
+    try:
+        assert (stream.width, stream.height, stream.fps) == (160, 120, 10.0)
+        assert stream.duration == pytest.approx(1.0, abs=0.05)
+        out = list(stream)
+    finally:
+        stream.close()
+    assert len(out) == 10 and np.abs(out[9].astype(int) - src[9]).mean() < 4

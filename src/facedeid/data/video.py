@@ -1,4 +1,4 @@
-"""Reading videos: OpenCV or ffmpeg (imageio-ffmpeg) readers that yield (index, seconds, fetch) per frame,
+"""Reading videos: OpenCV or ffmpeg (facedeid.data.ffmpeg) readers that yield (index, seconds, fetch) per frame,
 sampling at a frame rate by timestamp, and the file extensions taken as videos (data extraction and
 `facedeid run` on a video both use these)."""
 
@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
+
+from .ffmpeg import FFmpegError, VideoStream
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".wmv",
               ".flv", ".3gp", ".ogv", ".mxf", ".vob")
@@ -82,35 +84,36 @@ class _OpenCVReader:
 
 
 class _FFmpegReader:
-    """Frames by the ffmpeg binary of imageio-ffmpeg (RGB through a pipe); timestamps are index / fps."""
+    """Frames by the ffmpeg binary of imageio-ffmpeg (RGB through a pipe, facedeid.data.ffmpeg); timestamps are
+    index / fps."""
 
     def __init__(self, path: Path):
-        import imageio_ffmpeg
-
         try:
-            self.gen = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
-            meta = next(self.gen)
-        except (OSError, RuntimeError, StopIteration) as exc:
-            raise VideoError(f"{path}: ffmpeg cannot open it ({str(exc).strip().splitlines()[-1:] or exc})") from None
-        w, h = meta.get("size") or (0, 0)
-        fps = float(meta.get("fps") or 0.0)
-        duration = float(meta.get("duration") or 0.0)
-        self.info = VideoInfo("ffmpeg", fps, int(round(duration * fps)) if fps else 0, int(w), int(h))
+            self.stream = VideoStream(path)
+        except FFmpegError as exc:
+            raise VideoError(str(exc)) from None
+        except OSError as exc:
+            raise VideoError(f"{path}: ffmpeg cannot open it ({exc})") from None
+        s = self.stream
+        self.info = VideoInfo("ffmpeg", s.fps, int(round(s.duration * s.fps)) if s.fps else 0, s.width, s.height)
 
     def frames(self) -> Iterator[tuple[int, float, Callable[[], np.ndarray]]]:
-        w, h, fps = self.info.width, self.info.height, self.info.fps or 25.0
-        for index, buf in enumerate(self.gen):
-            self.decoded = index + 1
-            yield index, index / fps, (lambda b=buf: np.frombuffer(b, np.uint8).reshape(h, w, 3).copy())
+        fps = self.info.fps or 25.0
+        try:
+            for index, frame in enumerate(self.stream):
+                self.decoded = index + 1
+                yield index, index / fps, (lambda f=frame: f.copy())
+        except FFmpegError as exc:
+            raise VideoError(str(exc)) from None
 
     decoded = 0  # frames read so far
 
     def close(self) -> None:
-        self.gen.close()
+        self.stream.close()
 
 
 def open_video(path, decoder: str = "auto"):
-    """A reader for the video: OpenCV, or ffmpeg (imageio-ffmpeg) when OpenCV cannot open it or when asked."""
+    """A reader for the video: OpenCV, or ffmpeg (facedeid.data.ffmpeg) when OpenCV cannot open it or when asked."""
     path = Path(path)
     if decoder not in ("auto", "opencv", "ffmpeg"):
         raise ValueError(f"decoder must be auto, opencv or ffmpeg, got {decoder!r}")
