@@ -76,6 +76,31 @@ def test_outputs_of_a_run(uninterrupted, capsys):
         "32-64px", "64-128px", "128px+"}
 
 
+def test_det_of_each_row_is_its_own_frames(uninterrupted, small_dir):
+    # each row's det_found is the `det` detector's count on that row's own de-identified frame (not a neighbour's
+    # in the chunk), as the detector gives it when called directly
+    from facedeid.baselines import anonymize
+    from facedeid.data.dna import boxes_to_pixels, scan_dataset
+    from facedeid.evaluation.measure import Measurers
+    from facedeid.metrics import match_boxes
+
+    out, _ = uninterrupted
+    det = Measurers().det
+    frames = {f.key: f for f in scan_dataset(small_dir)}
+    counted = 0
+    for row in rows_of(out):
+        f = frames[row["key"]]
+        image = read_image(f.image_path)
+        gt = boxes_to_pixels(f.boxes_norm, image.shape[1], image.shape[0])
+        if not len(gt):
+            assert row["det_found"] == ""
+            continue
+        found = det(anonymize(row["model"], image, gt))[0]
+        assert int(row["det_found"]) == int(match_boxes(gt, found).sum()), row["key"]
+        counted += 1
+    assert counted == 6  # 3 frames with faces x blur, mosaic
+
+
 def test_printed_tables(small_dir, tmp_path, capsys):
     # one model from an existing results file: --resume computes nothing and prints the tables again
     out = tmp_path / "o"
