@@ -3,6 +3,7 @@ piecewise-affine warp that puts a real face onto the bank's mean shape and back.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from facedeid import ksame
@@ -65,3 +66,47 @@ def test_the_bank_is_aligned_densely_and_pasted_in_the_chosen_geometry(astronaut
         inner = slice(17, 68)  # brows, nose, eyes, mouth: inside the replaced region
         assert np.median(np.linalg.norm(found[inner] - expected[inner], axis=1)) < 0.06 * np.linalg.norm(
             five[1] - five[0])
+
+
+def test_the_target_mask_covers_the_targets_own_eyes_when_the_mean_is_placed_lower(astronaut):
+    """Ghosting: five points placed lower than the face's own eyes (as on close-ups and tilted heads) put the mean
+    shape's mask below the target's eyes; `mask="target"` grows it by one drawn on the target's 68 landmarks."""
+    crop, bank, _, dense, five = astronaut_landmarks(astronaut)
+    iod = np.linalg.norm(five[1] - five[0])
+    lowered = five + [0.0, 0.25 * iod]  # further, and dlib's 68 follow the misplaced rectangle
+    eyes = np.round(np.concatenate([dense[36:48], dense[17:27]])).astype(int)  # the target's own eyes and brows
+    covered = {}
+    for mask in ("target", "mean"):
+        generator = ksame.KSame(bank, mask=mask)
+        to_crop = ksame.similarity(bank.template, lowered)
+        found = generator.found_shape(crop, lowered, to_crop)
+        map_x, map_y = generator._map(crop, to_crop, found)
+        m = generator._paste_mask(map_x, map_y, found, SIDE)
+        covered[mask] = m[eyes[:, 1], eyes[:, 0]]
+    assert covered["target"].min() > 0.99, covered["target"]
+    assert covered["mean"].min() < 0.1, covered["mean"]  # the case the target mask is for exists here
+    # and the pasted pixels follow: every eye and brow landmark of the target is replaced
+    out = ksame.KSame(bank).replace(crop, lowered)
+    diff = np.abs(out.astype(int) - crop.astype(int)).max(axis=2)
+    assert (diff[eyes[:, 1], eyes[:, 0]] > 0).all()
+
+
+def test_grain_adds_fine_texture_on_the_skin_only_and_the_same_for_the_same_average(astronaut):
+    crop, bank, _, _, five = astronaut_landmarks(astronaut)
+    plain = ksame.KSame(bank).replace(crop, five, donor=3)
+    grainy = ksame.KSame(bank, texture=1.0)
+    out = grainy.replace(crop, five, donor=3)
+    np.testing.assert_array_equal(out, grainy.replace(crop, five, donor=3))  # seeded by the average: a track keeps it
+    assert not np.array_equal(out, ksame.KSame(bank, texture=1.0).replace(crop, five, donor=4))
+
+    def fine(image):
+        grey = image.astype(np.float32).mean(axis=2)
+        return np.abs(grey - cv2.GaussianBlur(grey, (0, 0), 1.0))
+
+    to_crop = ksame.similarity(bank.template, five)
+    found = grainy.found_shape(crop, five, to_crop)
+    map_x, map_y = grainy._map(crop, to_crop, found)
+    skin_weight = cv2.remap(grainy.skin_mask, map_x, map_y, cv2.INTER_LINEAR)
+    skin = skin_weight > 0.99
+    assert fine(out)[skin].mean() > 1.3 * fine(plain)[skin].mean()
+    assert not (out != plain).any(axis=2)[skin_weight == 0].any()  # nothing changes off the skin

@@ -76,13 +76,15 @@ def split_people(people: list[str]) -> tuple[list[str], list[str]]:
 def ksame_method(tag: str = ""):
     """ksame in process: the served steps (box_prep -> ksame -> compose) of facedeid.pipeline, the served generator.
     `tag` (row `ksame@TAG`, parts joined by +): "mean" or "target" (KSame's geometry), "head" or "face" (cover),
-    "detail" or "nodetail" (the target's skin texture), "256" (256 px crops: not served yet); what is not named
-    keeps the defaults."""
+    "detail" or "nodetail" (the target's skin texture), "meanmask" (the mean shape's mask only), "grain"
+    or "grain2" (synthetic skin grain at 1x or 2x the target's texture strength), "256" (256 px crops: not served
+    yet); what is not named keeps the defaults."""
     from ..ksame import SIZE, KSame
     from ..pipeline import Deidentifier
 
     options = {"mean": {"geometry": "mean"}, "target": {"geometry": "target"}, "head": {"cover": "head"},
-               "face": {"cover": "face"}, "detail": {"detail": 1.0}, "nodetail": {"detail": 0.0}}
+               "face": {"cover": "face"}, "detail": {"detail": 1.0}, "nodetail": {"detail": 0.0},
+               "meanmask": {"mask": "mean"}, "grain": {"texture": 1.0}, "grain2": {"texture": 2.0}}
     chosen, size = {}, SIZE
     for part in filter(None, tag.split("+")):
         if part == "256":  # 256 px crops, in process only: the served prep and compose share one 128 px crop size

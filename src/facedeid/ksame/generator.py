@@ -11,7 +11,7 @@ from .bank import BANK_PATH, Bank
 from .colour import match_colour, sharpen, skin_tone, thumbnail
 from .geometry import apply, dense_rect, head_mask, similarity, skin_mask, yaw_of
 from .landmarks import LANDMARK_MIN_SCORE, Landmarks
-from .warp import dense_landmarks, frame_points, piecewise_map
+from .warp import dense_landmarks, face_hull_mask, frame_points, piecewise_map
 
 SIZE = 128  # crop side, the same as every generator's
 SIZES = (128, 256)  # crop sides the generator takes: 128 (every ensemble's) and 256 (large faces)
@@ -19,8 +19,10 @@ DEFAULT_GEOMETRY = "mean"
 COVERS = ("face", "head")
 DENSE_MAX_OFFSET = 0.15  # of the face rectangle: dlib's landmarks further than this from the placed mean are refused
 SHARPEN = 0.5
+MASKS = ("target", "mean")
 DEFAULT_DETAIL = 0.0  # share of the target's fine skin texture laid on the average (0: none)
 DETAIL_SIGMA = 1.0  # px at SIZE: the texture is the crop less its Gaussian blur of this sigma
+DEFAULT_TEXTURE = 0.0  # synthetic skin grain, in units of the target's own fine-texture strength (0: none)
 
 
 class KSame:
@@ -29,10 +31,17 @@ class KSame:
     `geometry`: where the average's features are pasted. "mean": the bank's mean shape placed by the 5-point
     similarity (the target's face shape and expression are not carried over); "target": the target's own 68
     landmarks (expression and pose kept, and with them its face shape); a number in between blends the two.
+    `mask`: "target" (default) pastes through the union of the placed average's mask and one drawn on the
+    target's own 68 landmarks, so the target's brows, eyes and glasses are covered even where they sit away from
+    the mean shape (close-ups, tilted heads); "mean" uses the placed average's mask only.
+    `texture`: synthetic skin grain (noise seeded by the average's index, so a track keeps its grain) on cheeks,
+    forehead and chin, as strong as `texture` times the target's own fine texture there: an average has none, and
+    only the target's strength (one number), not its pattern, is carried over.
     """
 
     def __init__(self, bank: Bank | Path | str = BANK_PATH, landmarks: Landmarks | None = None,
-                 geometry: str | float = DEFAULT_GEOMETRY, cover: str = "face", detail: float = DEFAULT_DETAIL):
+                 geometry: str | float = DEFAULT_GEOMETRY, cover: str = "face", detail: float = DEFAULT_DETAIL,
+                 mask: str = "target", texture: float = DEFAULT_TEXTURE):
         self.bank = bank if isinstance(bank, Bank) else Bank(bank)
         self.landmarks = landmarks or Landmarks()
         self.alpha = {"mean": 0.0, "target": 1.0}.get(geometry, geometry) if isinstance(geometry, str) else geometry
@@ -41,8 +50,10 @@ class KSame:
             raise ValueError(f"geometry must be 'mean', 'target' or a number in [0, 1], got {geometry!r}")
         if cover not in COVERS:
             raise ValueError(f"cover must be one of {', '.join(COVERS)}, got {cover!r}")
-        self.cover = cover
-        self.detail = float(detail)
+        if mask not in MASKS:
+            raise ValueError(f"mask must be one of {', '.join(MASKS)}, got {mask!r}")
+        self.cover, self.mask = cover, mask
+        self.detail, self.texture = float(detail), float(texture)
         self.skin_mask = skin_mask(self.bank.shape, self.bank.side)
         self.cover_mask = self.bank.inner if cover == "face" else head_mask(self.bank.shape, self.bank.side)
 
@@ -117,8 +128,9 @@ class KSame:
         out = []
         for c, p in zip(crops, self.points(crops)):
             to_crop, _, _ = self._choose(c, p)
-            map_x, map_y = self._map(c, p, to_crop)
-            out.append(cv2.remap(self.cover_mask, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT))
+            found = self.found_shape(c, p, to_crop)
+            map_x, map_y = self._map(c, to_crop, found)
+            out.append(self._paste_mask(map_x, map_y, found, c.shape[0]))
         return np.stack(out) if out else np.zeros(crops.shape[:3], np.float32)
 
     def _choose(self, crop: np.ndarray, points: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, int]:
@@ -132,21 +144,38 @@ class KSame:
         pose = yaw_of(bank.template if points is None else apply(to_template, points))
         return to_crop, aligned, bank.choose(pose, skin_tone(aligned, bank.ring), thumbnail(aligned, bank.inner))
 
-    def target_shape(self, crop: np.ndarray, points: np.ndarray | None, to_crop: np.ndarray) -> np.ndarray:
-        """Where the average's 68 landmarks go on the crop (see `geometry`)."""
+    def found_shape(self, crop: np.ndarray, points: np.ndarray | None, to_crop: np.ndarray) -> np.ndarray | None:
+        """The target's own 68 landmarks on the crop, or None where they are not needed (mean geometry and mean
+        mask), not sought (no five points) or not trusted (dlib and CenterFace disagree about where the face is)."""
+        if points is None or (self.alpha == 0 and self.mask == "mean"):
+            return None
         placed = apply(to_crop, self.bank.shape)
-        if points is None or self.alpha == 0:
-            return placed
         found = dense_landmarks(crop, dense_rect(to_crop, self.bank.rect))
         scale = float(np.sqrt(abs(np.linalg.det(to_crop[:, :2])))) * (self.bank.rect[2] - self.bank.rect[0])
-        if np.median(np.linalg.norm(found - placed, axis=1)) > DENSE_MAX_OFFSET * scale:
-            return placed  # dlib and CenterFace disagree about where the face is: trust neither's details
-        return placed + self.alpha * (found - placed)
+        return None if np.median(np.linalg.norm(found - placed, axis=1)) > DENSE_MAX_OFFSET * scale else found
 
-    def _map(self, crop: np.ndarray, points: np.ndarray | None, to_crop: np.ndarray):
+    def target_shape(self, crop: np.ndarray, points: np.ndarray | None, to_crop: np.ndarray) -> np.ndarray:
+        """Where the average's 68 landmarks go on the crop (see `geometry`)."""
+        return self._shape(to_crop, self.found_shape(crop, points, to_crop) if self.alpha > 0 else None)
+
+    def _shape(self, to_crop: np.ndarray, found: np.ndarray | None) -> np.ndarray:
+        placed = apply(to_crop, self.bank.shape)
+        return placed if found is None else placed + self.alpha * (found - placed)
+
+    def _map(self, crop: np.ndarray, to_crop: np.ndarray, found: np.ndarray | None):
         bank, size = self.bank, crop.shape[0]
-        dst = np.concatenate([self.target_shape(crop, points, to_crop), apply(to_crop, frame_points(bank.side))])
+        dst = np.concatenate([self._shape(to_crop, found), apply(to_crop, frame_points(bank.side))])
         return piecewise_map(bank.points, dst, bank.triangles, (size, size), cv2.invertAffineTransform(to_crop))
+
+    def _paste_mask(self, map_x: np.ndarray, map_y: np.ndarray, found: np.ndarray | None, side: int) -> np.ndarray:
+        """[S,S] float: the cover mask carried by the warp, grown by the same mask drawn on the target's own
+        landmarks (`mask="target"`, not shrunk: the ends of its brows and frames of its glasses are covered too) so
+        none of the target's features shows beside the pasted ones."""
+        out = cv2.remap(self.cover_mask, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        if found is None or self.mask == "mean":
+            return out
+        own = face_hull_mask(found, side, shrink=1.0) if self.cover == "face" else head_mask(found, side)
+        return np.maximum(out, own)
 
     def replace(self, crop: np.ndarray, points: np.ndarray | None, donor: int = -1) -> np.ndarray:
         return self.replace_with_donor(crop, points, donor)[0]
@@ -157,11 +186,12 @@ class KSame:
         bank = self.bank
         to_crop, aligned, index = self._choose(crop, points)
         index = index if donor < 0 else donor
-        map_x, map_y = self._map(crop, points, to_crop)
+        found = self.found_shape(crop, points, to_crop)
+        map_x, map_y = self._map(crop, to_crop, found)
         face = match_colour(bank.faces[index], aligned, bank.ring)
-        mask = cv2.remap(self.cover_mask, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[..., None]
+        mask = self._paste_mask(map_x, map_y, found, crop.shape[0])[..., None]
         skin = (cv2.remap(self.skin_mask, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[..., None]
-                if self.detail > 0 else None)
+                if self.detail > 0 or self.texture > 0 else None)
         if float(np.sqrt(abs(np.linalg.det(to_crop[:, :2])))) <= 0.6:  # half the average's resolution or less:
             face = cv2.resize(face, (bank.side // 2, bank.side // 2), interpolation=cv2.INTER_AREA)  # read a level
             map_x, map_y = map_x * 0.5, map_y * 0.5  # near the output's scale
@@ -171,9 +201,23 @@ class KSame:
         if skin is not None:  # the target's own fine skin texture (pores, stubble) on cheeks, forehead and chin
             texture = target - cv2.GaussianBlur(target, (0, 0), DETAIL_SIGMA * crop.shape[0] / SIZE)
             face = face + self.detail * skin * texture
+            if self.texture > 0:
+                face = face + self.texture * skin * grain(texture, skin[..., 0], index, crop.shape[0])
         out = target * (1 - mask) + face * mask
         return np.clip(out + 0.5, 0, 255).astype(np.uint8), index
 
+
+def grain(texture: np.ndarray, skin: np.ndarray, seed: int, side: int) -> np.ndarray:
+    """[S,S,1] grey noise with the fine scale and strength of `texture` (the target's high-pass) on `skin`, its
+    pattern drawn from `seed` alone (nothing of the target's own pattern)."""
+    noise = np.random.default_rng(seed).standard_normal((side, side)).astype(np.float32)
+    noise = noise - cv2.GaussianBlur(noise, (0, 0), DETAIL_SIGMA * side / SIZE)
+    noise = cv2.GaussianBlur(noise, (0, 0), 0.5 * side / SIZE)
+    sel = skin > 0.5
+    if sel.sum() < 20:
+        return np.zeros((side, side, 1), np.float32)
+    strength = float(texture.mean(axis=2)[sel].std())
+    return (noise * strength / max(float(noise[sel].std()), 1e-6))[..., None]
 
 
 def check_landmarks(landmarks: np.ndarray | None, n: int, side: int) -> np.ndarray | None:
