@@ -109,3 +109,13 @@ def test_cover_head_is_refused_where_the_generator_has_none(client, astronaut, c
     assert not (tmp_path / "a_anonymized.png").exists()
     with pytest.raises(Exception, match="COVER must"):  # the server refuses a value it has no cover for
         served(client, astronaut, CenterFaceDetector().detect(astronaut).boxes[:1], cover=2)
+
+
+def test_eval_cover_head_is_refused_for_a_model_without_one(tmp_path):
+    from facedeid.evaluation.cli import main as eval_main
+
+    (tmp_path / "set" / "images").mkdir(parents=True)
+    with pytest.raises(SystemExit, match=r"--cover head: model mobileunet replaces the face only"):
+        eval_main(["--dataset-dir", str(tmp_path / "set"), "--model", "ksame,mobileunet,blur",
+                   "--output-dir", str(tmp_path / "out"), "--cover", "head"])
+    assert not (tmp_path / "out").exists()
