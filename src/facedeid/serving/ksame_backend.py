@@ -44,6 +44,8 @@ class KSameModel:
             options["detail"] = float(params["detail"])
         bank, landmarks = Bank(folder / BANK_FILE), Landmarks(folder / LANDMARK_MODEL_FILE, threads)
         self.generators = [KSame(bank, landmarks, cover=cover, **options) for cover in COVERS]
+        if params.get("cover", COVERS[0]) not in COVERS:
+            raise ValueError(f"parameter cover must be one of {', '.join(COVERS)}, got {params['cover']!r}")
         self.default_cover = COVERS.index(params.get("cover", COVERS[0]))
         self.generator = self.generators[self.default_cover]
 
