@@ -1,12 +1,12 @@
-"""`--cover face|head`: what a generated face replaces, sent as the optional ensemble input COVER (serving/configs.py
-COVERS: 0 the inner face, jaw line to just above the brows; 1 the whole head, forehead, hairline, hair and ears).
-Stateless like every per-request setting; only the generators of COVER_GENERATORS (ksame) take it."""
+"""`--cover face|head`: what a generated face replaces, sent as the optional ensemble input COVER (settings.COVERS:
+0 the inner face, jaw line to just above the brows; 1 the whole head, forehead, hairline, hair and ears). Stateless
+like every per-request setting; only the generators of COVER_GENERATORS (ksame) take it."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..serving.configs import COVER_GENERATORS, COVERS
+from ..settings import COVER_GENERATORS, COVERS
 
 DEFAULT_COVER = COVERS[0]
 

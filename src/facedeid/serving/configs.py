@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from ..models import GENERATORS
 from ..models.registry import crop_size
-from ..settings import CPU, GPU
+from ..settings import COVER_GENERATORS, CPU, GPU
 from ..stages import GENERATOR_MAX_BATCH
 
 BACKENDS = ("python", "onnxruntime", "tensorrt")
@@ -170,9 +170,7 @@ def generate_config(generator: str, crop_size: int, instances: int = GENERATE_IN
 
 # Generators with a choice per face that a video track fixes (client/tracking.py): the ksame donor average.
 DONOR_GENERATORS = ("ksame",)
-# Generators whose replacement can cover the whole head (the optional ensemble input COVER, `facedeid run --cover`).
-COVER_GENERATORS = ("ksame",)
-COVERS = ("face", "head")  # COVER's values, by index: 0 the inner face (the default), 1 the whole head
+# The optional ensemble input COVER (settings.COVERS), on the ensembles of settings.COVER_GENERATORS.
 COVER = _tensor("COVER", "INT32", [1], optional=True)
 # The prep models' crop side when none is named (the trained generators'); other sides get prep models of their own.
 STANDARD_CROP = 128

@@ -11,7 +11,7 @@ DONOR [N] INT32 (one per box; -1 or absent: the generator chooses) and returns D
 the stateless half of "one face, one replacement, for a whole track" (client/tracking.py keeps the other half).
 It also passes on the optional LANDMARKS [M,10] (box_prep's CROP_LANDMARKS: a track's smoothed landmarks in crop
 pixels, NaN rows where none were given) and the request's optional COVER [1] INT32 (0 the inner face, 1 the whole
-head; serving/configs.py COVERS) to every crop.
+head; settings.COVERS) to every crop.
 
 Fail closed: a batch the generator answers with an error makes the whole request an error (the ensemble then
 returns no frame); a generator that fails inside returns NaN crops, which compose masks.
@@ -104,7 +104,7 @@ class ChunkedGenerator:
 
 def check_cover(value: np.ndarray) -> int:
     """COVER [1] -> its index in COVERS (0 the inner face, 1 the whole head); anything else is refused."""
-    from .configs import COVERS
+    from ..settings import COVERS
 
     value = np.asarray(value).reshape(-1)
     if value.size != 1 or not np.issubdtype(value.dtype, np.integer) or not 0 <= int(value[0]) < len(COVERS):

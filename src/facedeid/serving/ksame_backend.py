@@ -6,7 +6,7 @@ detector network, run on each crop for its five landmarks); dlib's 68-point shap
 (0..1) choose KSame's options; absent, the defaults (facedeid.ksame). Like the ONNX generators it fails closed: if a
 batch cannot be generated, every crop comes back NaN and compose masks those faces.
 
-Optional input COVER [1] INT32 per crop: 0 the inner face, 1 the whole head (serving/configs.py COVERS; absent: the
+Optional input COVER [1] INT32 per crop: 0 the inner face, 1 the whole head (settings.COVERS; absent: the
 `cover` parameter's, else the face); one KSame per cover shares the bank and the landmark network.
 
 Optional input DONOR [1] INT32 per crop: the bank average to use (-1 or absent: the nearest, chosen per crop);
@@ -37,7 +37,7 @@ class KSameModel:
                 raise FileNotFoundError(f"{folder / name} is missing: run `python export/to_onnx.py --model ksame`")
         params = parameters(args)
         threads = int(params.get("threads", "1"))
-        from .configs import COVERS
+        from ..settings import COVERS
 
         options = {key: params[key] for key in ("geometry",) if key in params}
         if "detail" in params:
