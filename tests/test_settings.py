@@ -164,7 +164,7 @@ def test_docs_state_the_profiles():
     usage = (ROOT / "docs" / "evaluation.md").read_text()
     assert f"[--threshold {CPU.threshold}] [--det-size N] [--generate-threshold {CPU.generate_threshold}]" in usage
     table = (ROOT / "model_repository" / "README.md").read_text()
-    row = next(line for line in table.splitlines() if line.startswith("| `detect_prep`, `face_prep` |"))
+    row = next(line for line in table.splitlines() if line.startswith("| `detect_prep`, `face_prep`"))
     cpu_cell, gpu_cell = row.split("|")[2:4]
     for profile, cell in ((CPU, cpu_cell), (GPU, gpu_cell)):
         assert f"{profile.stage_instances} instances" in cell

@@ -23,6 +23,10 @@ MASK_RGB = (128, 128, 128)  # fail-closed fill for faces that could not be gener
 BAND_PIXELS = 1 << 20  # blend at most this many pixels at once (12 MB of float32 RGB temporaries)
 WEIGHT_CACHE_BYTES = 64 << 20  # blend weights kept for reuse, in bytes (one 2048 px window weighs 16 MB)
 WHOLE_WINDOW_SIDE = 2048  # up to this side a window's weights (cached) and resized face are made whole, as before
+# Patches of this side or more (ksame's 256 px crops) shrunk to under half their side are area-averaged: bilinear
+# sampling would alias the sharp features of a 256 px face pasted into a small window. The 128 px generators' crops
+# keep the bilinear resize they were always pasted with.
+AREA_FROM_SIDE = 256
 
 
 class _WeightCache:
@@ -119,7 +123,8 @@ def paste(frame: np.ndarray, patch: np.ndarray, window: np.ndarray) -> None:
     band = max(1, BAND_PIXELS // (fx2 - fx1))
     cols = slice(fx1 - x1, fx2 - x1)
     if patch.shape[0] != side and side <= WHOLE_WINDOW_SIDE:  # resized whole, as always (cheap at this size)
-        patch = cv2.resize(patch, (side, side), interpolation=cv2.INTER_LINEAR)
+        area = patch.shape[0] >= AREA_FROM_SIDE and 2 * side < patch.shape[0]
+        patch = cv2.resize(patch, (side, side), interpolation=cv2.INTER_AREA if area else cv2.INTER_LINEAR)
     for by1 in range(fy1, fy2, band):
         by2 = min(by1 + band, fy2)
         weight = _weight_part(side, slice(by1 - y1, by2 - y1), cols)

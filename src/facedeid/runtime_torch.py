@@ -259,30 +259,31 @@ class TorchLandmarks:
 
 
 def generator(name: str, device: str = "cpu", precision: str | None = None,
-              detector: TorchDetector | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """The served generator `name` in this process: a registry network, or ksame (donor averages)."""
+              detector: TorchDetector | None = None, cover: str = "face") -> Callable[[np.ndarray], np.ndarray]:
+    """The served generator `name` in this process: a registry network, or ksame (donor averages, replacing the
+    inner face or, `cover` "head", the whole head)."""
     from .models.registry import DONOR_GENERATORS, GENERATORS
 
     if name in DONOR_GENERATORS:
         from .ksame import KSame
 
-        return KSame(landmarks=TorchLandmarks(detector or TorchDetector(device, precision)))
+        return KSame(landmarks=TorchLandmarks(detector or TorchDetector(device, precision)), cover=cover)
     if name not in GENERATORS:
         raise ValueError(f"unknown generator {name!r}; choose from {', '.join((*GENERATORS, *DONOR_GENERATORS))}")
     return TorchGenerator.from_registry(name, device, precision)
 
 
 def deidentifier(name: str, device: str | None = None, precision: str | None = None, threshold: float | None = None,
-                 det_size: int | None = None, generate_threshold: float | None = None):
+                 det_size: int | None = None, generate_threshold: float | None = None, cover: str = "face"):
     """pipeline.Deidentifier with the PyTorch detector and generator on `device` (default: cuda where present)."""
-    from .models.registry import DONOR_GENERATORS, get_spec
+    from .models.registry import crop_size
     from .pipeline import Deidentifier
     from .settings import CPU, GPU
 
     device = pick_device(device)
     detector = TorchDetector(device, precision)
-    generate = generator(name, device, precision, detector)
-    size = 128 if name in DONOR_GENERATORS else get_spec(name).size
+    generate = generator(name, device, precision, detector, cover)
+    size = crop_size(name)
     given = dict(threshold=threshold, det_size=det_size or None, generate_threshold=generate_threshold)
     # the served profile's detection for this device, with the caller's settings over it
     detection = {**(CPU if device == "cpu" else GPU).detection(), **{k: v for k, v in given.items() if v is not None}}

@@ -22,6 +22,11 @@ from dataclasses import dataclass
 
 # Triton's gRPC port on this machine: the local server binds 127.0.0.1 (`localhost` may resolve to ::1 first).
 DEFAULT_URL = "127.0.0.1:8001"
+# What a generated face replaces, by the index the optional ensemble input COVER sends (`--cover`): 0 the inner face
+# (the default), 1 the whole head (forehead, hairline, hair, ears). Only COVER_GENERATORS have the choice. Here, not
+# in serving/configs.py, because the server's Python stages import it and the server image has no PyTorch.
+COVERS = ("face", "head")
+COVER_GENERATORS = ("ksame",)
 
 
 @dataclass(frozen=True)

@@ -281,8 +281,9 @@ def compose_frame(frame: np.ndarray, generated: np.ndarray, boxes: np.ndarray,
     blurs, after the generated faces are painted: privacy first, and no generated face on something that may not
     be a face."""
     check_frame(frame, max_pixels)
-    if generated.ndim != 4 or generated.shape[1] != 3:
-        raise ValueError(f"GENERATED must have shape [M, 3, S, S], got {list(generated.shape)}")
+    if generated.ndim != 4 or generated.shape[1] != 3 or generated.shape[2] != generated.shape[3]:
+        raise ValueError(f"GENERATED must have shape [M, 3, S, S] (square crops of any side S), "
+                         f"got {list(generated.shape)}")
     # The prep stages send boxes clipped to the frame; anything else (NaN, a box far outside the frame) would make
     # compose allocate a window of unbounded size, so it is refused.
     h, w = frame.shape[:2]

@@ -13,6 +13,7 @@ from facedeid import ksame
 from facedeid.crops import extract_crops, to_tensor
 from facedeid.detection import CenterFaceDetector
 from facedeid.metrics import FaceRecognizer, match_boxes
+from facedeid.models.registry import KSAME_CROP_SIZE
 
 from helpers import ASTRONAUT_FACE, assert_deidentified, deid, face_grid, shared_faces_dir, tensor
 
@@ -136,8 +137,9 @@ def test_build_command_writes_a_bank_and_its_record(tmp_path):
 
 # ----------------------------------------------------------------------------------------- through Triton
 def test_served_ksame_equals_the_in_process_generator(client, generator, astronaut):
-    crops = to_tensor(np.concatenate([astronaut_crop(astronaut)[None],
-                                      np.random.default_rng(1).integers(0, 255, (2, 128, 128, 3), np.uint8)]))
+    side = KSAME_CROP_SIZE  # the served model takes the crops of ksame's own prep models
+    face = extract_crops(astronaut, ASTRONAUT_FACE[None], side)[0]
+    crops = to_tensor(np.concatenate([face, np.random.default_rng(1).integers(0, 255, (2, side, side, 3), np.uint8)]))
     served = client.infer("ksame", [tensor("INPUT", crops, "FP32")]).as_numpy("OUTPUT")
     assert served.shape == crops.shape
     np.testing.assert_allclose(served, generator(crops), atol=1e-6)

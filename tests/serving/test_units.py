@@ -82,3 +82,23 @@ def test_tritonserver_command_defaults_to_loopback_and_keeps_user_flags():
     assert "--grpc-address=127.0.0.1" not in cmd and "--grpc-address=0.0.0.0" in cmd
     backend_dir = next(a.split("=", 1)[1] for a in cmd if a.startswith("--backend-directory="))
     assert (server.Path(backend_dir) / "python" / "triton_python_backend_stub").exists()
+
+
+def test_a_256_px_crop_shrunk_into_a_small_window_is_area_averaged_and_128_px_crops_are_pasted_as_before():
+    """ksame's 256 px crops pasted into a 60 px window: the window gets the crop's area average (a fine checkerboard
+    becomes flat grey, where bilinear sampling would pick single squares); a 128 px crop keeps the bilinear resize
+    it was always pasted with, bit for bit."""
+    import cv2
+
+    board = (np.indices((256, 256)).sum(0) % 2 * 255).astype(np.uint8)[..., None].repeat(3, 2)
+    frame = np.zeros((200, 200, 3), np.uint8)
+    window = np.array([70, 70, 130, 130])
+    out = frame.copy()
+    compose.paste(out, board, window)
+    centre = out[95:105, 95:105].astype(float)  # weight 1 there: the resized crop itself
+    assert np.abs(centre - 127.5).max() < 3, "the 256 px crop was not area-averaged"
+    small = board[:128, :128].copy()
+    out128 = frame.copy()
+    compose.paste(out128, small, window)
+    expected = cv2.resize(small, (60, 60), interpolation=cv2.INTER_LINEAR)[25:35, 25:35]
+    np.testing.assert_array_equal(out128[95:105, 95:105], expected)

@@ -44,13 +44,17 @@ def prepare_repository(target: Path, generator: str, allow_untrained: bool, over
     `overrides` (keys in OVERRIDES) become keyword arguments of the config renderers (facedeid.serving.configs).
     """
     from ..export import export
-    from ..models.registry import SERVED_GENERATORS
+    from ..models.registry import SERVED_GENERATORS, crop_size
     from ..paths import DEFAULT_REPOSITORY
+    from ..serving.configs import STANDARD_CROP, prep_model
     from ..serving.repository import write_model_config
 
-    # every other served generator stays out (ksame too: its bank is only there after its own export)
+    # every other served generator stays out (ksame too: its bank is only there after its own export), and so do
+    # the prep models of crop sides it does not use (ksame's face_prep_256 / box_prep_256)
     others = [n for n in SERVED_GENERATORS if n != generator]
-    skip = {*others, *(f"deid_{n}" for n in others), *(f"deid_{n}_boxes" for n in others)}
+    skip = {*others, *(f"deid_{n}" for n in others), *(f"deid_{n}_boxes" for n in others),
+            *(prep_model(stage, crop_size(n)) for n in others for stage in ("face_prep", "box_prep")
+              if crop_size(n) not in (STANDARD_CROP, crop_size(generator)))}
     shutil.copytree(DEFAULT_REPOSITORY, target,
                     ignore=lambda d, names: [n for n in names if n in skip or n.endswith((".onnx", ".plan"))
                                              or n == "__pycache__"])
@@ -62,8 +66,8 @@ def prepare_repository(target: Path, generator: str, allow_untrained: bool, over
 
 def override_configs(generator: str, overrides: dict) -> dict[str, str]:
     """config.pbtxt texts of the models an experiment changes, rendered with the overrides as arguments."""
-    from ..models import GENERATORS
-    from ..serving.configs import DETECTOR, detector_config, generator_config, stage_configs
+    from ..models.registry import crop_size
+    from ..serving.configs import DETECTOR, STANDARD_CROP, detector_config, generator_config, prep_model, stage_configs
 
     unknown = set(overrides) - set(OVERRIDES)
     if unknown:
@@ -83,8 +87,9 @@ def override_configs(generator: str, overrides: dict) -> dict[str, str]:
     stage = given(instances="stage_instances", min_generate_side="min_generate_side", full_size="full_size",
                   det_size="det_size")
     if stage:
-        stages = stage_configs(GENERATORS[generator].size, **stage)
-        out.update({name: stages[name] for name in ("detect_prep", "face_prep", "compose")})
+        size = crop_size(generator)
+        stages = stage_configs(STANDARD_CROP, extra_crop_sizes=() if size == STANDARD_CROP else (size,), **stage)
+        out.update({name: stages[name] for name in ("detect_prep", prep_model("face_prep", size), "compose")})
     return out
 
 

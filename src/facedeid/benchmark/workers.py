@@ -228,8 +228,12 @@ def work_triton(setup: dict, frames: list[np.ndarray]) -> list[dict]:
     from ..serving.local_server import memory_mb
 
     url, generator = setup["url"], setup["generator"]
+    from ..models.registry import crop_size
+    from ..serving.configs import prep_model
+
     model = f"deid_{generator}"
-    stage_models = [model, "detect_prep", "face_detector", "face_prep", f"generate_{generator}", generator, "compose"]
+    stage_models = [model, "detect_prep", "face_detector", prep_model("face_prep", crop_size(generator)),
+                    f"generate_{generator}", generator, "compose"]
     server = TritonModels(url)
     _triton_level(url, model, frames[:WARMUP_FRAMES], 1)
     runs = []

@@ -43,6 +43,7 @@ from ..baselines import METHODS as BASELINES  # noqa: E402
 from ..data.files import atomic_temp_file  # noqa: E402
 from ..data.video import VIDEO_EXTS  # noqa: E402
 from ..settings import DEFAULT_URL  # noqa: E402
+from .cover import add_cover_argument, cover_problem  # noqa: E402
 from .detection_settings import (  # noqa: E402
     add_detection_arguments,
     add_rotations_argument,
@@ -100,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model repository for a server started for the run (default: model_repository/)")
     add_detection_arguments(p)
     add_rotations_argument(p)
+    add_cover_argument(p)
     p.add_argument("--track-memory", type=int, default=DEFAULT_MEMORY,
                    help=f"video: frames a face stays anonymised (blurred) after the detector loses it (default "
                         f"{DEFAULT_MEMORY}; 0 = off)")
@@ -188,7 +190,7 @@ def local_engine(args, settings: dict):
     """`--local`: the pipeline in this process (ValueError: an unknown model or device, said in one line)."""
     from .local_engine import LocalEngine
 
-    return LocalEngine(args.model, args.device, **settings)
+    return LocalEngine(args.model, args.device, cover=args.cover, **settings)
 
 
 def plan(src: Path, dst: Path, overwrite: bool) -> tuple[list[tuple[Path, Path, str]], list[str]]:
@@ -270,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.track_memory < 0:
         _say(f"--track-memory must be >= 0, got {args.track_memory}")
         return 2
+    if (problem := cover_problem(args.model, args.cover)) is not None:
+        _say(problem)
+        return 2
     src = args.input
     dst = args.output or default_output(src)
     jobs, problems = plan(src, dst, args.overwrite)
@@ -305,7 +310,7 @@ def _run(args, settings, model, jobs, single, tally) -> int:
             engine = (LocalBaseline(args.model, **settings) if args.model in BASELINES else
                       local_engine(args, settings) if args.local else
                       DeidClient(urls, concurrency=args.concurrency, timeout_s=args.timeout, retries=args.retries,
-                                 settings=settings))
+                                 settings=settings, cover=args.cover))
             try:
                 engine.wait_ready([model], timeout_s=args.ready_timeout)
                 first_url = urls[0].split(",")[0] if urls else None

@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from ..crops import check_boxes
+from .cover import DEFAULT_COVER, cover_inputs, cover_problem, generator_of
 from .detection_settings import detection_inputs
 from .grpc_backend import CLOSED_CHANNEL, DeidError, GrpcBackend, client_loop, is_retryable
 from .replies import DeidResult, check_reply, clip_boxes, detections_of
@@ -79,8 +80,10 @@ class DeidClient:
 
     def __init__(self, urls: str | Iterable[str], concurrency: int = 8, timeout_s: float = 60.0,
                  retries: int = 8, backoff_s: float = 0.5, max_backoff_s: float = 8.0,
-                 backend_factory: Callable[[str], Any] = GrpcBackend, settings: dict | None = None):
-        """`settings`: detection settings sent with every detect-mode request (`detection_inputs`)."""
+                 backend_factory: Callable[[str], Any] = GrpcBackend, settings: dict | None = None,
+                 cover: str = DEFAULT_COVER):
+        """`settings`: detection settings sent with every detect-mode request (`detection_inputs`); `cover`: what
+        every generated face replaces (client/cover.py), sent with every de-identification request."""
         urls = [urls] if isinstance(urls, str) else list(urls)
         urls = [u for chunk in urls for u in chunk.split(",") if u]
         if not urls:
@@ -95,6 +98,8 @@ class DeidClient:
         self.max_backoff_s = max_backoff_s
         self._factory = backend_factory
         self.settings = detection_inputs(**(settings or {}))
+        self.cover = cover
+        self.generator_inputs = cover_inputs(cover)
         self.on_retry: Callable[[str], None] | None = None  # told each retry (url, error, delay): e.g. a log line
         self._servers = [_Server(u) for u in urls]
         self._rr = itertools.count()
@@ -185,7 +190,11 @@ class DeidClient:
         if model == DETECT_MODEL:
             inputs.update(self.settings)
             outputs = ["BOXES", "BLUR_BOXES", "LANDMARKS", "ROLL"]
+        elif (problem := cover_problem(generator_of(model), self.cover)) is not None:
+            self.stats.failures += 1
+            raise DeidError(f"{model}: {problem}", retryable=False)
         elif boxes is not None:
+            inputs.update(self.generator_inputs)
             boxes = np.asarray(boxes, np.float32)
             if boxes.size == 0:
                 boxes = boxes.reshape(0, 4)  # "no faces", whatever the empty shape
@@ -203,6 +212,7 @@ class DeidClient:
                 outputs.append("DONOR_USED")
             inputs.update(extra or {})
         else:
+            inputs.update(self.generator_inputs)
             inputs.update(self.settings)
             outputs.append("BLUR_BOXES")
         last: BaseException | None = None

@@ -37,9 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--boxes", choices=("gt", "detect"), default="gt",
                    help="gt: label boxes through deid_<model>_boxes (default); detect: the full detection ensemble "
                         "deid_<model>, and detector recall against the labels")
+    from ..client.cover import add_cover_argument
     from ..client.detection_settings import add_detection_arguments
 
     add_detection_arguments(p)
+    add_cover_argument(p)
     p.add_argument("--save", action="store_true", help="write de-identified frames under OUT/<bin>/")
     p.add_argument("--identify", action="store_true",
                    help="closed-set identification against the data set's own original faces: person = first "

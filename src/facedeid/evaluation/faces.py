@@ -77,20 +77,21 @@ def ksame_method(tag: str = ""):
     """ksame in process: the served steps (box_prep -> ksame -> compose) of facedeid.pipeline, the served generator.
     `tag` (row `ksame@TAG`, parts joined by +): "mean" or "target" (KSame's geometry), "head" or "face" (cover),
     "detail" or "nodetail" (the target's skin texture), "meanmask" (the mean shape's mask only), "grain"
-    or "grain2" (synthetic skin grain at 1x or 2x the target's texture strength), "256" (256 px crops: not served
-    yet); what is not named keeps the defaults."""
-    from ..ksame import SIZE, KSame
+    or "grain2" (synthetic skin grain at 1x or 2x the target's texture strength), "128" or "256" (crop side;
+    default: the served one, models.registry.KSAME_CROP_SIZE); what is not named keeps the defaults."""
+    from ..ksame import KSame
+    from ..models.registry import KSAME_CROP_SIZE
     from ..pipeline import Deidentifier
 
     options = {"mean": {"geometry": "mean"}, "target": {"geometry": "target"}, "head": {"cover": "head"},
                "face": {"cover": "face"}, "detail": {"detail": 1.0}, "nodetail": {"detail": 0.0},
                "meanmask": {"mask": "mean"}, "grain": {"texture": 1.0}, "grain2": {"texture": 2.0}}
-    chosen, size = {}, SIZE
+    chosen, size = {}, KSAME_CROP_SIZE
     for part in filter(None, tag.split("+")):
-        if part == "256":  # 256 px crops, in process only: the served prep and compose share one 128 px crop size
-            size = 256
+        if part in ("128", "256"):  # 128: the crops every ensemble used before ksame's own 256 px prep
+            size = int(part)
         elif part not in options:
-            raise ValueError(f"ksame@{tag}: each +-joined part must be one of {', '.join(options)} or 256")
+            raise ValueError(f"ksame@{tag}: each +-joined part must be one of {', '.join(options)}, 128 or 256")
         else:
             chosen.update(options[part])
     deidentify = Deidentifier(None, KSame(**chosen), size)

@@ -161,7 +161,9 @@ def metrics_json(ev, summaries: dict, frames: list[Frame], started: str) -> dict
             from .. import ksame
 
             record = json.loads(ksame.RECORD_PATH.read_text()) if ksame.RECORD_PATH.exists() else {}
-            generators[m] = {"crop_size": ksame.SIZE, "bank": {k: v for k, v in record.items() if k != "bank"}}
+            from ..models.registry import crop_size
+
+            generators[m] = {"crop_size": crop_size(m), "bank": {k: v for k, v in record.items() if k != "bank"}}
             continue
         spec = GENERATORS[m]
         record = spec.training_record()

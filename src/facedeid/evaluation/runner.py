@@ -41,6 +41,12 @@ class Evaluation:
         self.argv = list(getattr(args, "argv", None) or sys.argv[1:])
         self.models = parse_models(args.model)
         self.server_models = [m for m in self.models if m not in BASELINES]
+        from ..client.cover import DEFAULT_COVER, cover_problem
+
+        self.cover = getattr(args, "cover", DEFAULT_COVER)
+        for model in self.server_models:  # --cover head names ksame's whole-head replacement: no other has one
+            if (problem := cover_problem(model, self.cover)) is not None:
+                raise SystemExit(f"triton_eval: {problem}")
         self.out = Path(args.output_dir)
         self.on_row = on_row
         self.client_factory = client_factory
@@ -134,11 +140,14 @@ class Evaluation:
 
     def _connect(self) -> None:
         from ..client import DeidClient, ensemble_name
+        from ..client.cover import DEFAULT_COVER
         from ..client.detection_settings import detection_settings_from
 
         factory = self.client_factory or DeidClient
         settings = {k: v for k, v in detection_settings_from(self.args).items() if v is not None}
         extra = {"settings": settings} if settings else {}
+        if self.cover != DEFAULT_COVER:
+            extra["cover"] = self.cover
         self.client = factory(self.urls, concurrency=self.concurrency, timeout_s=self.args.timeout,
                               retries=self.args.retries, **extra)
         names = [ensemble_name(m, self.args.boxes == "gt") for m in self.server_models]

@@ -13,7 +13,7 @@ from .geometry import apply, dense_rect, head_mask, similarity, skin_mask, yaw_o
 from .landmarks import LANDMARK_MIN_SCORE, Landmarks
 from .warp import dense_landmarks, face_hull_mask, frame_points, piecewise_map
 
-SIZE = 128  # crop side, the same as every generator's
+SIZE = 128  # KSame's default crop side in process (the served ensembles use models.registry.KSAME_CROP_SIZE)
 SIZES = (128, 256)  # crop sides the generator takes: 128 (every ensemble's) and 256 (large faces)
 DEFAULT_GEOMETRY = "mean"
 COVERS = ("face", "head")

@@ -72,6 +72,14 @@ GENERATORS: dict[str, GeneratorSpec] = {
 # Served generators without a trained network (facedeid.ksame: donor averages from a bank): no checkpoint, no ONNX.
 DONOR_GENERATORS = ("ksame",)
 SERVED_GENERATORS = (*GENERATORS, *DONOR_GENERATORS)
+# Crop side of ksame's served ensembles (own prep models face_prep_256/box_prep_256): its averages are 256 px, so a
+# large face is no longer pasted from a 128 px crop; the per-face cost measured in docs/crisp-faces.md.
+KSAME_CROP_SIZE = 256
+
+
+def crop_size(name: str) -> int:
+    """The crop side the served ensembles of generator `name` cut faces at."""
+    return KSAME_CROP_SIZE if name in DONOR_GENERATORS else get_spec(name).size
 
 
 def get_spec(name: str) -> GeneratorSpec:

@@ -15,7 +15,8 @@ so a field is never edited as text (serving/gpu_configs.py); export writes them 
 from __future__ import annotations
 
 from ..models import GENERATORS
-from ..settings import CPU, GPU
+from ..models.registry import crop_size
+from ..settings import COVER_GENERATORS, CPU, GPU
 from ..stages import GENERATOR_MAX_BATCH
 
 BACKENDS = ("python", "onnxruntime", "tensorrt")
@@ -103,14 +104,17 @@ def generator_config(name: str, backend: str = "python", threads: int = CPU_THRE
 
 def ksame_config() -> str:
     """The donor-average generator: numpy + CenterFace landmarks in the Python backend on every host (no plan)."""
-    from ..ksame import NAME, SIZE
+    from ..ksame import NAME
 
+    size = crop_size(NAME)
     text = f'name: "{NAME}"\nbackend: "python"\nmax_batch_size: {GENERATOR_MAX_BATCH}\n'
     # DONOR: the bank average a video track fixed (-1 or absent: chosen per crop); DONOR_USED: what each crop got.
     # LANDMARKS: five points per crop (crop pixels) a video track smoothed (NaN or absent: found on the crop).
-    text += _io("input", [_tensor("INPUT", "FP32", [3, SIZE, SIZE]), _tensor("DONOR", "INT32", [1], optional=True),
-                          _tensor("LANDMARKS", "FP32", [10], optional=True)])
-    text += _io("output", [_tensor("OUTPUT", "FP32", [3, SIZE, SIZE]), _tensor("DONOR_USED", "INT32", [1])])
+    # COVER: what each crop's replacement covers (COVERS: 0 the inner face, 1 the whole head; absent: the face).
+    text += _io("input", [_tensor("INPUT", "FP32", [3, size, size]), _tensor("DONOR", "INT32", [1], optional=True),
+                          _tensor("LANDMARKS", "FP32", [10], optional=True),
+                          _tensor("COVER", "INT32", [1], optional=True)])
+    text += _io("output", [_tensor("OUTPUT", "FP32", [3, size, size]), _tensor("DONOR_USED", "INT32", [1])])
     text += f"dynamic_batching {{ max_queue_delay_microseconds: {QUEUE_DELAY_US} }}\n"
     return text + _instances("python") + _params(threads=CPU_THREADS)
 
@@ -152,12 +156,13 @@ def generate_config(generator: str, crop_size: int, instances: int = GENERATE_IN
 
     Each instance waits on its frame's generator requests; several instances keep several frames' crops in the
     generator's queue at once, so its dynamic batcher can still merge them (one instance: one frame at a time).
-    A generator with a per-face choice (DONOR_GENERATORS) also passes DONOR and LANDMARKS in and DONOR_USED out."""
+    A generator with a per-face choice (DONOR_GENERATORS) also passes DONOR and LANDMARKS in and DONOR_USED out,
+    and the request's COVER to every crop."""
     inputs = [_tensor("CROPS", "FP32", [-1, 3, crop_size, crop_size])]
     outputs = [_tensor("GENERATED", "FP32", [-1, 3, crop_size, crop_size])]
     params = dict(generator=generator, max_batch=GENERATOR_MAX_BATCH)
     if generator in DONOR_GENERATORS:
-        inputs += [DONOR, _tensor("LANDMARKS", "FP32", [-1, 10], optional=True)]
+        inputs += [DONOR, _tensor("LANDMARKS", "FP32", [-1, 10], optional=True), COVER]
         outputs.append(DONOR_USED)
         params["donor"] = 1
     return _python_stage(f"generate_{generator}", inputs, outputs, instances, **params)
@@ -165,6 +170,10 @@ def generate_config(generator: str, crop_size: int, instances: int = GENERATE_IN
 
 # Generators with a choice per face that a video track fixes (client/tracking.py): the ksame donor average.
 DONOR_GENERATORS = ("ksame",)
+# The optional ensemble input COVER (settings.COVERS), on the ensembles of settings.COVER_GENERATORS.
+COVER = _tensor("COVER", "INT32", [1], optional=True)
+# The prep models' crop side when none is named (the trained generators'); other sides get prep models of their own.
+STANDARD_CROP = 128
 DETECT_ENSEMBLE = "detect_faces"  # detection only: what the tracked video path asks before it fixes its boxes
 DONOR = _tensor("DONOR", "INT32", [-1], optional=True)
 DONOR_USED = _tensor("DONOR_USED", "INT32", [-1])
@@ -186,37 +195,47 @@ LANDMARKS_IN = _tensor("LANDMARKS_IN", "FP32", [-1, 10], optional=True)
 MAP_NAMES = ("HEATMAP", "SCALE", "OFFSET", "LANDMARKS")
 
 
+def prep_model(stage: str, size: int) -> str:
+    """The model that cuts `size` px crops: `face_prep`/`box_prep` at the standard side, else `<stage>_<size>`."""
+    return stage if size == STANDARD_CROP else f"{stage}_{size}"
+
+
 def _maps(suffix: str = "") -> list[str]:
     return [_tensor(f"{n}{suffix}", "FP32", [-1, c, -1, -1]) for n, c in zip(MAP_NAMES, (1, 2, 2, 10))]
 
 
 def stage_configs(crop_size: int, instances: int = CPU_STAGE_INSTANCES, det_size: int = CPU.det_size,
                   full_size: int = CPU.full_size, min_generate_side: float = CPU.min_generate_side,
-                  min_face: int = CPU.min_face) -> dict[str, str]:
+                  min_face: int = CPU.min_face, extra_crop_sizes: tuple[int, ...] = ()) -> dict[str, str]:
     """The Python stages. `det_size`/`full_size` are the detection defaults of detect_prep and face_prep: the CPU
     cap by default; GPU hosts detect natively (`full_size` 0, `det_size` 640: gpu_configs). `min_face`: the
-    smallest face the capped pass keeps findable. Rotations are off unless a request sends ROTATIONS."""
-    crops_t = _tensor("CROPS", "FP32", [-1, 3, crop_size, crop_size])
+    smallest face the capped pass keeps findable. Rotations are off unless a request sends ROTATIONS.
+    `extra_crop_sizes`: a face_prep and a box_prep (`prep_model`) for each further crop side some generator's
+    ensembles use; compose takes square crops of any side."""
     detect = dict(det_size=det_size, full_size=full_size, min_face=min_face, rotations=int(CPU.rotations))
-    return {
+    out = {
         "detect_prep": _python_stage(
             "detect_prep", [FRAME, SETTINGS["DET_SIZE"], ROTATIONS],
             [_tensor("IMAGE", "FP32", [-1, 3, -1, -1]), _tensor("IMAGE_SMALL", "FP32", [-1, 3, -1, -1])],
             instances, **detect),
-        "face_prep": _python_stage(
-            "face_prep", [FRAME, *_maps(), *_maps("_SMALL"), *SETTINGS.values(), ROTATIONS],
-            [crops_t, BOXES, BLUR_BOXES, _tensor("LANDMARKS", "FP32", [-1, 10]), ROLL], instances,
-            crop_size=crop_size, threshold=CPU.threshold,
-            generate_threshold=CPU.generate_threshold, min_generate_side=min_generate_side, **detect),
-        "box_prep": _python_stage("box_prep", [FRAME, _tensor("BOXES_IN", "FP32", [-1, 4]), ROLL_IN, LANDMARKS_IN],
-                                  [crops_t, BOXES, ROLL, _tensor("CROP_LANDMARKS", "FP32", [-1, 10])], instances,
-                                  crop_size=crop_size),
-        "compose": _python_stage(
-            "compose", [FRAME, _tensor("GENERATED", "FP32", [-1, 3, crop_size, crop_size]), BOXES,
-                        _tensor("BLUR_BOXES", "FP32", [-1, 4], optional=True),
-                        _tensor("ROLL", "FP32", [-1], optional=True)],
-            [_tensor("DEID_FRAME", "UINT8", [-1, -1, 3])], instances),
     }
+    for size in (crop_size, *extra_crop_sizes):
+        crops_t = _tensor("CROPS", "FP32", [-1, 3, size, size])
+        face_prep, box_prep = prep_model("face_prep", size), prep_model("box_prep", size)
+        out[face_prep] = _python_stage(
+            face_prep, [FRAME, *_maps(), *_maps("_SMALL"), *SETTINGS.values(), ROTATIONS],
+            [crops_t, BOXES, BLUR_BOXES, _tensor("LANDMARKS", "FP32", [-1, 10]), ROLL], instances,
+            crop_size=size, threshold=CPU.threshold,
+            generate_threshold=CPU.generate_threshold, min_generate_side=min_generate_side, **detect)
+        out[box_prep] = _python_stage(box_prep, [FRAME, _tensor("BOXES_IN", "FP32", [-1, 4]), ROLL_IN, LANDMARKS_IN],
+                                      [crops_t, BOXES, ROLL, _tensor("CROP_LANDMARKS", "FP32", [-1, 10])], instances,
+                                      crop_size=size)
+    out["compose"] = _python_stage(
+        "compose", [FRAME, _tensor("GENERATED", "FP32", [-1, 3, -1, -1]), BOXES,
+                    _tensor("BLUR_BOXES", "FP32", [-1, 4], optional=True),
+                    _tensor("ROLL", "FP32", [-1], optional=True)],
+        [_tensor("DEID_FRAME", "UINT8", [-1, -1, 3])], instances)
+    return out
 
 
 def _step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> str:
@@ -225,7 +244,7 @@ def _step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> str:
     return f'    {{\n      model_name: "{model}"\n      model_version: -1\n{ins}{outs}    }}'
 
 
-def _detect_steps(crops: bool = True) -> list[str]:
+def _detect_steps(crops: bool = True, face_prep: str = "face_prep") -> list[str]:
     full = {n: f"det_{n.lower()}" for n in MAP_NAMES}
     small = {n: f"det_{n.lower()}_small" for n in MAP_NAMES}
     return [
@@ -233,7 +252,7 @@ def _detect_steps(crops: bool = True) -> list[str]:
               {"IMAGE": "det_image", "IMAGE_SMALL": "det_image_small"}),
         _step(DETECTOR, {"IMAGE": "det_image"}, full),
         _step(DETECTOR, {"IMAGE": "det_image_small"}, small),
-        _step("face_prep", {"FRAME": "FRAME", **{n: v for n, v in full.items()},
+        _step(face_prep, {"FRAME": "FRAME", **{n: v for n, v in full.items()},
                             **{f"{n}_SMALL": v for n, v in small.items()}, **{k: k for k in SETTINGS},
                             "ROTATIONS": "ROTATIONS"},
               {**({"CROPS": "crops"} if crops else {}), "BOXES": "BOXES", "BLUR_BOXES": "BLUR_BOXES",
@@ -260,6 +279,8 @@ def detect_ensemble_config() -> str:
 
 def ensemble_config(generator: str, boxes_given: bool) -> str:
     name = f"deid_{generator}" + ("_boxes" if boxes_given else "")
+    size = crop_size(generator)
+    box_prep = prep_model("box_prep", size)
     outputs = [_tensor("DEID_FRAME", "UINT8", [-1, -1, 3]), BOXES]
     compose_inputs = {"FRAME": "FRAME", "GENERATED": "generated", "BOXES": "BOXES", "ROLL": "ROLL"}
     generate_inputs, generate_outputs = {"CROPS": "crops"}, {"GENERATED": "generated"}
@@ -269,12 +290,12 @@ def ensemble_config(generator: str, boxes_given: bool) -> str:
                   _tensor("BLUR_BOXES_IN", "FP32", [-1, 4], optional=True)]
         outputs.append(ROLL)
         compose_inputs["BLUR_BOXES"] = "BLUR_BOXES_IN"
-        steps = [_step("box_prep", {"FRAME": "FRAME", "BOXES_IN": "BOXES_IN", "ROLL_IN": "ROLL_IN"},
+        steps = [_step(box_prep, {"FRAME": "FRAME", "BOXES_IN": "BOXES_IN", "ROLL_IN": "ROLL_IN"},
                        {"CROPS": "crops", "BOXES": "BOXES", "ROLL": "ROLL"})]
         if generator in DONOR_GENERATORS:
             inputs += [DONOR, LANDMARKS_IN]
             outputs.append(DONOR_USED)
-            steps = [_step("box_prep", {"FRAME": "FRAME", "BOXES_IN": "BOXES_IN", "ROLL_IN": "ROLL_IN",
+            steps = [_step(box_prep, {"FRAME": "FRAME", "BOXES_IN": "BOXES_IN", "ROLL_IN": "ROLL_IN",
                                         "LANDMARKS_IN": "LANDMARKS_IN"},
                            {"CROPS": "crops", "BOXES": "BOXES", "ROLL": "ROLL", "CROP_LANDMARKS": "crop_landmarks"})]
             generate_inputs.update(DONOR="DONOR", LANDMARKS="crop_landmarks")
@@ -283,7 +304,10 @@ def ensemble_config(generator: str, boxes_given: bool) -> str:
         inputs = [FRAME, *SETTINGS.values(), ROTATIONS]
         outputs += [BLUR_BOXES, _tensor("LANDMARKS", "FP32", [-1, 10]), ROLL]
         compose_inputs["BLUR_BOXES"] = "BLUR_BOXES"
-        steps = _detect_steps()
+        steps = _detect_steps(face_prep=prep_model("face_prep", size))
+    if generator in COVER_GENERATORS:
+        inputs.append(COVER)
+        generate_inputs["COVER"] = "COVER"
     steps += [
         _step(f"generate_{generator}", generate_inputs, generate_outputs),
         _step("compose", compose_inputs, {"DEID_FRAME": "DEID_FRAME"}),
@@ -295,22 +319,19 @@ def all_configs(backend: str = "python", det_size: int = CPU.det_size,
                 full_size: int = CPU.full_size) -> dict[str, str]:
     """Every model directory name -> its config.pbtxt text (`det_size`/`full_size`: detection defaults of the
     prep stages, the CPU cap unless given)."""
-    sizes = {spec.size for spec in GENERATORS.values()}
-    if len(sizes) != 1:
-        raise ValueError(f"all generators must share one crop size for the shared prep models, got {sizes}")
+    from ..ksame import NAME as KSAME
+
+    extra = tuple(sorted({crop_size(n) for n in (*GENERATORS, KSAME)} - {STANDARD_CROP}))
     configs = {DETECTOR: detector_config(backend),
-               **stage_configs(sizes.pop(), det_size=det_size, full_size=full_size),
+               **stage_configs(STANDARD_CROP, det_size=det_size, full_size=full_size, extra_crop_sizes=extra),
                DETECT_ENSEMBLE: detect_ensemble_config()}
     for name in GENERATORS:
         configs[name] = generator_config(name, backend)
-        configs[f"generate_{name}"] = generate_config(name, GENERATORS[name].size)
+        configs[f"generate_{name}"] = generate_config(name, crop_size(name))
         configs[f"deid_{name}"] = ensemble_config(name, boxes_given=False)
         configs[f"deid_{name}_boxes"] = ensemble_config(name, boxes_given=True)
-    from ..ksame import NAME as KSAME
-    from ..ksame import SIZE as KSAME_SIZE
-
     configs[KSAME] = ksame_config()
-    configs[f"generate_{KSAME}"] = generate_config(KSAME, KSAME_SIZE)
+    configs[f"generate_{KSAME}"] = generate_config(KSAME, crop_size(KSAME))
     configs[f"deid_{KSAME}"] = ensemble_config(KSAME, boxes_given=False)
     configs[f"deid_{KSAME}_boxes"] = ensemble_config(KSAME, boxes_given=True)
     return configs

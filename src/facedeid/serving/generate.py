@@ -10,7 +10,8 @@ A generator with a per-face choice (ksame's donor average; config parameter `don
 DONOR [N] INT32 (one per box; -1 or absent: the generator chooses) and returns DONOR_USED [M], what each crop got:
 the stateless half of "one face, one replacement, for a whole track" (client/tracking.py keeps the other half).
 It also passes on the optional LANDMARKS [M,10] (box_prep's CROP_LANDMARKS: a track's smoothed landmarks in crop
-pixels, NaN rows where none were given).
+pixels, NaN rows where none were given) and the request's optional COVER [1] INT32 (0 the inner face, 1 the whole
+head; settings.COVERS) to every crop.
 
 Fail closed: a batch the generator answers with an error makes the whole request an error (the ensemble then
 returns no frame); a generator that fails inside returns NaN crops, which compose masks.
@@ -45,7 +46,7 @@ class ChunkedGenerator:
         self.donor = params.get("donor", "0") == "1"
 
     async def _generate(self, crops: np.ndarray, donors: np.ndarray | None = None,
-                        landmarks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                        landmarks: np.ndarray | None = None, cover: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         pb = self.pb_utils
         pieces = split_batches(crops, self.max_batch)
         outputs_wanted = ["OUTPUT", "DONOR_USED"] if donors is not None else ["OUTPUT"]
@@ -56,6 +57,8 @@ class ChunkedGenerator:
                 inputs.append(pb.Tensor("DONOR", np.ascontiguousarray(donors[start : start + len(piece)])))
             if landmarks is not None:
                 inputs.append(pb.Tensor("LANDMARKS", np.ascontiguousarray(landmarks[start : start + len(piece)])))
+            if cover is not None:
+                inputs.append(pb.Tensor("COVER", np.full((len(piece), 1), cover, np.int32)))
             requests.append(pb.InferenceRequest(model_name=self.generator, requested_output_names=outputs_wanted,
                                                 inputs=inputs))
         replies = await asyncio.gather(*(r.async_exec() for r in requests))
@@ -86,7 +89,9 @@ class ChunkedGenerator:
                 marks = None if marks is None else np.asarray(marks.as_numpy(), np.float32).reshape(-1, 10)
                 if marks is not None and len(marks) != len(crops):
                     raise ValueError(f"LANDMARKS has {len(marks)} rows for {len(crops)} crops")
-                generated, used = await self._generate(crops, donors.reshape(-1, 1), marks)
+                cover = pb.get_input_tensor_by_name(request, "COVER")
+                cover = None if cover is None else check_cover(cover.as_numpy())
+                generated, used = await self._generate(crops, donors.reshape(-1, 1), marks, cover)
                 return pb.InferenceResponse(output_tensors=[pb.Tensor("GENERATED", generated),
                                                             pb.Tensor("DONOR_USED", used.astype(np.int32))])
             except ValueError as error:
@@ -95,6 +100,16 @@ class ChunkedGenerator:
                 return pb.InferenceResponse(error=pb.TritonError(f"{type(error).__name__}: {error}"))
 
         return list(await asyncio.gather(*(one(r) for r in requests)))
+
+
+def check_cover(value: np.ndarray) -> int:
+    """COVER [1] -> its index in COVERS (0 the inner face, 1 the whole head); anything else is refused."""
+    from ..settings import COVERS
+
+    value = np.asarray(value).reshape(-1)
+    if value.size != 1 or not np.issubdtype(value.dtype, np.integer) or not 0 <= int(value[0]) < len(COVERS):
+        raise ValueError(f"COVER must be one integer, 0 ({COVERS[0]}) or 1 ({COVERS[1]}), got {value.tolist()[:4]}")
+    return int(value[0])
 
 
 def pad_donors(donors: np.ndarray | None, crops: int) -> np.ndarray:

@@ -1,0 +1,1 @@
+../../box_prep/1/model.py

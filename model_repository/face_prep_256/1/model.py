@@ -1,0 +1,1 @@
+../../face_prep/1/model.py
