@@ -10,8 +10,10 @@ generator must give masked faces, never original pixels.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
 import re
 import shutil
 import signal
@@ -54,9 +56,9 @@ class RestartableServer:
     def grpc_url(self) -> str:
         return self.server.grpc_url
 
-    def kill(self) -> list[int]:
-        """SIGKILL the server process; returns the pids of its Python-backend stubs (they must not linger)."""
-        stubs = local_server.process_tree(self.server.process.pid)[1:]
+    def kill(self) -> dict[int, str]:
+        """SIGKILL the server process; returns its Python-backend stubs, pid -> start time (they must not linger)."""
+        stubs = {pid: started(pid) for pid in local_server.process_tree(self.server.process.pid)[1:]}
         self.server.process.send_signal(signal.SIGKILL)
         self.server.process.wait()
         return stubs
@@ -66,6 +68,36 @@ class RestartableServer:
 
     def stop(self) -> None:
         self.server.stop()
+
+
+def started(pid: int) -> str:
+    """The process's start time in clock ticks since boot ('' once gone or a zombie waiting to be reaped): with the
+    pid, it names one process even where the pid is given to a new one."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return ""
+    return "" if fields[0] in ("Z", "X") else fields[19]
+
+
+def lingering(stubs: dict[int, str], wait_s: float = 30.0) -> list[str]:
+    """Stubs of a killed server still alive after up to `wait_s` (each checks its parent every 300 ms and exits):
+    'pid cmdline state' of each."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        left = [pid for pid, start in stubs.items() if start and started(pid) == start]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    out = []
+    for pid in left:
+        with contextlib.suppress(OSError):
+            cmd = Path(f"/proc/{pid}/cmdline").read_text(errors="replace").replace("\0", " ").strip()
+            state = next((line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                          if line.startswith("State:")), "")
+            out.append(f"{pid} {cmd[:200]} {state}")
+            os.kill(pid, signal.SIGKILL)  # not left to eat the rest of the session's CPU
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -226,9 +258,8 @@ def test_server_killed_mid_run_and_restarted_gives_the_same_result(server, sampl
     assert metrics["results"]["mobileunet"]["skipped"] == {}
     assert_same_numbers(out, reference)
     assert_saved_images_whole(out, expected=len(scan_dataset(sample)))
-    time.sleep(1)
-    assert not [pid for pid in stubs if Path(f"/proc/{pid}").exists()
-                and "stub" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")], "stub processes linger"
+    left = lingering(stubs)
+    assert not left, "stub processes of the killed server linger:\n" + "\n".join(left)
 
 
 def test_evaluation_killed_then_resumed_gives_the_same_result(server, sample, reference, tmp_path):

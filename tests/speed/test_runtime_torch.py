@@ -73,7 +73,14 @@ def test_ksame_landmarks_from_the_pytorch_detector_give_the_served_faces(scene):
     crops = to_tensor(extract_crops(scene, boxes, 128)[0])
     served = KSame()(crops)
     local = runtime_torch.generator("ksame", "cpu")(crops)
-    assert np.abs(local - served).max() * 127.5 <= 3
+    diff = np.abs(local - served) * 127.5
+    # The default mask is drawn on the target's 68 landmarks, placed from the detector's five points: the PyTorch
+    # detector's points (within 0.05 px of ONNX Runtime's) can move the mask's edge by a pixel, so a few edge
+    # pixels differ; the pasted face itself (the mean's mask alone) must match to rounding.
+    assert diff.mean() < 0.25 and (diff > 3).mean() < 0.02, (diff.mean(), (diff > 3).mean())
+    torch_landmarks = runtime_torch.TorchLandmarks(runtime_torch.TorchDetector("cpu", None))
+    pasted = np.abs(KSame(mask="mean", landmarks=torch_landmarks)(crops) - KSame(mask="mean")(crops)) * 127.5
+    assert pasted.max() <= 3, pasted.max()
 
 
 def test_generator_fails_closed():
