@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..settings import COVERS
 from .bank import BANK_PATH, Bank
 from .colour import match_colour, sharpen, skin_tone, thumbnail
 from .geometry import apply, dense_rect, head_mask, similarity, skin_mask, yaw_of
@@ -16,7 +17,6 @@ from .warp import dense_landmarks, face_hull_mask, frame_points, piecewise_map
 SIZE = 128  # KSame's default crop side in process (the served ensembles use models.registry.KSAME_CROP_SIZE)
 SIZES = (128, 256)  # crop sides the generator takes: 128 (every ensemble's) and 256 (large faces)
 DEFAULT_GEOMETRY = "mean"
-COVERS = ("face", "head")
 DENSE_MAX_OFFSET = 0.15  # of the face rectangle: dlib's landmarks further than this from the placed mean are refused
 SHARPEN = 0.5
 MASKS = ("target", "mean")

@@ -15,7 +15,7 @@ so a field is never edited as text (serving/gpu_configs.py); export writes them 
 from __future__ import annotations
 
 from ..models import GENERATORS
-from ..models.registry import crop_size
+from ..models.registry import DONOR_GENERATORS, crop_size  # DONOR_GENERATORS: a choice per face a track fixes
 from ..settings import COVER_GENERATORS, CPU, GPU
 from ..stages import GENERATOR_MAX_BATCH
 
@@ -168,8 +168,6 @@ def generate_config(generator: str, crop_size: int, instances: int = GENERATE_IN
     return _python_stage(f"generate_{generator}", inputs, outputs, instances, **params)
 
 
-# Generators with a choice per face that a video track fixes (client/tracking.py): the ksame donor average.
-DONOR_GENERATORS = ("ksame",)
 # The optional ensemble input COVER (settings.COVERS), on the ensembles of settings.COVER_GENERATORS.
 COVER = _tensor("COVER", "INT32", [1], optional=True)
 # The prep models' crop side when none is named (the trained generators'); other sides get prep models of their own.
