@@ -24,7 +24,7 @@ HEAVY_MODULES = (
     "tests/data/test_data_extract.py", "tests/speed/test_runtime_torch.py", "tests/eval/test_runner.py",
     "tests/tools/test_detector_passes.py", "tests/train/test_training.py", "tests/test_cli.py",
     "tests/train/test_shipped_weights.py", "tests/serving/test_configs.py", "tests/train/test_ksame_target.py",
-    "tests/serving/test_detection.py", "tests/eval/test_report.py",
+    "tests/serving/test_detection.py", "tests/eval/test_report.py", "tests/eval/test_dlib_resnet.py",
 )
 
 

@@ -95,8 +95,32 @@ def test_image_sim_network_has_real_trained_weights():
     x = (np.stack([cv2.resize(f, (224, 224), interpolation=cv2.INTER_AREA) for f in frames]).astype(np.float32)
          - 127.0) / 128.0
     with torch.inference_mode():
-        top = sim.model(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).argmax(1).tolist()
+        batch = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+        top = sim.model(batch).argmax(1).tolist()
+        torch_pooled = sim.model.extract_features(batch).mean(dim=(2, 3)).numpy()
     assert 281 <= top[0] <= 285 and top[1] == 967
+    # the features come from ONNX Runtime: the same as the PyTorch network's to float rounding
+    np.testing.assert_allclose(sim.pooled(frames, cv2.INTER_AREA), torch_pooled, atol=1e-4)
+
+
+def test_det_metric_sees_large_faces_at_the_smallest_labels_size(astronaut):
+    """`det` shrinks a frame as far as its smallest labelled face keeps DET_METRIC_MIN_FACE px: the same face found,
+    at its box in the frame's own pixels; a frame whose smallest face is under that size is searched as it is."""
+    import cv2
+
+    from facedeid.evaluation.measure import DET_METRIC_MIN_FACE, Measurers, det_found
+
+    detector = Measurers().det
+    box = np.array([[181.5, 58.2, 269.9, 177.8]], np.float32)
+    big = cv2.resize(astronaut, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)  # a 350 px face in 2048 px
+    seen = []
+    spy = lambda frame: (seen.append(frame.shape[:2]), detector(frame))[1]  # noqa: E731 - the real detector
+    assert det_found(spy, big, box * 4).tolist() == [True]
+    assert max(seen[-1]) < 2048 * DET_METRIC_MIN_FACE / 88 * 1.05  # shrunk until the 88 px-wide face is 64 px
+    assert det_found(spy, big, box * 4 + np.float32([600, 0, 600, 0])).tolist() == [False]  # a box off the face
+    small = cv2.resize(astronaut, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)  # a 44 px face
+    assert det_found(spy, small, box / 2).tolist() == [True] and seen[-1] == small.shape[:2]
+    assert det_found(spy, small, np.zeros((0, 4), np.float32)).shape == (0,)
 
 
 def test_reid_same_box_distance(astronaut):

@@ -52,13 +52,15 @@ def test_cached_originals_give_the_numbers_of_a_run_without_the_cache(small_dir,
     assert again.originals_cache.hits == 4 and again.originals_cache.misses == 1
 
 
-def test_worker_processes_give_the_numbers_of_one_process(small_dir, tmp_path):
-    # --no-cache: the workers measure the originals themselves; a resumed run reads the rows the workers wrote
-    one, one_metrics = run(eval_argv(small_dir, tmp_path / "one", "blur,mosaic", "--no-cache"))
-    two, two_metrics = run(eval_argv(small_dir, tmp_path / "two", "blur,mosaic", "--no-cache", "--workers", "2"))
-    assert rows(tmp_path / "two") == rows(tmp_path / "one") and len(rows(tmp_path / "one")) == 10
-    for key in ("fid_eff", "impostor_rate_by_face_size"):
-        assert two_metrics[key] == one_metrics[key]
-    assert sorted(p.relative_to(tmp_path / "two").as_posix() for p in (tmp_path / "two" / "faces").rglob("*.npz")) \
-        == sorted(p.relative_to(tmp_path / "one").as_posix() for p in (tmp_path / "one" / "faces").rglob("*.npz"))
-    assert two.pool is None  # shut down with the run
+def test_metric_threads_and_worker_processes_give_the_numbers_of_one_frame_at_a_time(small_dir, tmp_path):
+    # --no-cache: each way measures the originals itself; the per-face records must be the same files too
+    one, one_metrics = run(eval_argv(small_dir, tmp_path / "one", "blur,mosaic", "--no-cache", "--metric-threads", "1"))
+    assert one.threads is None and one.pool is None
+    for name, extra in (("threads", ["--metric-threads", "2"]), ("workers", ["--workers", "2"])):
+        other, other_metrics = run(eval_argv(small_dir, tmp_path / name, "blur,mosaic", "--no-cache", *extra))
+        assert rows(tmp_path / name) == rows(tmp_path / "one") and len(rows(tmp_path / "one")) == 10, name
+        for key in ("fid_eff", "impostor_rate_by_face_size"):
+            assert other_metrics[key] == one_metrics[key], (name, key)
+        assert sorted(p.relative_to(tmp_path / name).as_posix() for p in (tmp_path / name / "faces").rglob("*.npz")) \
+            == sorted(p.relative_to(tmp_path / "one").as_posix() for p in (tmp_path / "one" / "faces").rglob("*.npz"))
+        assert other.pool is None and other.threads is None  # shut down with the run

@@ -16,7 +16,7 @@ import numpy as np
 from .. import pipeline
 from ..crops import check_boxes
 from ..data.dna import Frame, ImageError, boxes_to_pixels, read_image
-from .measure import FALSE_POSITIVE_IOU, UNTOUCHED_SSIM, Loaded, crop_size
+from .measure import FALSE_POSITIVE_IOU, UNTOUCHED_SSIM, Loaded, crop_size, det_found
 from .outputs import save_frame, write_example
 
 
@@ -104,12 +104,14 @@ def finish(ev, chunk: Chunk) -> None:
         todo = [x for x in loaded if (model, x.frame.key) not in ev.results.done]
         if todo:
             outputs[model] = (todo, _baseline(ev, model, todo))
-    if ev.pool is None:
-        rows = measure_frames(ev, loaded, outputs)
-    else:
-        from .workers import measure_in_pool
+    from .workers import measure_in_pool, measure_in_threads
 
+    if ev.pool is not None:
         rows = measure_in_pool(ev, loaded, outputs)
+    elif ev.threads is not None:
+        rows = measure_in_threads(ev, loaded, outputs)
+    else:
+        rows = measure_frames(ev, loaded, outputs)
     for model, (todo, results) in outputs.items():
         for x, (deid, _, _, _, url, error, _) in zip(todo, results):
             if deid is None:
@@ -262,6 +264,6 @@ def measure(ev, model, x: Loaded, deid, boxes_used, deid_feat, latency, busy, ur
                       face_features(ev.measure.sim, faces[generated(x.gt_px)]), reid_dist=dist)
         row["reid_matches"] = int((dist < REID_THRESHOLD).sum())
         row["reid_dist"] = float(dist.mean())
-        row["det_found"] = int(match_boxes(x.gt_px, ev.measure.det(deid)[0]).sum())
+        row["det_found"] = int(det_found(ev.measure.det, deid, x.gt_px).sum())
         row["orig_det_found"] = int(x.orig_found.sum())
     return row

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .. import cli_args
 from ..settings import DEFAULT_URL
+from .measure import METRIC_THREADS
 from .resume import ResumeError
 from .runner import Evaluation
 
@@ -65,9 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "OUT/temporal.json and its table")
     p.add_argument("--no-report", action="store_true", help="skip OUT/report.html")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--metric-threads", type=int, default=METRIC_THREADS,
+                   help=f"frames measured at once by threads of this process (default {METRIC_THREADS}; 1: one at a "
+                        "time); the metric networks run in ONNX Runtime, which computes outside Python's lock")
     p.add_argument("--workers", type=int, default=0,
-                   help="metric worker processes beside the requests (default 0: the metrics run in this process); "
-                        "each loads the metric networks (about 0.5 GB)")
+                   help="metric worker processes beside the requests instead of threads (default 0: none); each "
+                        "loads the metric networks (about 0.5 GB)")
     p.add_argument("--no-cache", action="store_true",
                    help="measure the original frames again instead of reading what an earlier run measured on the "
                         "same frames and labels from $FACEDEID_CACHE/eval-originals (evaluation/originals.py)")

@@ -3,6 +3,7 @@ the crop size each is scored at, the metric thresholds, and the metric networks 
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -60,6 +61,9 @@ class Loaded:
 # fid_eff's 1280x1280 sqrtm 5.6 s with one BLAS thread against 29 s with two. The server runs beside the client, so
 # its requests keep the other cores busy.
 CLIENT_THREADS = 1
+# Frames measured at once (evaluation/workers.py): one per core of this 2-core machine; each network keeps its one
+# compute thread, so the client uses at most METRIC_THREADS cores while the server's requests run beside it.
+METRIC_THREADS = 2
 
 
 @lru_cache(maxsize=1)
@@ -91,6 +95,33 @@ def _face_recognizer():
 DET_METRIC_THRESHOLD = 0.5
 
 
+# `det` sees each frame shrunk as far as its smallest labelled face keeps DET_METRIC_MIN_FACE px (never enlarged):
+# CenterFace finds a face of that size as surely as a larger one, so the metric does not depend on the resolution
+# a set was stored at, and a 720p frame of large faces costs a fraction of its full-size pass (docs/benchmarks.md,
+# "Fourth pass").
+DET_METRIC_MIN_FACE = 64
+
+
+def det_found(detector, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """bool [N]: which labelled faces (pixel boxes [N,4]) the `det` detector finds (IoU >= metrics.DET_IOU, one to
+    one), on the frame shrunk as DET_METRIC_MIN_FACE says."""
+    import cv2
+
+    from ..metrics import match_boxes
+
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    if not len(boxes):
+        return np.zeros(0, bool)
+    h, w = frame.shape[:2]
+    smallest = float(np.min(np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])))
+    scale = min(1.0, DET_METRIC_MIN_FACE / max(smallest, 1e-6))
+    if scale >= 1.0:
+        return match_boxes(boxes, detector(frame)[0])
+    sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
+    found = detector(cv2.resize(frame, (sw, sh), interpolation=cv2.INTER_AREA))[0]
+    return match_boxes(boxes, found * np.float32([w / sw, h / sh, w / sw, h / sh]))
+
+
 # The detectors here run on one ONNX Runtime thread, like the other metric libraries (CLIENT_THREADS): the same
 # boxes as with two, at less CPU time per frame while the server holds the cores (docs/benchmarks.md).
 @lru_cache(maxsize=1)
@@ -107,23 +138,32 @@ def _product_detector():
     return CenterFaceDetector(threads=CLIENT_THREADS)
 
 
+# Metric threads ask for a network at the same moment: one loads it, the other waits for that one (two exports of
+# the image-sim network at once would share the PyTorch exporter's global state).
+_LOADING = threading.Lock()
+
+
 class Measurers:
-    """The metric networks, loaded on first use (once per process)."""
+    """The metric networks, loaded on first use (once per process, whichever thread asks first)."""
 
     @property
     def sim(self):
-        return _image_similarity()
+        with _LOADING:
+            return _image_similarity()
 
     @property
     def rec(self):
-        return _face_recognizer()
+        with _LOADING:
+            return _face_recognizer()
 
     @property
     def det(self):
         """The detector of the `det` metric."""
-        return _detector()
+        with _LOADING:
+            return _detector()
 
     @property
     def product_det(self):
         """The product's detector with its defaults: the boxes blur/mosaic use in --boxes detect."""
-        return _product_detector()
+        with _LOADING:
+            return _product_detector()

@@ -19,16 +19,18 @@ import numpy as np
 
 from ..data.dna import atomic_write_bytes
 from ..paths import cache_dir
-from .measure import CROP_SIZE_BASELINE, DET_METRIC_THRESHOLD, Loaded
+from .measure import CROP_SIZE_BASELINE, DET_METRIC_MIN_FACE, DET_METRIC_THRESHOLD, Loaded, det_found
 
 
 def _settings() -> str:
     from .. import metrics as M
     from ..detection import MIN_GENERATE_SIDE
 
-    # bump the leading version when what is measured here changes in a way these names do not show
-    return (f"v1|{M.FEATURE_NETWORK}|{M.FEATURE_SIZE}|{M.FaceRecognizer.name}|centerface det {DET_METRIC_THRESHOLD} "
-            f"iou {M.DET_IOU}|crop {CROP_SIZE_BASELINE}|generated >= {MIN_GENERATE_SIDE}")
+    # bump the leading version when what is measured here changes in a way these names do not show (v2: the
+    # networks run in ONNX Runtime, values within float rounding of v1's)
+    return (f"v2|{M.FEATURE_NETWORK}|{M.FEATURE_SIZE}|{M.FaceRecognizer.name}|centerface det {DET_METRIC_THRESHOLD} "
+            f"iou {M.DET_IOU} faces >= {DET_METRIC_MIN_FACE} px|crop {CROP_SIZE_BASELINE}|"
+            f"generated >= {MIN_GENERATE_SIDE}")
 
 
 def key(x: Loaded) -> str:
@@ -43,8 +45,11 @@ class Cache:
     """Records of measured originals under `folder` (None: a cache that finds nothing and keeps nothing)."""
 
     def __init__(self, folder: Path | None):
+        import threading
+
         self.folder = None if folder is None else Path(folder)
         self.hits = self.misses = 0
+        self._count = threading.Lock()  # frames are measured in threads (evaluation/workers.py)
 
     @classmethod
     def default(cls, enabled: bool = True) -> Cache:
@@ -62,12 +67,14 @@ class Cache:
             with np.load(path) as data:
                 record = {name: data[name] for name in data.files}
         except (OSError, ValueError, EOFError):  # absent, or torn by a crash: measured again
-            self.misses += 1
+            with self._count:
+                self.misses += 1
             return False
         x.features = record["features"]
         if len(x.gt_px):
             x.descriptors, x.orig_found, x.untouched = record["descriptors"], record["orig_found"], record["untouched"]
-        self.hits += 1
+        with self._count:
+            self.hits += 1
         return True
 
     def store(self, x: Loaded, k: str) -> None:
@@ -88,7 +95,7 @@ def measure(ev, loaded: list[Loaded], cache: Cache) -> None:
     """x.features, and for frames with labels x.descriptors, x.orig_found and x.untouched (fid_eff features of the
     generated-size faces), from the cache or measured now."""
     from ..crops import extract_crops
-    from ..metrics import face_features, match_boxes
+    from ..metrics import face_features
     from .realism import generated
 
     keys = [key(x) for x in loaded]
@@ -98,7 +105,7 @@ def measure(ev, loaded: list[Loaded], cache: Cache) -> None:
         x.features = feat
         if len(x.gt_px):
             x.descriptors = ev.measure.rec.descriptors(x.image, x.gt_px)
-            x.orig_found = match_boxes(x.gt_px, ev.measure.det(x.image)[0])
+            x.orig_found = det_found(ev.measure.det, x.image, x.gt_px)
             crops, _ = extract_crops(x.image, x.gt_px[generated(x.gt_px)], CROP_SIZE_BASELINE)
             x.untouched = face_features(ev.measure.sim, crops)
         cache.store(x, k)

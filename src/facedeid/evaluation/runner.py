@@ -62,6 +62,7 @@ class Evaluation:
         self.concurrency = args.concurrency or args.batch_size
         self.client = None
         self.pool = None  # metric worker processes (--workers, evaluation/workers.py)
+        self.threads = None  # metric threads of this process (--metric-threads, evaluation/workers.py)
         self.server_info: dict = {}
         self.request_stats: dict = {}
         self.extra_metrics: dict = {}  # e.g. the `shard` record of a --shard run, `merged_from` of a --merge
@@ -74,6 +75,8 @@ class Evaluation:
             raise SystemExit("--batch_size must be >= 1")
         if (getattr(args, "workers", 0) or 0) < 0:
             raise SystemExit("--workers must be >= 0")
+        if getattr(args, "metric_threads", 1) < 1:
+            raise SystemExit("--metric-threads must be >= 1")
         frames = scan_dataset(args.dataset_dir)
         self.orphan_labels = labels_without_image(args.dataset_dir, frames)
         for rel in self.orphan_labels:
@@ -120,6 +123,10 @@ class Evaluation:
                 from .workers import pool
 
                 self.pool = pool(self, workers)
+            elif getattr(args, "metric_threads", 1) > 1 and pending:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self.threads = ThreadPoolExecutor(args.metric_threads, thread_name_prefix="metrics")
             try:
                 self._loop(pending)
             except KeyboardInterrupt:
@@ -132,9 +139,10 @@ class Evaluation:
                                           "retries": self.client.stats.retries,
                                           "failures": self.client.stats.failures}
                     self.client.close()
-                if self.pool is not None:
-                    self.pool.shutdown(cancel_futures=True)
-                    self.pool = None
+                for executor in (self.pool, self.threads):
+                    if executor is not None:
+                        executor.shutdown(cancel_futures=True)
+                self.pool = self.threads = None
             rows = list(results.rows)
         return self.finish(all_frames, rows, started)
 

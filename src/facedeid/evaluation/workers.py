@@ -1,9 +1,11 @@
-"""Metric worker processes beside the requests (--workers N): each frame's measurements (its originals, then every
-model's output: evaluation/chunk.measure_frames) run in one of N processes, so the metrics use more than one core
-while the main process reads frames, talks to the server(s) and writes the rows in order.
+"""The metrics of a chunk side by side, one frame per task (its originals, then every model's output:
+evaluation/chunk.measure_frames), while the main process reads frames, talks to the server(s) and writes the rows in
+order: in --metric-threads threads of the main process (the default, 2), or in --workers processes.
 
-dlib holds Python's GIL while it describes a face, so threads would not run the metrics side by side; processes do.
-Each worker loads the metric networks once (one compute thread per library, evaluation/measure.py) and writes the
+Threads: every metric network runs in ONNX Runtime (dlib's ResNet too, facedeid.dlib_resnet), which lets go of
+Python's GIL while it computes, so two frames are measured at once on two cores at no extra memory but the frames in
+flight. Processes (--workers) were the way before that port, when dlib held the GIL for a whole descriptor. Each
+worker loads the metric networks once (one compute thread per library, evaluation/measure.py) and writes the
 frame's per-face records itself (per-key files, as the main process would). A worker gets a frame, its labels and
 the de-identified copies, and returns the rows: the main process holds at most two chunks of frames (runner.py),
 the workers one frame each, so memory stays bounded by the frames in flight. The numbers are the ones measured in
@@ -71,13 +73,26 @@ def pool(ev, workers: int) -> ProcessPoolExecutor:
                                initargs=(args, ev.out, ev.originals_cache.folder))
 
 
+def _of_frame(x: Loaded, outputs: dict) -> dict:
+    """The outputs of one frame (the ones that came back), in measure_frames' form."""
+    return {model: ([x], [r]) for model, (todo, results) in outputs.items()
+            for y, r in zip(todo, results) if y is x and r[0] is not None}
+
+
+def measure_in_threads(ev, loaded: list[Loaded], outputs: dict) -> dict:
+    """chunk.measure_frames over ev.threads, one frame per task: {(model, key): row}."""
+    from .chunk import measure_frames
+
+    tasks = [ev.threads.submit(measure_frames, ev, [x], _of_frame(x, outputs)) for x in loaded]
+    rows = {}
+    for task in tasks:
+        rows.update(task.result())
+    return rows
+
+
 def measure_in_pool(ev, loaded: list[Loaded], outputs: dict) -> dict:
     """chunk.measure_frames over ev.pool, one frame per task: {(model, key): row}."""
-    tasks = []
-    for x in loaded:
-        mine = {model: ([x], [r]) for model, (todo, results) in outputs.items()
-                for y, r in zip(todo, results) if y is x and r[0] is not None}
-        tasks.append(ev.pool.submit(_measure, Loaded(x.frame, x.image, x.gt_px), mine))
+    tasks = [ev.pool.submit(_measure, Loaded(x.frame, x.image, x.gt_px), _of_frame(x, outputs)) for x in loaded]
     rows = {}
     for task in tasks:
         frame_rows, hits, misses = task.result()
