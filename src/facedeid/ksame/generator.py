@@ -56,7 +56,7 @@ class KSame:
     "five" by the 5-point similarity alone.
     `own_shrink`: the mask drawn on the target's landmarks shrunk towards its centre by this (0.94, default: as the
     mean's mask, the target's own outline kept and not redrawn in skin; 1: out to its jaw line); its brows and
-    eyes are covered whole either way (geometry.brows_and_eyes).
+    eyes are covered whole either way, with a margin that may reach the temples (geometry.brows_and_eyes).
     """
 
     def __init__(self, bank: Bank | Path | str = BANK_PATH, landmarks: Landmarks | None = None,
@@ -231,8 +231,8 @@ class KSame:
             return out
         if self.cover == "head":
             return np.maximum(out, head_mask(found, side))
-        own = face_hull_mask(found, side, shrink=self.own_shrink)
-        return np.maximum(out, np.maximum(own, brows_and_eyes(found, side)))
+        own = np.maximum(face_hull_mask(found, side, shrink=self.own_shrink), brows_and_eyes(found, side))
+        return np.maximum(out, own)
 
     def replace(self, crop: np.ndarray, points: np.ndarray | None, donor: int = -1) -> np.ndarray:
         return self.replace_with_donor(crop, points, donor)[0]
