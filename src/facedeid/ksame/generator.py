@@ -51,7 +51,8 @@ class KSame:
     the detector's box (MIN_FACE_SCALE: the box holds hair or an ear, no frontal face to replace); "paste" pastes
     the average there too.
     `place`: "dense" (default) places the mean shape by the similarity that best maps it onto the target's own 68
-    landmarks where those are trusted (position, size and roll of the target's whole face; its shape is not
+    landmarks where those are trusted and the five points were found on the crop (given LANDMARKS, a track's
+    smoothed points, place it themselves) (position, size and roll of the target's whole face; its shape is not
     carried over), so a close-up whose five points undersize the face gets an average as large as the face;
     "five" by the 5-point similarity alone.
     `own_shrink`: the mask drawn on the target's landmarks shrunk towards its centre by this (0.94, default: as the
@@ -117,9 +118,12 @@ class KSame:
         if not len(crops):
             return crops.copy(), donors
         points = self.points(crops, landmarks)
+        given = check_landmarks(landmarks, len(crops), crops.shape[1])
         out, used = [], donors.copy()
         for i, (c, p) in enumerate(zip(crops, points)):
-            face, used[i] = self.replace_with_donor(c, p, int(donors[i]))
+            # a track's smoothed points place its face (the 68 found per frame would bring their jitter back)
+            own = given is None or not np.isfinite(given[i]).all()
+            face, used[i] = self.replace_with_donor(c, p, int(donors[i]), dense=own)
             out.append(face)
         return np.stack(out), used
 
@@ -177,11 +181,11 @@ class KSame:
         pose = yaw_of(bank.template if points is None else apply(to_template, points))
         return to_crop, aligned, bank.choose(pose, skin_tone(aligned, bank.ring), thumbnail(aligned, bank.inner))
 
-    def _place(self, crop: np.ndarray, points: np.ndarray | None,
-               to_crop: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def _place(self, crop: np.ndarray, points: np.ndarray | None, to_crop: np.ndarray,
+               dense: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         """(bank -> crop similarity the mean shape is placed by, the target's trusted 68 landmarks or None)."""
         found = self.found_shape(crop, points, to_crop)
-        if self.place == "dense" and found is not None:
+        if dense and self.place == "dense" and found is not None:
             return similarity(self.bank.shape, found), found
         return to_crop, found
 
@@ -237,15 +241,16 @@ class KSame:
     def replace(self, crop: np.ndarray, points: np.ndarray | None, donor: int = -1) -> np.ndarray:
         return self.replace_with_donor(crop, points, donor)[0]
 
-    def replace_with_donor(self, crop: np.ndarray, points: np.ndarray | None,
-                           donor: int = -1) -> tuple[np.ndarray, int]:
-        """(the crop with its inner face replaced, the bank index used: `donor`, or the nearest if -1)."""
+    def replace_with_donor(self, crop: np.ndarray, points: np.ndarray | None, donor: int = -1,
+                           dense: bool = True) -> tuple[np.ndarray, int]:
+        """(the crop with its inner face replaced, the bank index used: `donor`, or the nearest if -1). `dense`:
+        False keeps the placement by `points` (a caller's smoothed landmarks) whatever `place` says."""
         bank = self.bank
         to_crop, aligned, index = self._choose(crop, points)
         index = index if donor < 0 else donor
         if self.faceless(to_crop, points, crop.shape[0]):
             return blur_crop(crop), index
-        to_crop, found = self._place(crop, points, to_crop)
+        to_crop, found = self._place(crop, points, to_crop, dense)
         map_x, map_y = self._map(crop, to_crop, found)
         face = match_colour(self.face_of(index), aligned, bank.ring)
         mask = self._paste_mask(map_x, map_y, found, crop.shape[0])[..., None]
