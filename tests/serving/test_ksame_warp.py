@@ -103,8 +103,7 @@ def test_grain_adds_fine_texture_on_the_skin_only_and_the_same_for_the_same_aver
         grey = image.astype(np.float32).mean(axis=2)
         return np.abs(grey - cv2.GaussianBlur(grey, (0, 0), 1.0))
 
-    to_crop = ksame.similarity(bank.template, five)
-    found = grainy.found_shape(crop, five, to_crop)
+    to_crop, found = grainy._place(crop, five, ksame.similarity(bank.template, five))  # where it is pasted
     map_x, map_y = grainy._map(crop, to_crop, found)
     skin_weight = cv2.remap(grainy.skin_mask, map_x, map_y, cv2.INTER_LINEAR)
     skin = skin_weight > 0.99

@@ -77,7 +77,10 @@ def ksame_method(tag: str = ""):
     """ksame in process: the served steps (box_prep -> ksame -> compose) of facedeid.pipeline, the served generator.
     `tag` (row `ksame@TAG`, parts joined by +): "mean" or "target" (KSame's geometry), "head" or "face" (cover),
     "detail" or "nodetail" (the target's skin texture), "meanmask" (the mean shape's mask only), "grain"
-    or "grain2" (synthetic skin grain at 1x or 2x the target's texture strength), "128" or "256" (crop side;
+    or "grain2" (synthetic skin grain at 1x or 2x the target's texture strength), "nofill" (the average pasted
+    without its skin extended), "paste" (a face pasted where the five points find none), "fit" or "five" (the mean
+    shape placed on the target's 68 landmarks by a similarity, or by the five points), "tight" or "loose" (the
+    target's mask shrunk as the mean's, its outline kept, or out to its jaw line), "128" or "256" (crop side;
     default: the served one, models.registry.KSAME_CROP_SIZE); what is not named keeps the defaults."""
     from ..ksame import KSame
     from ..models.registry import KSAME_CROP_SIZE
@@ -85,7 +88,10 @@ def ksame_method(tag: str = ""):
 
     options = {"mean": {"geometry": "mean"}, "target": {"geometry": "target"}, "head": {"cover": "head"},
                "face": {"cover": "face"}, "detail": {"detail": 1.0}, "nodetail": {"detail": 0.0},
-               "meanmask": {"mask": "mean"}, "grain": {"texture": 1.0}, "grain2": {"texture": 2.0}}
+               "meanmask": {"mask": "mean"}, "grain": {"texture": 1.0}, "grain2": {"texture": 2.0},
+               "nofill": {"fill": "none"}, "paste": {"no_face": "paste"},
+               "fit": {"place": "dense"}, "five": {"place": "five"}, "tight": {"own_shrink": 0.94},
+               "loose": {"own_shrink": 1.0}}
     chosen, size = {}, KSAME_CROP_SIZE
     for part in filter(None, tag.split("+")):
         if part in ("128", "256"):  # 128: the crops every ensemble used before ksame's own 256 px prep

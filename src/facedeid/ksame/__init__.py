@@ -15,14 +15,18 @@ How a crop is replaced (`KSame.generate`, the served `ksame` model runs exactly 
    of the skin band just inside the face outline) and coarse appearance (a 16x16 grey thumbnail of the face);
 3. geometry: the average (every donor warped piecewise-affinely onto one mean shape of 68 landmarks, so features
    line up and the average stays sharp) is warped triangle by triangle onto the crop: onto the mean shape placed
-   by a 5-point similarity (`geometry="mean"`), or onto the target's own 68 landmarks (`"target"`: expression and
+   by a similarity to the target's 68 landmarks, or to its five points where those are not trusted
+   (`geometry="mean"`, `place`), or onto the target's own 68 landmarks (`"target"`: expression and
    face shape kept), or a blend;
 4. colour: Lab mean (and, bounded, spread) of the average's skin band moved to the target's; chroma spread is
    never increased, so the transfer cannot over-saturate; optional `detail`: the target's fine skin texture on
    cheeks, forehead and chin (not on brows, eyes, nose or mouth);
 5. light unsharp mask, then the inner-face mask from the landmarks (jaw line to just above the brows, shrunk and
-   feathered; `cover="head"`: an ellipse over forehead, hair and ears too): outside it the target's own crop is
-   returned. Compose then blends the crop into the frame with its feathered window, as for every generator.
+   feathered, grown by the same mask on the target's own 68 landmarks and over its brows and eyes; `cover="head"`:
+   an ellipse over forehead, hair and ears too): outside it the target's own crop is returned; where it reaches
+   past the average's own face, the average's skin is extended there (`fill`). A crop whose five points place a
+   face far smaller than the box (a back of a head) is blurred as deface blurs instead (`no_face`). Compose then
+   blends the crop into the frame with its feathered window, as for every generator.
 
 The bank (`weights/ksame_bank.npz`, built by `facedeid train ksame-bank`, facedeid/ksame/build.py) holds only
 the averages at 256 px (trimmed means: per pixel the k = 14 donors less the 2 lowest and 2 highest values, so every

@@ -10,7 +10,7 @@ import numpy as np
 from ..settings import COVERS
 from .bank import BANK_PATH, Bank
 from .colour import match_colour, sharpen, skin_tone, thumbnail
-from .geometry import apply, dense_rect, head_mask, similarity, skin_mask, yaw_of
+from .geometry import apply, average_skin, brows_and_eyes, dense_rect, extend, head_mask, similarity, skin_mask, yaw_of
 from .landmarks import LANDMARK_MIN_SCORE, Landmarks
 from .warp import dense_landmarks, face_hull_mask, frame_points, piecewise_map
 
@@ -23,6 +23,13 @@ MASKS = ("target", "mean")
 DEFAULT_DETAIL = 0.0  # share of the target's fine skin texture laid on the average (0: none)
 DETAIL_SIGMA = 1.0  # px at SIZE: the texture is the crop less its Gaussian blur of this sigma
 DEFAULT_TEXTURE = 0.0  # synthetic skin grain, in units of the target's own fine-texture strength (0: none)
+FILLS = ("skin", "none")
+NO_FACES = ("blur", "paste")
+PLACES = ("five", "dense")
+# Placed-face scale (bank -> crop, 1 = the standard face position) under which the crop's five points describe no
+# face of the detector's box: a back of a head, an ear. Chosen on the selection people (docs/crisp-faces.md).
+MIN_FACE_SCALE = 0.55
+BLUR_FACTOR = 2  # deface's: box filter of half the box's side (facedeid.baselines)
 
 
 class KSame:
@@ -37,11 +44,26 @@ class KSame:
     `texture`: synthetic skin grain (noise seeded by the average's index, so a track keeps its grain) on cheeks,
     forehead and chin, as strong as `texture` times the target's own fine texture there: an average has none, and
     only the target's strength (one number), not its pattern, is carried over.
+    `fill`: "skin" (default) pastes the average with its skin extended outward wherever the grown mask reaches past
+    the average's own face (close-ups, where the target's face is larger than the placed mean), so neither the
+    average's hair and background nor the target's pixels show there; "none" pastes the average as it is.
+    `no_face`: "blur" (default) blurs the crop as deface does where its five points place a face far smaller than
+    the detector's box (MIN_FACE_SCALE: the box holds hair or an ear, no frontal face to replace); "paste" pastes
+    the average there too.
+    `place`: "dense" (default) places the mean shape by the similarity that best maps it onto the target's own 68
+    landmarks where those are trusted and the five points were found on the crop (given LANDMARKS, a track's
+    smoothed points, place it themselves) (position, size and roll of the target's whole face; its shape is not
+    carried over), so a close-up whose five points undersize the face gets an average as large as the face;
+    "five" by the 5-point similarity alone.
+    `own_shrink`: the mask drawn on the target's landmarks shrunk towards its centre by this (0.94, default: as the
+    mean's mask, the target's own outline kept and not redrawn in skin; 1: out to its jaw line); its brows and
+    eyes are covered whole either way, with a margin that may reach the temples (geometry.brows_and_eyes).
     """
 
     def __init__(self, bank: Bank | Path | str = BANK_PATH, landmarks: Landmarks | None = None,
                  geometry: str | float = DEFAULT_GEOMETRY, cover: str = "face", detail: float = DEFAULT_DETAIL,
-                 mask: str = "target", texture: float = DEFAULT_TEXTURE):
+                 mask: str = "target", texture: float = DEFAULT_TEXTURE, fill: str = "skin",
+                 no_face: str = "blur", place: str = "dense", own_shrink: float = 0.94):
         self.bank = bank if isinstance(bank, Bank) else Bank(bank)
         self.landmarks = landmarks or Landmarks()
         self.alpha = {"mean": 0.0, "target": 1.0}.get(geometry, geometry) if isinstance(geometry, str) else geometry
@@ -52,10 +74,19 @@ class KSame:
             raise ValueError(f"cover must be one of {', '.join(COVERS)}, got {cover!r}")
         if mask not in MASKS:
             raise ValueError(f"mask must be one of {', '.join(MASKS)}, got {mask!r}")
-        self.cover, self.mask = cover, mask
+        if fill not in FILLS:
+            raise ValueError(f"fill must be one of {', '.join(FILLS)}, got {fill!r}")
+        if no_face not in NO_FACES:
+            raise ValueError(f"no_face must be one of {', '.join(NO_FACES)}, got {no_face!r}")
+        if place not in PLACES:
+            raise ValueError(f"place must be one of {', '.join(PLACES)}, got {place!r}")
+        self.cover, self.mask, self.fill, self.no_face, self.place = cover, mask, fill, no_face, place
+        self.own_shrink = float(own_shrink)
+        self._extended: dict[int, np.ndarray] = {}
         self.detail, self.texture = float(detail), float(texture)
         self.skin_mask = skin_mask(self.bank.shape, self.bank.side)
         self.cover_mask = self.bank.inner if cover == "face" else head_mask(self.bank.shape, self.bank.side)
+        self.average_skin = average_skin(self.bank.shape, self.bank.side)
 
     def __call__(self, tensor: np.ndarray, donors: np.ndarray | None = None,
                  landmarks: np.ndarray | None = None) -> np.ndarray:
@@ -87,9 +118,12 @@ class KSame:
         if not len(crops):
             return crops.copy(), donors
         points = self.points(crops, landmarks)
+        given = check_landmarks(landmarks, len(crops), crops.shape[1])
         out, used = [], donors.copy()
         for i, (c, p) in enumerate(zip(crops, points)):
-            face, used[i] = self.replace_with_donor(c, p, int(donors[i]))
+            # a track's smoothed points place its face (the 68 found per frame would bring their jitter back)
+            own = given is None or not np.isfinite(given[i]).all()
+            face, used[i] = self.replace_with_donor(c, p, int(donors[i]), dense=own)
             out.append(face)
         return np.stack(out), used
 
@@ -128,7 +162,10 @@ class KSame:
         out = []
         for c, p in zip(crops, self.points(crops)):
             to_crop, _, _ = self._choose(c, p)
-            found = self.found_shape(c, p, to_crop)
+            if self.faceless(to_crop, p, c.shape[0]):
+                out.append(np.ones(c.shape[:2], np.float32))
+                continue
+            to_crop, found = self._place(c, p, to_crop)
             map_x, map_y = self._map(c, to_crop, found)
             out.append(self._paste_mask(map_x, map_y, found, c.shape[0]))
         return np.stack(out) if out else np.zeros(crops.shape[:3], np.float32)
@@ -143,6 +180,28 @@ class KSame:
                                  borderMode=cv2.BORDER_REPLICATE)
         pose = yaw_of(bank.template if points is None else apply(to_template, points))
         return to_crop, aligned, bank.choose(pose, skin_tone(aligned, bank.ring), thumbnail(aligned, bank.inner))
+
+    def _place(self, crop: np.ndarray, points: np.ndarray | None, to_crop: np.ndarray,
+               dense: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """(bank -> crop similarity the mean shape is placed by, the target's trusted 68 landmarks or None)."""
+        found = self.found_shape(crop, points, to_crop)
+        if dense and self.place == "dense" and found is not None:
+            return similarity(self.bank.shape, found), found
+        return to_crop, found
+
+    def faceless(self, to_crop: np.ndarray, points: np.ndarray | None, side: int) -> bool:
+        """True where the crop is blurred (`no_face="blur"`): its five points place a face far smaller than the
+        detector's box, whose crop would otherwise get a small frontal face pasted on hair."""
+        scale = float(np.sqrt(abs(np.linalg.det(to_crop[:, :2])))) * self.bank.side / side
+        return self.no_face == "blur" and points is not None and scale < MIN_FACE_SCALE
+
+    def face_of(self, index: int) -> np.ndarray:
+        """The average `index` as pasted: with `fill="skin"` its skin extended over its hair and background."""
+        if self.fill == "none" or self.cover == "head":
+            return self.bank.faces[index]
+        if index not in self._extended:
+            self._extended[index] = extend(self.bank.faces[index], self.average_skin)
+        return self._extended[index]
 
     def found_shape(self, crop: np.ndarray, points: np.ndarray | None, to_crop: np.ndarray) -> np.ndarray | None:
         """The target's own 68 landmarks on the crop, or None where they are not needed (mean geometry and mean
@@ -174,21 +233,26 @@ class KSame:
         out = cv2.remap(self.cover_mask, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         if found is None or self.mask == "mean":
             return out
-        own = face_hull_mask(found, side, shrink=1.0) if self.cover == "face" else head_mask(found, side)
+        if self.cover == "head":
+            return np.maximum(out, head_mask(found, side))
+        own = np.maximum(face_hull_mask(found, side, shrink=self.own_shrink), brows_and_eyes(found, side))
         return np.maximum(out, own)
 
     def replace(self, crop: np.ndarray, points: np.ndarray | None, donor: int = -1) -> np.ndarray:
         return self.replace_with_donor(crop, points, donor)[0]
 
-    def replace_with_donor(self, crop: np.ndarray, points: np.ndarray | None,
-                           donor: int = -1) -> tuple[np.ndarray, int]:
-        """(the crop with its inner face replaced, the bank index used: `donor`, or the nearest if -1)."""
+    def replace_with_donor(self, crop: np.ndarray, points: np.ndarray | None, donor: int = -1,
+                           dense: bool = True) -> tuple[np.ndarray, int]:
+        """(the crop with its inner face replaced, the bank index used: `donor`, or the nearest if -1). `dense`:
+        False keeps the placement by `points` (a caller's smoothed landmarks) whatever `place` says."""
         bank = self.bank
         to_crop, aligned, index = self._choose(crop, points)
         index = index if donor < 0 else donor
-        found = self.found_shape(crop, points, to_crop)
+        if self.faceless(to_crop, points, crop.shape[0]):
+            return blur_crop(crop), index
+        to_crop, found = self._place(crop, points, to_crop, dense)
         map_x, map_y = self._map(crop, to_crop, found)
-        face = match_colour(bank.faces[index], aligned, bank.ring)
+        face = match_colour(self.face_of(index), aligned, bank.ring)
         mask = self._paste_mask(map_x, map_y, found, crop.shape[0])[..., None]
         skin = (cv2.remap(self.skin_mask, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[..., None]
                 if self.detail > 0 or self.texture > 0 else None)
@@ -205,6 +269,21 @@ class KSame:
                 face = face + self.texture * skin * grain(texture, skin[..., 0], index, crop.shape[0])
         out = target * (1 - mask) + face * mask
         return np.clip(out + 0.5, 0, 255).astype(np.uint8), index
+
+
+def blur_crop(crop: np.ndarray) -> np.ndarray:
+    """The crop blurred as deface blurs a box (a box filter of half the box's side; the box is the crop's centre,
+    1 / crops.EXPAND of its side), inside a disc feathered to the crop's edge (compose feathers the window too)."""
+    from ..crops import EXPAND
+
+    side = crop.shape[0]
+    k = max(1, round(side / EXPAND / BLUR_FACTOR))
+    blurred = cv2.blur(crop, (k, k), borderType=cv2.BORDER_REPLICATE).astype(np.float32)
+    ys, xs = np.mgrid[0:side, 0:side].astype(np.float32)
+    r = np.hypot(xs - (side - 1) / 2, ys - (side - 1) / 2) / (side / 2)
+    disc = np.clip((1.0 - r) / 0.15, 0, 1)[..., None]  # 1 inside 0.85 of the half side, 0 at the edge
+    out = crop.astype(np.float32) * (1 - disc) + blurred * disc
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
 def grain(texture: np.ndarray, skin: np.ndarray, seed: int, side: int) -> np.ndarray:

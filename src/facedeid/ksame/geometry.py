@@ -91,3 +91,43 @@ def dense_rect(to_crop: np.ndarray, rect: np.ndarray) -> np.ndarray:
     return np.array([centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half])
 
 
+
+def average_skin(shape: np.ndarray, side: int) -> np.ndarray:
+    """Where every average shows skin (hard 0/1): inside its jaw line and up the forehead, a little in from the edge
+    where its donors' outlines blend with their hair and background."""
+    return (face_hull_mask(shape, side, brow_lift=0.25, shrink=0.96, feather=0.0) > 0.5).astype(np.float32)
+
+
+def brows_and_eyes(shape: np.ndarray, side: int) -> np.ndarray:
+    """Float [side,side] mask over the brows (and the forehead just above them) and the eyes, grown by a quarter from
+    their centre and feathered: what the target's mask must cover whatever its outline does."""
+    p = np.asarray(shape, np.float64)
+    height = float(p[8, 1] - p[17:27, 1].min())
+    points = np.concatenate([p[17:27] - [0.0, 0.12 * height], p[17:27], p[36:48]])
+    centre = points.mean(0)
+    hull = cv2.convexHull((centre + 1.25 * (points - centre)).astype(np.float32))[:, 0]
+    canvas = np.zeros((side * 4, side * 4), np.uint8)  # 4x supersampled, as face_hull_mask
+    cv2.fillConvexPoly(canvas, np.round(hull * 4 * 16).astype(np.int32), 255, lineType=cv2.LINE_AA, shift=4)
+    mask = cv2.resize(canvas, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+    mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, 0.05 * float(p[16, 0] - p[0, 0])))
+    return np.clip((mask - 0.5) * 2.2 + 0.5, 0, 1)
+
+
+def extend(image: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """`image` [H,W,C] with the pixels outside `known` (0/1) filled outward from the known ones (push-pull: the
+    known pixels averaged down a pyramid, the holes filled from the coarsest level up), so a colour keeps going
+    smoothly past the known region's edge instead of whatever the image holds there."""
+    img = image.astype(np.float32)
+    w = known.astype(np.float32)[..., None]
+    levels = [(img * w, w)]
+    while min(levels[-1][1].shape[:2]) > 4:
+        v, k = levels[-1]
+        levels.append((cv2.pyrDown(v), cv2.pyrDown(k)[..., None]))
+    v, k = levels[-1]
+    filled = v / np.maximum(k, 1e-6)
+    for v, k in reversed(levels[:-1]):
+        up = cv2.resize(filled, (v.shape[1], v.shape[0]), interpolation=cv2.INTER_LINEAR)
+        share = np.clip(k * 4, 0, 1)  # a pixel of a quarter known weight or more is taken as known at this level
+        filled = share * v / np.maximum(k, 1e-6) + (1 - share) * up.reshape(v.shape)
+    out = np.where(w > 0.5, img, filled)
+    return out if image.dtype == np.float32 else np.clip(out + 0.5, 0, 255).astype(image.dtype)
