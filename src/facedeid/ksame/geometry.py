@@ -91,7 +91,6 @@ def dense_rect(to_crop: np.ndarray, rect: np.ndarray) -> np.ndarray:
     return np.array([centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half])
 
 
-
 def average_skin(shape: np.ndarray, side: int) -> np.ndarray:
     """Where every average shows skin (hard 0/1): inside its jaw line and up the forehead, a little in from the edge
     where its donors' outlines blend with their hair and background."""
