@@ -74,12 +74,14 @@ def test_ksame_landmarks_from_the_pytorch_detector_give_the_served_faces(scene):
     served = KSame()(crops)
     local = runtime_torch.generator("ksame", "cpu")(crops)
     diff = np.abs(local - served) * 127.5
-    # The default mask is drawn on the target's 68 landmarks, placed from the detector's five points: the PyTorch
-    # detector's points (within 0.05 px of ONNX Runtime's) can move the mask's edge by a pixel, so a few edge
-    # pixels differ; the pasted face itself (the mean's mask alone) must match to rounding.
-    assert diff.mean() < 0.25 and (diff > 3).mean() < 0.02, (diff.mean(), (diff > 3).mean())
+    # By default the face is placed on, and masked by, dlib's 68 landmarks, which dlib's regression trees find from
+    # a rectangle set by the detector's five points: the PyTorch detector's points (within 0.05 px of ONNX Runtime's)
+    # can move some of the 68 by a pixel, and the placed face and its mask's edge with them. The chain without dlib
+    # (five-point placement, the mean's mask) must match to rounding.
+    assert diff.mean() < 0.5 and (diff > 3).mean() < 0.05, (diff.mean(), (diff > 3).mean())
     torch_landmarks = runtime_torch.TorchLandmarks(runtime_torch.TorchDetector("cpu", None))
-    pasted = np.abs(KSame(mask="mean", landmarks=torch_landmarks)(crops) - KSame(mask="mean")(crops)) * 127.5
+    five = {"mask": "mean", "place": "five"}
+    pasted = np.abs(KSame(landmarks=torch_landmarks, **five)(crops) - KSame(**five)(crops)) * 127.5
     assert pasted.max() <= 3, pasted.max()
 
 
