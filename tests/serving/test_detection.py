@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import cv2
 import numpy as np
 import pytest
@@ -79,6 +81,37 @@ def test_a_large_portrait_gives_one_face_not_fragments():
     assert len(found) == 1 and found.scores[0] >= detection.DEFAULT_GENERATE_THRESHOLD
     x1, y1, x2, y2 = found.boxes[0]
     assert (x2 - x1) > 300 and (y2 - y1) > 400  # the whole face, not a part of it
+
+
+@pytest.mark.parametrize("photo", ["identities/deepface_person_11/4.jpg", "identities/deepface_person_11/5.jpg"])
+def test_a_close_up_boxed_in_parts_gives_one_face(photo):
+    """CenterFace boxes these close-ups three times, each box on part of the face and overlapping the others too
+    little for NMS; every box but the largest has its nose inside another's eyes-and-mouth quadrilateral."""
+    frame = read_rgb(shared_faces_dir() / photo)
+    found = detection.CenterFaceDetector(threads=2).detect(frame)
+    assert len(found) == 1 and (found.boxes[0, 2] - found.boxes[0, 0]) > 450
+
+
+def test_faces_side_by_side_and_overlapping_are_kept():
+    """The rule drops only a box whose nose lies in another face's middle: faces that touch or overlap (a crowd, a
+    head in front of another) are all kept, and so is every hand-labelled face of the shared scenes."""
+    def face(x, y, side):  # a frontal face's box and five points
+        box = np.float32([x, y, x + side, y + side])
+        marks = np.float32([[0.3, 0.4], [0.7, 0.4], [0.5, 0.6], [0.35, 0.78], [0.65, 0.78]]) * side + [x, y]
+        return box, marks.ravel()
+
+    boxes, marks = zip(*[face(0, 0, 100), face(70, 10, 80), face(60, 50, 60)])
+    assert not detection.decode.same_face_parts(np.stack(boxes), np.stack(marks)).any()
+    boxes, marks = zip(face(0, 0, 100), face(30, 30, 50))  # the second's nose (55, 60) lies in the first's middle
+    assert detection.decode.same_face_parts(np.stack(boxes), np.stack(marks)).tolist() == [False, True]
+    labels = {}  # the hand-labelled faces of the shared scenes (dlib's training.xml): every one still found
+    for row in csv.DictReader((shared_faces_dir() / "scenes" / "face_boxes.csv").open()):
+        x, y, w, h = (float(row[k]) for k in ("left", "top", "width", "height"))
+        labels.setdefault(row["file"], []).append([x, y, x + w, y + h])
+    detector = detection.CenterFaceDetector(threads=2)
+    for name, truth in labels.items():
+        found = detector.detect(read_rgb(shared_faces_dir() / name))
+        assert all(max(_iou(np.float32(t), b) for b in found.boxes) > 0.4 for t in truth), name
 
 
 def test_server_detects_a_tiled_frame_end_to_end(client, astronaut):

@@ -131,6 +131,7 @@ def test_build_command_writes_a_bank_and_its_record(tmp_path):
     assert len(bank.faces) == record["entries"] >= 1 and int(bank.k.min()) >= 12 and bank.trim == 1
     assert json.loads((tmp_path / "bank.json").read_text())["bank"][0]["k"] == 12
     assert bank.faces.shape[1:] == (ksame.BANK_SIDE, ksame.BANK_SIDE, 3) and bank.shape.shape == (68, 2)
+    assert bank.detail.shape == bank.faces.shape[:3] and bank.detail.any()  # the donors' detail mosaic
     with pytest.raises(ValueError, match=">= 14"):
         build(subset, tmp_path / "bad.npz", k=12, trim=2)  # 8 donors per pixel: under K_MIN
 

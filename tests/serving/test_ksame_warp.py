@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
 from facedeid import ksame
 from facedeid.crops import extract_crops
@@ -109,3 +110,33 @@ def test_grain_adds_fine_texture_on_the_skin_only_and_the_same_for_the_same_aver
     skin = skin_weight > 0.99
     assert fine(out)[skin].mean() > 1.3 * fine(plain)[skin].mean()
     assert not (out != plain).any(axis=2)[skin_weight == 0].any()  # nothing changes off the skin
+
+
+def test_donor_detail_makes_the_pasted_face_crisp_inside_the_face_only(astronaut):
+    crop, bank, _, _, five = astronaut_landmarks(astronaut)
+    assert bank.detail is not None and bank.detail.shape == bank.faces.shape[:3]
+    outside = ksame.warp.face_hull_mask(bank.shape, bank.side, brow_lift=0.2, shrink=1.05) == 0
+    assert not bank.detail[:, outside].any()  # the mosaic lies on the inner face: no donor's hair or background
+    soft = ksame.KSame(bank, donor_detail=0.0).replace(crop, five, donor=3)
+    crisp = ksame.KSame(bank, donor_detail=1.5).replace(crop, five, donor=3)
+
+    def fine(image):
+        grey = image.astype(np.float32).mean(axis=2)
+        return float(((grey - cv2.GaussianBlur(grey, (0, 0), 1.5)) ** 2).mean())
+
+    middle = slice(SIDE * 3 // 8, SIDE * 5 // 8)  # the crop's middle: the pasted face's eyes, nose and mouth
+    assert fine(crisp[middle, middle]) > 1.5 * fine(soft[middle, middle])
+    assert np.array_equal(crisp[:8], soft[:8]) and np.array_equal(crisp[-8:], soft[-8:])  # crop edges untouched
+    # the served defaults: the head cover with its donors' detail, the face cover without (docs/crisp-faces.md)
+    assert ksame.KSame(bank, cover="head").donor_detail == 1.0 and ksame.KSame(bank).donor_detail == 0.0
+
+
+def test_donor_detail_needs_a_bank_that_has_it(tmp_path):
+    with np.load(ksame.BANK_PATH) as data:
+        arrays = {k: v for k, v in data.items() if k != "detail"}
+    np.savez(tmp_path / "bank.npz", **arrays)
+    old = ksame.Bank(tmp_path / "bank.npz")
+    assert old.detail is None
+    ksame.KSame(old, donor_detail=0.0)  # the average alone works with any bank
+    with pytest.raises(ValueError, match="ksame-bank"):
+        ksame.KSame(old, donor_detail=1.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from .limits import CONTAINED, DEFAULT_THRESHOLD, MIN_GENERATE_SIDE, NMS_IOU
@@ -58,10 +59,11 @@ def _iou_and_containment(box: np.ndarray, others: np.ndarray) -> tuple[np.ndarra
     return inter / np.maximum(area + areas - inter, 1e-6), inter / max(area, 1e-6)
 
 
-def merge(boxes: np.ndarray, scores: np.ndarray, cut: np.ndarray) -> np.ndarray:
+def merge(boxes: np.ndarray, scores: np.ndarray, cut: np.ndarray, marks: np.ndarray | None = None) -> np.ndarray:
     """Indices of the boxes to keep, best first: greedy NMS (IoU > NMS_IOU) that also drops a box lying mostly
     inside a kept one (suppressing a box inside an anonymised box leaks nothing). Boxes cut by a tile edge are
-    considered after every whole box, so a whole box of the same face always wins."""
+    considered after every whole box, so a whole box of the same face always wins. With `marks` (five points per
+    box), a kept box whose nose lies in the middle of a larger kept box's face is dropped too (same_face_parts)."""
     order = np.lexsort((-scores, cut))
     kept: list[int] = []
     for i in order:
@@ -71,7 +73,30 @@ def merge(boxes: np.ndarray, scores: np.ndarray, cut: np.ndarray) -> np.ndarray:
                 continue
         kept.append(int(i))
     kept_arr = np.asarray(kept, np.int64)
+    if marks is not None and len(kept_arr) > 1:
+        kept_arr = kept_arr[~same_face_parts(boxes[kept_arr], marks[kept_arr])]
     return kept_arr[np.argsort(-scores[kept_arr], kind="stable")]
+
+
+def same_face_parts(boxes: np.ndarray, marks: np.ndarray) -> np.ndarray:
+    """[N] bool: boxes smaller than another box (not itself such a part) where one's nose point (marks [N,10]: eyes,
+    nose, mouth corners) lies inside the other's eyes-and-mouth quadrilateral. The middle of a seen face shows no
+    other face's nose, so such a box is a second detection of part of that face (CenterFace boxes some close-ups two
+    or three times, each box on part of the face, overlapping too little for NMS: IoU 0.16, 41 % contained)."""
+    points = np.asarray(marks, np.float32).reshape(-1, 5, 2)
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    quads = [cv2.convexHull(p[[0, 1, 4, 3]]) for p in points]
+
+    def nose_in(j: int, i: int) -> bool:
+        return cv2.pointPolygonTest(quads[i], (float(points[j, 2, 0]), float(points[j, 2, 1])), False) > 0
+
+    part = np.zeros(len(boxes), bool)
+    for i in np.argsort(-areas, kind="stable"):  # largest first: a part of a part is a part of the whole
+        if part[i]:
+            continue
+        for j in np.flatnonzero((areas < areas[i]) & ~part):
+            part[j] = nose_in(j, i) or nose_in(i, j)
+    return part
 
 
 @dataclass
@@ -141,7 +166,7 @@ def decode_multiscale(p: DetectionPlan, full_maps: tuple[np.ndarray, ...], small
     scores, marks, cut = np.concatenate(all_scores), np.concatenate(all_marks).reshape(-1, 10), np.concatenate(all_cut)
     valid = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
     boxes, scores, marks, cut = boxes[valid], scores[valid], marks[valid], cut[valid]
-    keep = merge(boxes, scores, cut) if len(boxes) else np.zeros(0, np.int64)
+    keep = merge(boxes, scores, cut, marks) if len(boxes) else np.zeros(0, np.int64)
     marks = marks[keep].astype(np.float32)
     # Without rotations every face is taken as upright (as before): roll from landmarks only when asked for.
     roll = roll_of(marks) if p.roll_side else np.zeros(len(keep), np.int64)

@@ -35,6 +35,8 @@ class Bank:
                 raise ValueError(f"k-Same bank {path} predates dense alignment: rebuild it with "
                                  "`facedeid train ksame-bank`")
             self.faces = data["faces"]  # [G,R,R,3] uint8 averages, every donor warped onto `shape`
+            # [G,R,R] int8 grey fine detail per average, a mosaic of its donors' (build.detail_mosaic); None: none
+            self.detail = data["detail"] if "detail" in data else None
             self.template = data["template"].astype(np.float64)  # [5,2] CenterFace's points, mean over donors
             self.shape = data["shape"].astype(np.float64)  # [68,2] dlib's points, mean over donors
             self.rect = data["rect"].astype(np.float64)  # dlib's face rectangle (x1, y1, x2, y2) for the predictor

@@ -93,6 +93,65 @@ def trimmed_mean(stack: np.ndarray, trim: int) -> np.ndarray:
     return np.clip(kept.mean(0) + 0.5, 0, 255).astype(np.uint8)
 
 
+# Face regions by dlib's 68 points (jaw thirds, each brow, nose, each eye, mouth): each region's fine detail comes from
+# a different donor of the average, so no donor's detail covers more than one region.
+DETAIL_REGIONS = ((0, 6), (6, 11), (11, 17), (17, 22), (22, 27), (27, 36), (36, 42), (42, 48), (48, 68))
+DETAIL_BAND = 2.0  # px at BANK_SIDE: the detail is a donor less its Gaussian blur of this sigma (about 1 px of a
+#                    face box shrunk to metrics.SHARPNESS_SIDE)
+DETAIL_SEAM = 6.0  # px at BANK_SIDE: regions blend over about this (a blurred one-hot partition still sums to 1)
+DETAIL_MATCH = 2.0  # px: a region's donor is the one whose blurred face agrees best with the average there (at 2 px a
+#                    donor's glasses frames or misplaced eyelids count against it; at 6 px they did not)
+
+
+def detail_mosaic(stack: np.ndarray, average: np.ndarray, shape: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """int8 [R,R] grey fine detail for an average of the aligned donors `stack` [k,R,R,3]: per face region (dlib's
+    68-point groups, DETAIL_REGIONS) the high-pass of a different donor. Of the len(DETAIL_REGIONS) donors least
+    likely to wear glasses (framed_last), those with no more detail there than the median donor, and of them the one
+    whose blurred face agrees best with the average's there (its edges then sit on the average's features); inside
+    the inner face `inner` only. An average has no detail of its own (each donor's pores and eyelashes fall
+    elsewhere); this gives it real skin and feature detail without any donor's whole face."""
+    if len(stack) < len(DETAIL_REGIONS):
+        raise ValueError(f"a detail mosaic needs at least {len(DETAIL_REGIONS)} donors, got {len(stack)}")
+    side = stack.shape[1]
+    grey = stack.astype(np.float32).mean(axis=3)
+    high = np.stack([g - cv2.GaussianBlur(g, (0, 0), DETAIL_BAND) for g in grey])
+    low = np.stack([cv2.GaussianBlur(g, (0, 0), DETAIL_MATCH) for g in grey])
+    avg_low = cv2.GaussianBlur(average.astype(np.float32).mean(axis=2), (0, 0), DETAIL_MATCH)
+    ys, xs = np.mgrid[0:side, 0:side].astype(np.float32)
+    nearest = np.argmin((xs[..., None] - shape[:, 0]) ** 2 + (ys[..., None] - shape[:, 1]) ** 2, axis=2)
+    region_of_point = np.zeros(len(shape), np.int64)
+    for r, (a, b) in enumerate(DETAIL_REGIONS):
+        region_of_point[a:b] = r
+    regions = region_of_point[nearest]
+    detail, free = np.zeros((side, side), np.float32), framed_last(high, shape)[: len(DETAIL_REGIONS)]
+    for r in range(len(DETAIL_REGIONS)):
+        one_hot = (regions == r).astype(np.float32)
+        # not the donors with the most detail there (glasses frames, a beard's edge, a strong shadow), then the one
+        # whose blurred face agrees best with the average
+        energy = np.array([float(((high[i] ** 2) * one_hot).sum()) for i in free])
+        calm = [i for i, e in zip(free, energy) if e <= np.median(energy)]
+        misfit = [float((((low[i] - avg_low) ** 2) * one_hot).sum()) for i in calm]
+        donor = calm[int(np.argmin(misfit))]
+        free.remove(donor)
+        detail += cv2.GaussianBlur(one_hot, (0, 0), DETAIL_SEAM) * high[donor]
+    return np.clip(np.round(detail * inner), -127, 127).astype(np.int8)
+
+
+def framed_last(high: np.ndarray, shape: np.ndarray) -> list[int]:
+    """Donor indices, fewest glasses first: by the detail (`high`, [k,R,R]) where a frame runs and skin is smooth
+    (the nose bridge between the inner eye corners, and beside each outer eye corner), its share of the eyes' own
+    detail. Glasses frames are the one feature a region's donor carries into the mosaic that the average lacks."""
+    eye_w = float(np.linalg.norm(shape[39] - shape[36]))
+    r = max(2, round(0.25 * eye_w))
+    spots = [(shape[39] + shape[42]) / 2 - [0, 0.3 * eye_w],  # the bridge, a little above the inner eye corners
+             shape[36] - [0.45 * eye_w, 0], shape[45] + [0.45 * eye_w, 0]]  # the frame's sides
+    at = lambda c: (slice(int(c[1]) - r, int(c[1]) + r + 1), slice(int(c[0]) - r, int(c[0]) + r + 1))  # noqa: E731
+    eyes = [shape[36:42].mean(0), shape[42:48].mean(0)]
+    frame = np.array([sum(float((h[at(c)] ** 2).mean()) for c in spots) for h in high])
+    own = np.array([sum(float((h[at(c)] ** 2).mean()) for c in eyes) for h in high])
+    return [int(i) for i in np.argsort(frame / np.maximum(own, 1e-6), kind="stable")]
+
+
 def build(train_dir: Path, out: Path, k: int = DEFAULT_K, max_per_group: int = 3, ages: tuple[int, int] = (16, 70),
           seed: int = 0, log=print, max_donors: int = 0, trim: int = DEFAULT_TRIM) -> dict:
     """Group adult donors by gender, pose and skin tone; warp k donors onto one mean shape and average them."""
@@ -158,12 +217,13 @@ def build(train_dir: Path, out: Path, k: int = DEFAULT_K, max_per_group: int = 3
                     for chunk in np.array_split(members[: (len(members) // k) * k].reshape(-1, k), n_avg):
                         donors = chunk[len(chunk) // 2]
                         entries.append({"gender": g, "yaw_bin": yb, "tone_bin": tb, "donors": donors})
-        faces, records = [], []
+        faces, details, records = [], [], []
         for e in tqdm(entries, desc="averages", unit="average", file=sys.stderr):
             d = e["donors"]
             stack = np.stack([warp(crops[i], np.concatenate([dense[i], apply(to_crop[i], frame_points(side))]),
                                    bank_points, triangles, (side, side)) for i in d])
             faces.append(trimmed_mean(stack, trim))
+            details.append(detail_mosaic(stack, faces[-1], shape, inner))
             records.append({"gender": ["male", "female"][e["gender"]], "yaw_bin": int(e["yaw_bin"]),
                             "tone_bin": int(e["tone_bin"]), "k": int(len(d)),
                             "ages": [int(age[d].min()), int(age[d].max())],
@@ -172,7 +232,8 @@ def build(train_dir: Path, out: Path, k: int = DEFAULT_K, max_per_group: int = 3
         del crops
     faces = np.stack(faces)
     arrays = {
-        "faces": faces, "template": template.astype(np.float32), "shape": shape.astype(np.float32),
+        "faces": faces, "detail": np.stack(details), "template": template.astype(np.float32),
+        "shape": shape.astype(np.float32),
         "rect": rect.astype(np.float32), "triangles": triangles,
         "yaw": np.array([float(np.mean(yaw[e["donors"]])) for e in entries], np.float32),
         "tone": np.array([skin_tone(f, ring) for f in faces], np.float32),
@@ -190,6 +251,10 @@ def build(train_dir: Path, out: Path, k: int = DEFAULT_K, max_per_group: int = 3
         "per_pixel_donors": k - 2 * trim, "average": f"per pixel, the mean of the k donors less the {trim} lowest and "
         f"{trim} highest values (a trimmed mean): every pixel averages {k - 2 * trim} >= {K_MIN} donors",
         "entries": len(faces), "min_k": int(arrays["k"].min()),
+        "detail": f"per average, int8 grey fine detail (each donor less its Gaussian blur of {DETAIL_BAND} px) laid "
+        f"as a mosaic: each of {len(DETAIL_REGIONS)} face regions (dlib's 68-point groups) from a different donor of "
+        "the average: of the donors least likely to wear glasses and with at most the median donor's detail there, "
+        "the one whose blurred face agrees best with the average there; inner face only",
         "side": side, "alignment": "dlib 68-point landmarks (face_recognition_models' shape predictor, face rectangle "
         "placed from CenterFace's 5 points), every donor warped piecewise-affinely (Delaunay) onto the donors' mean "
         "shape; donors whose landmarks sit far from it (median > "

@@ -22,6 +22,10 @@ SHARPEN = 0.5
 MASKS = ("target", "mean")
 DEFAULT_DETAIL = 0.0  # share of the target's fine skin texture laid on the average (0: none)
 DETAIL_SIGMA = 1.0  # px at SIZE: the texture is the crop less its Gaussian blur of this sigma
+# Share of the bank's donor-detail mosaic laid on the average, by cover (0: the average alone). Chosen on the selection
+# people (docs/crisp-faces.md, "Crisp detail"): with the target's hair and outline kept (face), a crisp inner face let
+# dlib identify 3 of 27 faces (0 without); with the head replaced it did not, and more faces were found again.
+DONOR_DETAIL = {"face": 0.0, "head": 1.0}
 DEFAULT_TEXTURE = 0.0  # synthetic skin grain, in units of the target's own fine-texture strength (0: none)
 FILLS = ("skin", "none")
 NO_FACES = ("blur", "paste")
@@ -41,6 +45,9 @@ class KSame:
     `mask`: "target" (default) pastes through the union of the placed average's mask and one drawn on the
     target's own 68 landmarks, so the target's brows, eyes and glasses are covered even where they sit away from
     the mean shape (close-ups, tilted heads); "mean" uses the placed average's mask only.
+    `donor_detail`: the average with this share of its donors' fine detail (the bank's mosaic: each face region's
+    high-pass from a different one of its donors, build.detail_mosaic), so large faces are not soft; 0: none;
+    None: DONOR_DETAIL of the cover.
     `texture`: synthetic skin grain (noise seeded by the average's index, so a track keeps its grain) on cheeks,
     forehead and chin, as strong as `texture` times the target's own fine texture there: an average has none, and
     only the target's strength (one number), not its pattern, is carried over.
@@ -63,7 +70,8 @@ class KSame:
     def __init__(self, bank: Bank | Path | str = BANK_PATH, landmarks: Landmarks | None = None,
                  geometry: str | float = DEFAULT_GEOMETRY, cover: str = "face", detail: float = DEFAULT_DETAIL,
                  mask: str = "target", texture: float = DEFAULT_TEXTURE, fill: str = "skin",
-                 no_face: str = "blur", place: str = "dense", own_shrink: float = 0.94):
+                 no_face: str = "blur", place: str = "dense", own_shrink: float = 0.94,
+                 donor_detail: float | None = None):
         self.bank = bank if isinstance(bank, Bank) else Bank(bank)
         self.landmarks = landmarks or Landmarks()
         self.alpha = {"mean": 0.0, "target": 1.0}.get(geometry, geometry) if isinstance(geometry, str) else geometry
@@ -82,7 +90,13 @@ class KSame:
             raise ValueError(f"place must be one of {', '.join(PLACES)}, got {place!r}")
         self.cover, self.mask, self.fill, self.no_face, self.place = cover, mask, fill, no_face, place
         self.own_shrink = float(own_shrink)
-        self._extended: dict[int, np.ndarray] = {}
+        self.donor_detail = float(DONOR_DETAIL[cover] if donor_detail is None else donor_detail)
+        if self.donor_detail < 0:
+            raise ValueError(f"donor_detail must be >= 0, got {donor_detail!r}")
+        if self.donor_detail > 0 and self.bank.detail is None:
+            raise ValueError("donor_detail > 0 needs a bank with its donors' detail mosaic: rebuild it with "
+                             "`facedeid train ksame-bank`")
+        self._pasted: dict[int, np.ndarray] = {}
         self.detail, self.texture = float(detail), float(texture)
         self.skin_mask = skin_mask(self.bank.shape, self.bank.side)
         self.cover_mask = self.bank.inner if cover == "face" else head_mask(self.bank.shape, self.bank.side)
@@ -196,12 +210,17 @@ class KSame:
         return self.no_face == "blur" and points is not None and scale < MIN_FACE_SCALE
 
     def face_of(self, index: int) -> np.ndarray:
-        """The average `index` as pasted: with `fill="skin"` its skin extended over its hair and background."""
-        if self.fill == "none" or self.cover == "head":
-            return self.bank.faces[index]
-        if index not in self._extended:
-            self._extended[index] = extend(self.bank.faces[index], self.average_skin)
-        return self._extended[index]
+        """The average `index` as pasted: with `fill="skin"` its skin extended over its hair and background, with
+        `donor_detail` its donors' fine detail laid on."""
+        if index not in self._pasted:
+            face = self.bank.faces[index]
+            if self.fill == "skin" and self.cover != "head":
+                face = extend(face, self.average_skin)
+            if self.donor_detail > 0:
+                detail = self.donor_detail * self.bank.detail[index].astype(np.float32)[..., None]
+                face = np.clip(face.astype(np.float32) + detail + 0.5, 0, 255).astype(np.uint8)
+            self._pasted[index] = face
+        return self._pasted[index]
 
     def found_shape(self, crop: np.ndarray, points: np.ndarray | None, to_crop: np.ndarray) -> np.ndarray | None:
         """The target's own 68 landmarks on the crop, or None where they are not needed (mean geometry and mean
