@@ -85,16 +85,25 @@ def same_face_parts(boxes: np.ndarray, marks: np.ndarray) -> np.ndarray:
     or three times, each box on part of the face, overlapping too little for NMS: IoU 0.16, 41 % contained)."""
     points = np.asarray(marks, np.float32).reshape(-1, 5, 2)
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    quads = [cv2.convexHull(p[[0, 1, 4, 3]]) for p in points]
+    quads = {}
+
+    def quad(i: int) -> np.ndarray:
+        if i not in quads:
+            quads[i] = cv2.convexHull(points[i, [0, 1, 4, 3]])
+        return quads[i]
+
 
     def nose_in(j: int, i: int) -> bool:
-        return cv2.pointPolygonTest(quads[i], (float(points[j, 2, 0]), float(points[j, 2, 1])), False) > 0
+        return cv2.pointPolygonTest(quad(i), (float(points[j, 2, 0]), float(points[j, 2, 1])), False) > 0
 
+    # only boxes that overlap can be parts of one face: a crowd's hundreds of boxes stay a vectorised test
+    overlap = ((np.minimum(boxes[:, None, 2], boxes[None, :, 2]) > np.maximum(boxes[:, None, 0], boxes[None, :, 0]))
+               & (np.minimum(boxes[:, None, 3], boxes[None, :, 3]) > np.maximum(boxes[:, None, 1], boxes[None, :, 1])))
     part = np.zeros(len(boxes), bool)
     for i in np.argsort(-areas, kind="stable"):  # largest first: a part of a part is a part of the whole
         if part[i]:
             continue
-        for j in np.flatnonzero((areas < areas[i]) & ~part):
+        for j in np.flatnonzero((areas < areas[i]) & ~part & overlap[i]):
             part[j] = nose_in(j, i) or nose_in(i, j)
     return part
 
