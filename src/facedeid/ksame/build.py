@@ -103,29 +103,35 @@ DETAIL_MATCH = 2.0  # px: a region's donor is the one whose blurred face agrees 
 #                    donor's glasses frames or misplaced eyelids count against it; at 6 px they did not)
 
 
-def detail_mosaic(stack: np.ndarray, average: np.ndarray, shape: np.ndarray, inner: np.ndarray) -> np.ndarray:
-    """int8 [R,R] grey fine detail for an average of the aligned donors `stack` [k,R,R,3]: per face region (dlib's
-    68-point groups, DETAIL_REGIONS) the high-pass of a different donor. Of the len(DETAIL_REGIONS) donors least
-    likely to wear glasses (framed_last), those with no more detail there than the median donor, and of them the one
-    whose blurred face agrees best with the average's there (its edges then sit on the average's features); inside
-    the inner face `inner` only. An average has no detail of its own (each donor's pores and eyelashes fall
-    elsewhere); this gives it real skin and feature detail without any donor's whole face."""
-    if len(stack) < len(DETAIL_REGIONS):
-        raise ValueError(f"a detail mosaic needs at least {len(DETAIL_REGIONS)} donors, got {len(stack)}")
-    side = stack.shape[1]
-    grey = stack.astype(np.float32).mean(axis=3)
-    high = np.stack([g - cv2.GaussianBlur(g, (0, 0), DETAIL_BAND) for g in grey])
-    low = np.stack([cv2.GaussianBlur(g, (0, 0), DETAIL_MATCH) for g in grey])
-    avg_low = cv2.GaussianBlur(average.astype(np.float32).mean(axis=2), (0, 0), DETAIL_MATCH)
+def detail_regions(shape: np.ndarray, side: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per DETAIL_REGIONS group of the mean shape's 68 points: (hard [R,R] mask of the pixels nearest one of its
+    points, the same blurred over DETAIL_SEAM for blending). The same for every average of a bank."""
     ys, xs = np.mgrid[0:side, 0:side].astype(np.float32)
     nearest = np.argmin((xs[..., None] - shape[:, 0]) ** 2 + (ys[..., None] - shape[:, 1]) ** 2, axis=2)
     region_of_point = np.zeros(len(shape), np.int64)
     for r, (a, b) in enumerate(DETAIL_REGIONS):
         region_of_point[a:b] = r
     regions = region_of_point[nearest]
-    detail, free = np.zeros((side, side), np.float32), framed_last(high, shape)[: len(DETAIL_REGIONS)]
-    for r in range(len(DETAIL_REGIONS)):
-        one_hot = (regions == r).astype(np.float32)
+    hard = [(regions == r).astype(np.float32) for r in range(len(DETAIL_REGIONS))]
+    return [(h, cv2.GaussianBlur(h, (0, 0), DETAIL_SEAM)) for h in hard]
+
+
+def detail_mosaic(stack: np.ndarray, average: np.ndarray, shape: np.ndarray, inner: np.ndarray,
+                  regions: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """int8 [R,R] grey fine detail for an average of the aligned donors `stack` [k,R,R,3]: per face region
+    (`regions`, detail_regions of the mean `shape`) the high-pass of a different donor. Of the len(DETAIL_REGIONS)
+    donors least likely to wear glasses (framed_last), those with no more detail there than the median donor, and of
+    them the one whose blurred face agrees best with the average's there (its edges then sit on the average's
+    features); inside the inner face `inner` only. An average has no detail of its own (each donor's pores and
+    eyelashes fall elsewhere); this gives it real skin and feature detail without any donor's whole face."""
+    if len(stack) < len(DETAIL_REGIONS):
+        raise ValueError(f"a detail mosaic needs at least {len(DETAIL_REGIONS)} donors, got {len(stack)}")
+    grey = stack.astype(np.float32).mean(axis=3)
+    high = np.stack([g - cv2.GaussianBlur(g, (0, 0), DETAIL_BAND) for g in grey])
+    low = np.stack([cv2.GaussianBlur(g, (0, 0), DETAIL_MATCH) for g in grey])
+    avg_low = cv2.GaussianBlur(average.astype(np.float32).mean(axis=2), (0, 0), DETAIL_MATCH)
+    detail, free = np.zeros(grey.shape[1:], np.float32), framed_last(high, shape)[: len(DETAIL_REGIONS)]
+    for one_hot, blend in regions:
         # not the donors with the most detail there (glasses frames, a beard's edge, a strong shadow), then the one
         # whose blurred face agrees best with the average
         energy = np.array([float(((high[i] ** 2) * one_hot).sum()) for i in free])
@@ -133,7 +139,7 @@ def detail_mosaic(stack: np.ndarray, average: np.ndarray, shape: np.ndarray, inn
         misfit = [float((((low[i] - avg_low) ** 2) * one_hot).sum()) for i in calm]
         donor = calm[int(np.argmin(misfit))]
         free.remove(donor)
-        detail += cv2.GaussianBlur(one_hot, (0, 0), DETAIL_SEAM) * high[donor]
+        detail += blend * high[donor]
     return np.clip(np.round(detail * inner), -127, 127).astype(np.int8)
 
 
@@ -145,7 +151,10 @@ def framed_last(high: np.ndarray, shape: np.ndarray) -> list[int]:
     r = max(2, round(0.25 * eye_w))
     spots = [(shape[39] + shape[42]) / 2 - [0, 0.3 * eye_w],  # the bridge, a little above the inner eye corners
              shape[36] - [0.45 * eye_w, 0], shape[45] + [0.45 * eye_w, 0]]  # the frame's sides
-    at = lambda c: (slice(int(c[1]) - r, int(c[1]) + r + 1), slice(int(c[0]) - r, int(c[0]) + r + 1))  # noqa: E731
+
+    def at(c: np.ndarray) -> tuple[slice, slice]:
+        return slice(int(c[1]) - r, int(c[1]) + r + 1), slice(int(c[0]) - r, int(c[0]) + r + 1)
+
     eyes = [shape[36:42].mean(0), shape[42:48].mean(0)]
     frame = np.array([sum(float((h[at(c)] ** 2).mean()) for c in spots) for h in high])
     own = np.array([sum(float((h[at(c)] ** 2).mean()) for c in eyes) for h in high])
@@ -218,12 +227,13 @@ def build(train_dir: Path, out: Path, k: int = DEFAULT_K, max_per_group: int = 3
                         donors = chunk[len(chunk) // 2]
                         entries.append({"gender": g, "yaw_bin": yb, "tone_bin": tb, "donors": donors})
         faces, details, records = [], [], []
+        regions = detail_regions(shape, side)
         for e in tqdm(entries, desc="averages", unit="average", file=sys.stderr):
             d = e["donors"]
             stack = np.stack([warp(crops[i], np.concatenate([dense[i], apply(to_crop[i], frame_points(side))]),
                                    bank_points, triangles, (side, side)) for i in d])
             faces.append(trimmed_mean(stack, trim))
-            details.append(detail_mosaic(stack, faces[-1], shape, inner))
+            details.append(detail_mosaic(stack, faces[-1], shape, inner, regions))
             records.append({"gender": ["male", "female"][e["gender"]], "yaw_bin": int(e["yaw_bin"]),
                             "tone_bin": int(e["tone_bin"]), "k": int(len(d)),
                             "ages": [int(age[d].min()), int(age[d].max())],
