@@ -140,3 +140,54 @@ def test_donor_detail_needs_a_bank_that_has_it(tmp_path):
     ksame.KSame(old, donor_detail=0.0)  # the average alone works with any bank
     with pytest.raises(ValueError, match="ksame-bank"):
         ksame.KSame(old, donor_detail=1.0)
+
+
+def test_own_skin_extends_the_averages_fringes_over_and_keeps_their_faces_below_the_brows(astronaut):
+    from facedeid.ksame.geometry import average_skin, extend, own_skin
+
+    bank = ksame.Bank()
+    p, side = bank.shape, bank.side
+    hull = average_skin(p, side) > 0.5
+    rows = np.arange(side, dtype=np.float64)[:, None] * np.ones((1, side))
+    height = p[8, 1] - p[17:27, 1].min()
+    forehead_top = hull & (rows < p[17:27, 1].min() - 0.1 * height)
+    cheeks = hull & (rows > p[36:48, 1].max()) & (rows < p[48:60, 1].min())
+
+    def lightness(image):
+        return cv2.cvtColor(image, cv2.COLOR_RGB2LAB)[..., 0].astype(np.float64) * 100 / 255
+
+    dark_hull = dark_own = 0
+    for face in bank.faces:
+        own = own_skin(face, p, side) > 0.5
+        assert np.array_equal(own[rows > p[17:27, 1].max()], hull[rows > p[17:27, 1].max()])  # brows, eyes, mouth
+        assert not (own & ~hull).any()
+        cheek = np.median(lightness(face)[cheeks])
+        # a forehead's darkest tenth over 10 L* under the cheeks: a fringe or temple hair pasted as skin
+        dark_hull += cheek - np.percentile(lightness(extend(face, hull.astype(np.float32)))[forehead_top], 10) > 10
+        dark_own += cheek - np.percentile(lightness(extend(face, own.astype(np.float32)))[forehead_top], 10) > 10
+    assert dark_hull >= 20 and dark_own <= 8, (dark_hull, dark_own)  # 30 and 5 of the 72 averages when written
+    crop, _, _, _, five = astronaut_landmarks(astronaut)
+    assert not np.array_equal(ksame.KSame(bank, fill="own").replace(crop, five, donor=0),
+                              ksame.KSame(bank).replace(crop, five, donor=0))
+
+
+def test_relight_meets_the_targets_lighting_at_the_paste_edge_but_not_its_hair(astronaut):
+    from facedeid.ksame.generator import RELIGHT_MAX, boundary_offset
+
+    crop, bank, to_crop, dense, five = astronaut_landmarks(astronaut)
+    target = crop.astype(np.float32)
+    mask = warp.face_hull_mask(dense, SIDE)
+    # the same face under a darker, slanted light: what a pasted average looks like beside a lit forehead
+    ramp = np.linspace(-30, 10, SIDE, dtype=np.float32)[:, None, None]
+    face = target * 0.85 + ramp
+    inside = mask > 0.99
+    before = np.abs(face - target)[inside].mean()
+    after = np.abs(face + boundary_offset(target, face, mask) - target)[inside].mean()
+    assert after < 0.4 * before, (before, after)
+    # hair across the edge (far darker than the face) is not taken for lighting
+    hair = target.copy()
+    hair[: SIDE // 3] = 10.0
+    offset = boundary_offset(hair, face, mask)
+    assert np.abs(offset[: SIDE // 3][inside[: SIDE // 3]]).mean() < RELIGHT_MAX / 2
+    relit = ksame.KSame(bank, relight=True).replace(crop, five, donor=3)
+    assert not np.array_equal(relit, ksame.KSame(bank).replace(crop, five, donor=3))

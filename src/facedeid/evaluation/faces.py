@@ -78,12 +78,14 @@ def ksame_method(tag: str = ""):
     `tag` (row `ksame@TAG`, parts joined by +): "mean" or "target" (KSame's geometry), "head" or "face" (cover),
     "detail" or "nodetail" (the target's skin texture), "meanmask" (the mean shape's mask only), "grain"
     or "grain2" (synthetic skin grain at 1x or 2x the target's texture strength), "nofill" (the average pasted
-    without its skin extended), "paste" (a face pasted where the five points find none), "fit" or "five" (the mean
-    shape placed on the target's 68 landmarks by a similarity, or by the five points), "tight" or "loose" (the
-    target's mask shrunk as the mean's, its outline kept, or out to its jaw line), "crisp5", "crisp10", "crisp15",
-    "crisp20" or "nocrisp" (the donors' detail mosaic laid on at 0.5x, 1x, 1.5x, 2x or not at all; default: by
-    cover, generator.DONOR_DETAIL), "128" or "256" (crop side; default: the served one,
-    models.registry.KSAME_CROP_SIZE); what is not named keeps the defaults."""
+    without its skin extended), "ownskin" (its skin extended from its own skin, the hair above its brows
+    included), "relight" (the pasted face's lighting met to the target's at the paste's edge), "paste" (a face
+    pasted where the five points find none), "fit" or "five" (the mean shape placed on the target's 68 landmarks
+    by a similarity, or by the five points), "tight" or "loose" (the target's mask shrunk as the mean's, its
+    outline kept, or out to its jaw line), "crisp5", "crisp10", "crisp15", "crisp20" or "nocrisp" (the donors'
+    detail mosaic laid on at 0.5x, 1x, 1.5x, 2x or not at all; default: by cover, generator.DONOR_DETAIL), "128"
+    or "256" (crop side; default: the served one, models.registry.KSAME_CROP_SIZE); what is not named keeps the
+    defaults."""
     from ..ksame import KSame
     from ..models.registry import KSAME_CROP_SIZE
     from ..pipeline import Deidentifier
@@ -91,7 +93,8 @@ def ksame_method(tag: str = ""):
     options = {"mean": {"geometry": "mean"}, "target": {"geometry": "target"}, "head": {"cover": "head"},
                "face": {"cover": "face"}, "detail": {"detail": 1.0}, "nodetail": {"detail": 0.0},
                "meanmask": {"mask": "mean"}, "grain": {"texture": 1.0}, "grain2": {"texture": 2.0},
-               "nofill": {"fill": "none"}, "paste": {"no_face": "paste"},
+               "nofill": {"fill": "none"}, "ownskin": {"fill": "own"}, "relight": {"relight": True},
+               "paste": {"no_face": "paste"},
                "fit": {"place": "dense"}, "five": {"place": "five"}, "tight": {"own_shrink": 0.94},
                "loose": {"own_shrink": 1.0}, "nocrisp": {"donor_detail": 0.0},
                **{f"crisp{round(10 * a)}": {"donor_detail": a} for a in (0.5, 1.0, 1.5, 2.0)}}

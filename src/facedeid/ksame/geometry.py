@@ -97,6 +97,37 @@ def average_skin(shape: np.ndarray, side: int) -> np.ndarray:
     return (face_hull_mask(shape, side, brow_lift=0.25, shrink=0.96, feather=0.0) > 0.5).astype(np.float32)
 
 
+# Above its brows, an average's pixel is taken for hair (a fringe, temple hair its donors' outlines left inside the
+# region average_skin gives) when it is this much darker (L*) than its cheeks, or this far from their colour (Lab,
+# and not lighter). Chosen by looking at every average of the bank (docs/crisp-faces.md, "Forehead bands"): lighter
+# foreheads are skin (lit, bald), and lower values (6 L*, 10 Lab, lighter pixels included) took them.
+HAIR_DARKER = 8.0
+HAIR_COLOUR = 12.0
+
+
+def own_skin(face: np.ndarray, shape: np.ndarray, side: int) -> np.ndarray:
+    """Hard 0/1 [side,side]: `average_skin` less the hair of this average (`face`, RGB uint8 on `shape`) that
+    reaches into it from above the brows, so extending its skin does not carry a fringe or dark temples."""
+    p = np.asarray(shape, np.float64)
+    base = average_skin(shape, side) > 0.5
+    lab = cv2.cvtColor(face, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lab[..., 0] *= 100 / 255
+    lab[..., 1:] -= 128
+    ys = np.arange(side, dtype=np.float64)[:, None]
+    cheeks = base & (ys > p[36:48, 1].max()) & (ys < p[48:60, 1].min())
+    reference = np.median(lab[cheeks], axis=0)
+    brow_line = np.interp(np.arange(side), p[17:27, 0], p[17:27, 1]) - 0.02 * (p[8, 1] - p[17:27, 1].min())
+    above = ys < brow_line[None, :]
+    darker = reference[0] - lab[..., 0]
+    hair = above & base & ((darker > HAIR_DARKER) | ((np.linalg.norm(lab - reference, axis=2) > HAIR_COLOUR)
+                                                     & (darker > 0)))
+    # only hair that reaches in from the region's edge: a dark patch inside the forehead is the average's own
+    _, labels = cv2.connectedComponents((hair | ~base).astype(np.uint8), connectivity=8)
+    hair &= np.isin(labels, np.unique(labels[~base]))
+    hair = cv2.dilate(hair.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    return (base & ~(hair & above)).astype(np.float32)
+
+
 def brows_and_eyes(shape: np.ndarray, side: int) -> np.ndarray:
     """Float [side,side] mask over the brows (and the forehead just above them) and the eyes, grown by a quarter from
     their centre and feathered: what the target's mask must cover whatever its outline does."""
