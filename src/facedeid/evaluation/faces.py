@@ -61,11 +61,21 @@ SELECTION_PEOPLE = ("alex_lacamoire", "amy_adams", "deepface_angelina", "deepfac
                     "paul_rudd", "steve_carell", "tom_cruise")
 GRID_FACES = 24
 GRID_CELL = 160  # px per face in the largest-faces grid (originals beside their replacements)
+CLOSE_UP_WINDOW = 2.2  # `--zoom`: the window kept around the face, in face sides
 
 
 def main_face(boxes: np.ndarray) -> int:
     """The named person of a photo is its largest face; other faces are bystanders."""
     return int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))
+
+
+def close_up(frame: np.ndarray, box: np.ndarray, side: int) -> np.ndarray:
+    """The frame around `box` (a window CLOSE_UP_WINDOW times its longer side, clipped to the frame) scaled so the
+    box's longer side is `side` px: the photo as a close-up (up close, as users film; upscaled, so softer)."""
+    longer = float(max(box[2] - box[0], box[3] - box[1]))
+    cx, cy, half = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, CLOSE_UP_WINDOW * longer / 2
+    window = frame[int(max(0, cy - half)):int(cy + half), int(max(0, cx - half)):int(cx + half)]
+    return cv2.resize(window, None, fx=side / longer, fy=side / longer, interpolation=cv2.INTER_CUBIC)
 
 
 def split_people(people: list[str]) -> tuple[list[str], list[str]]:
@@ -166,9 +176,10 @@ def impostor_by_band(photos: list[tuple[str, np.ndarray, np.ndarray]], recognize
 
 def evaluate(identities: Path, generators: list[str], n_reference: int = 300, grids: Path | None = None,
              scenes: Path | None = None, log=print, people_set: str = "report",
-             checkpoints: dict[str, Path] | None = None) -> dict:
+             checkpoints: dict[str, Path] | None = None, zoom: int = 0) -> dict:
     """`people_set`: the people whose photos are de-identified and measured, "report" (the published numbers) or
-    "selection" (where choices are made); the gallery always holds everyone's photos."""
+    "selection" (where choices are made); the gallery always holds everyone's photos. `zoom`: measure each photo as
+    a close-up instead (close_up: its largest face scaled to `zoom` px), the gallery unzoomed."""
     from tqdm import tqdm
 
     from ..detection import CenterFaceDetector
@@ -207,6 +218,11 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
     g_photo = [g[1] for g in gallery]
     g_desc = np.array([g[2] for g in gallery])
     probes = [p for p in photos if p[0] in measured]
+    if zoom:
+        probes = [(person, photo, frame, detector(frame)[0]) for person, photo, frame in
+                  ((person, photo, close_up(frame, boxes[main_face(boxes)], zoom)) for person, photo, frame, boxes
+                   in probes)]
+        probes = [p for p in probes if len(p[3])]
     named = {person for person, photo in zip(g_person, g_photo)
              if sum(1 for q, ph in set(zip(g_person, g_photo)) if q == person) >= 2}
     log(f"{len(people)} people: selection {len(selection)} ({', '.join(selection)}), report {len(report)}; "
@@ -291,7 +307,7 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
             row["det_retention"] = {c: (None if row["det"][c] is None or not table["untouched"]["det"][c]
                                         else round(row["det"][c] / table["untouched"]["det"][c], 4))
                                     for c in COLUMNS}
-    return {"identities": str(identities), "people": people_set, "selection_people": selection,
+    return {"identities": str(identities), "people": people_set, "zoom": zoom, "selection_people": selection,
             "report_people": report, f"named_{people_set}_people": sorted(named & set(measured)),
             "gallery_faces": len(gallery),
             "checkpoints": {row: str(path) for row, path in (checkpoints or {}).items()},
@@ -319,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenes", type=Path, default=None,
                    help="also de-identify these multi-face photos (CenterFace boxes): det retention, image sim, "
                         "ssim, psnr per bin, and their faces join the fid_eff sample (no identities there)")
+    p.add_argument("--zoom", type=int, default=0, metavar="PX",
+                   help="measure every photo as a close-up: its largest face scaled to PX px (e.g. 900) with "
+                        f"{CLOSE_UP_WINDOW}x its side around it; the gallery stays as it is (default: off)")
     p.add_argument("--n-reference", type=int, default=600, help="real crops for fid_eff (default 600)")
     p.add_argument("--json", type=Path, default=None, help="write the result here")
     p.add_argument("--grids", type=Path, default=None, help=f"write {GRID_FACES}-face grids faces_<method>.jpg here")
@@ -330,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if not args.identities.is_dir():
         p.error(f"{args.identities} is not a folder")
+    if args.zoom < 0 or 0 < args.zoom < 64:
+        p.error(f"--zoom must be 0 (off) or at least 64 px, got {args.zoom}")
     try:
         checkpoints = parse_checkpoints(args.checkpoint)
     except (ValueError, FileNotFoundError) as e:
@@ -337,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     result = evaluate(args.identities, [m for m in args.models.split(",") if m], args.n_reference, args.grids,
                       args.scenes, log=lambda m: print(m, file=sys.stderr), people_set=args.people,
-                      checkpoints=checkpoints)
+                      checkpoints=checkpoints, zoom=args.zoom)
     result["command"] = "facedeid eval people " + " ".join(argv if argv is not None else sys.argv[1:])
     result["wall_s"] = round(time.time() - start, 1)
     print(report(result, args.people))
