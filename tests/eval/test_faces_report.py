@@ -73,3 +73,28 @@ def test_selection_people_and_a_candidate_checkpoint(tmp_path):
     assert set(rows) == {"untouched", "blur", "mosaic", "mobileunet", "mobileunet@flat"}
     assert result["checkpoints"] == {"mobileunet@flat": str(tmp_path / "flat.pt")}
     assert rows["mobileunet@flat"]["ssim"]["average"] != rows["mobileunet"]["ssim"]["average"]
+
+
+def test_close_ups_scale_the_largest_face_and_are_measured_on_their_own_faces(tmp_path):
+    import numpy as np
+
+    from facedeid.detection import CenterFaceDetector
+    from facedeid.train.data import read_rgb
+
+    frame = read_rgb(shared_faces_dir() / "identities" / "deepface_person_04" / "1.jpg")
+    detector = CenterFaceDetector(threads=2)
+    boxes, _ = detector(frame)
+    close = faces.close_up(frame, boxes[faces.main_face(boxes)], 700)
+    found, _ = detector(close)
+    side = found[faces.main_face(found)]
+    assert 450 < max(side[2] - side[0], side[3] - side[1]) < 840  # the face is now about 700 px (boxes vary by scale)
+    assert max(close.shape[:2]) <= 700 * faces.CLOSE_UP_WINDOW + 2
+    identities = tmp_path / "identities"
+    identities.mkdir()
+    for person in ("deepface_person_04", "deepface_person_05"):
+        (identities / person).symlink_to(shared_faces_dir() / "identities" / person)
+    result = faces.evaluate(identities, [], n_reference=40, log=lambda *_: None, zoom=400)
+    untouched = result["results"]["untouched"]
+    assert result["zoom"] == 400 and untouched["by_face_size"]["128-px"]["faces"] >= 8  # every photo a close-up
+    assert untouched["det_retention"]["average"] == 1.0 and untouched["reid"]["average"] == 1.0
+    assert np.isclose(untouched["by_face_size"]["128-px"]["sharpness_ratio"], 1.0)

@@ -265,7 +265,8 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
                                                   (hits_second_context, second.context_descriptors, g_second_context)):
                         out_hits[main] = M.identification(describe(deid, boxes[main][None]), [person], [photo], g,
                                                           g_person, g_photo, second.threshold)[0]
-                    orig = g_desc[[i for i, ph in enumerate(g_photo) if ph == photo]]
+                    orig = (recognizer.descriptors(frame, boxes) if zoom  # the close-up's own faces
+                            else g_desc[[i for i, ph in enumerate(g_photo) if ph == photo]])
                 else:
                     orig = scene_descriptors[photo]
                 reid = M.reid_distances(orig, desc) < M.REID_THRESHOLD
