@@ -73,11 +73,16 @@ def merge(boxes: np.ndarray, scores: np.ndarray, cut: np.ndarray, marks: np.ndar
     for i in order:
         if kept:
             iou, inside = _iou_and_containment(boxes[i], boxes[kept])
-            hit = [kept[k] for k in np.flatnonzero((iou > NMS_IOU) | (inside > CONTAINED))]
-            if hit:
-                if faces is None or cut[i] or not all(_part_of(j, i, boxes, scores, faces) for j in hit):
+            hits = (iou > NMS_IOU) | (inside > CONTAINED)
+            if hits.any():
+                # most suppressed boxes are near-duplicates or unsure: the cheap tests first
+                if faces is None or cut[i] or scores[i] < WHOLE_FACE_SCORE:
                     continue
-                kept = [k for k in kept if k not in hit]
+                hit = np.asarray(kept)[hits]
+                if (faces.area[hit] > CONTAINED * faces.area[i]).any() or not all(
+                        _part_of(int(j), i, boxes, faces) for j in hit):
+                    continue
+                kept = [k for k in kept if k not in set(hit.tolist())]
         kept.append(int(i))
     kept_arr = np.asarray(kept, np.int64)
     if faces is not None and len(kept_arr) > 1:
@@ -85,16 +90,17 @@ def merge(boxes: np.ndarray, scores: np.ndarray, cut: np.ndarray, marks: np.ndar
     return kept_arr[np.argsort(-scores[kept_arr], kind="stable")]
 
 
-def _part_of(j: int, i: int, boxes: np.ndarray, scores: np.ndarray, faces: FacePoints) -> bool:
-    """Box j is a box of part of box i's face: it lies mostly inside i and covers at most CONTAINED of its area,
-    shares its face, leaves some of i's eyes, nose and mouth outside it (a tighter box that holds the whole face is
-    ordinary NMS: the better score wins), and i scores WHOLE_FACE_SCORE or more (a face the product generates)."""
-    inside = _iou_and_containment(boxes[j], boxes[i][None])[1][0]
+def _part_of(j: int, i: int, boxes: np.ndarray, faces: FacePoints) -> bool:
+    """Box j is a box of part of box i's face (merge has checked that j covers at most CONTAINED of i's area and
+    that i scores WHOLE_FACE_SCORE or more, a face the product generates): j lies mostly inside i, shares its face,
+    and leaves some of i's eyes, nose and mouth outside it (a tighter box that holds the whole face is ordinary NMS:
+    the better score wins)."""
+    if _iou_and_containment(boxes[j], boxes[i][None])[1][0] < CONTAINED:
+        return False
     x1, y1, x2, y2 = boxes[j]
     points = faces.points[i]
     cut = ((points[:, 0] < x1) | (points[:, 0] > x2) | (points[:, 1] < y1) | (points[:, 1] > y2)).any()
-    return bool(inside >= CONTAINED and faces.area[j] <= CONTAINED * faces.area[i] and cut
-                and scores[i] >= WHOLE_FACE_SCORE and faces.same_face(i, j))
+    return bool(cut and faces.same_face(i, j))
 
 
 class FacePoints:
