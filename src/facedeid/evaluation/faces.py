@@ -1,6 +1,6 @@
 """Identification, det retention and realism of de-identified faces, on a report set of people (issue 15).
 
-    facedeid eval people [--identities DIR] [--scenes DIR] [--json FILE] [--grids DIR]
+    facedeid eval people [--identities DIR] [--scenes DIR] [--json FILE] [--grids DIR] [--zoom PX]
     facedeid eval people --people selection --models mobileunet \
         --checkpoint mobileunet@new=cand/mobileunet.pt     # choosing weights: on the selection people only
 
