@@ -10,16 +10,13 @@ import numpy as np
 from facedeid import ksame
 from facedeid.crops import extract_crops
 from facedeid.detection import CenterFaceDetector
+from facedeid.ksame.colour import lab
 from facedeid.ksame.generator import blur_crop
 from facedeid.train.data import read_rgb
 
 from helpers import ASTRONAUT_FACE, shared_faces_dir
 
 SIDE = ksame.BANK_SIDE
-
-
-def _lab(image: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(image.astype(np.float32) / 255, cv2.COLOR_RGB2LAB)
 
 
 def test_where_the_grown_mask_passes_the_averages_skin_skin_is_pasted(astronaut):
@@ -43,9 +40,9 @@ def test_where_the_grown_mask_passes_the_averages_skin_skin_is_pasted(astronaut)
         beyond = (mask > 0.99) & (skin < 0.01)
         beyond_px[name] = int(beyond.sum())
         if beyond_px[name]:
-            lab = _lab(generator.replace(crop, small, donor=5))
-            distance[name] = float(np.linalg.norm(lab[beyond].mean(0) - lab[ring].mean(0)))
-            assert np.abs(lab[beyond] - _lab(crop)[beyond]).mean() > 3, name  # and none of it is her own pixels
+            pasted = lab(generator.replace(crop, small, donor=5))
+            distance[name] = float(np.linalg.norm(pasted[beyond].mean(0) - pasted[ring].mean(0)))
+            assert np.abs(pasted[beyond] - lab(crop)[beyond]).mean() > 3, name  # and none of it is her own pixels
     assert beyond_px["skin, five"] > 1000, beyond_px  # the case exists: the five points undersize the face
     assert distance["skin, five"] < 6, distance  # skin, within a few Lab units of the face's own skin ring
     assert distance["none, five"] > 10, distance  # without the fill: the average's dark background and hair

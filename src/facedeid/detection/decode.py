@@ -82,7 +82,8 @@ def merge(boxes: np.ndarray, scores: np.ndarray, cut: np.ndarray, marks: np.ndar
                 if (faces.area[hit] > CONTAINED * faces.area[i]).any() or not all(
                         _part_of(int(j), i, boxes, faces) for j in hit):
                     continue
-                kept = [k for k in kept if k not in set(hit.tolist())]
+                replaced = set(hit.tolist())
+                kept = [k for k in kept if k not in replaced]
         kept.append(int(i))
     kept_arr = np.asarray(kept, np.int64)
     if faces is not None and len(kept_arr) > 1:

@@ -245,6 +245,7 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
     rows: dict[str, dict] = {}
     scene_rows: dict[str, dict] = {}
     original_features = {}  # photo -> image-sim features of the untouched photo, the same for every method
+    close_up_descriptors = {}  # photo -> dlib descriptors of the close-up's faces (`zoom`)
     for name, method in methods(generators, checkpoints).items():
         crops_all, largest = [], []  # largest: (box side, original crop, de-identified crop) for the big-face grid
         for subset, out in ((probes, rows), (scene_photos, scene_rows)):
@@ -265,8 +266,12 @@ def evaluate(identities: Path, generators: list[str], n_reference: int = 300, gr
                                                   (hits_second_context, second.context_descriptors, g_second_context)):
                         out_hits[main] = M.identification(describe(deid, boxes[main][None]), [person], [photo], g,
                                                           g_person, g_photo, second.threshold)[0]
-                    orig = (recognizer.descriptors(frame, boxes) if zoom  # the close-up's own faces
-                            else g_desc[[i for i, ph in enumerate(g_photo) if ph == photo]])
+                    if zoom:  # the close-up's own faces, the same for every method
+                        if photo not in close_up_descriptors:
+                            close_up_descriptors[photo] = recognizer.descriptors(frame, boxes)
+                        orig = close_up_descriptors[photo]
+                    else:
+                        orig = g_desc[[i for i, ph in enumerate(g_photo) if ph == photo]]
                 else:
                     orig = scene_descriptors[photo]
                 reid = M.reid_distances(orig, desc) < M.REID_THRESHOLD

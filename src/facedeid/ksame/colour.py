@@ -8,7 +8,8 @@ import numpy as np
 THUMB = 16
 
 
-def _lab(rgb_u8: np.ndarray) -> np.ndarray:
+def lab(rgb_u8: np.ndarray) -> np.ndarray:
+    """RGB uint8 -> float32 Lab (L* 0..100, a*, b* about 0)."""
     return cv2.cvtColor(rgb_u8.astype(np.float32) / 255, cv2.COLOR_RGB2LAB)
 
 
@@ -24,7 +25,7 @@ def match_colour(face: np.ndarray, target: np.ndarray, ring: np.ndarray) -> np.n
     sel = ring > 0.5
     if sel.sum() < 20:
         return face
-    src, dst = _lab(face), _lab(target)
+    src, dst = lab(face), lab(target)
     out = src.copy()
     for c in range(3):
         mu_s, sd_s = src[..., c][sel].mean(), src[..., c][sel].std() + 1e-3
@@ -36,7 +37,7 @@ def match_colour(face: np.ndarray, target: np.ndarray, ring: np.ndarray) -> np.n
 
 def skin_tone(face: np.ndarray, ring: np.ndarray) -> float:
     """Lab lightness (0..100) of the skin ring."""
-    return float(_lab(face)[..., 0][ring > 0.5].mean())
+    return float(lab(face)[..., 0][ring > 0.5].mean())
 
 
 def thumbnail(face: np.ndarray, inner: np.ndarray) -> np.ndarray:

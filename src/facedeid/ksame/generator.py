@@ -89,7 +89,6 @@ class KSame:
                  mask: str = "target", texture: float = DEFAULT_TEXTURE, fill: str = "skin",
                  no_face: str = "blur", place: str = "dense", own_shrink: float = 0.94,
                  donor_detail: float | None = None, relight: bool = False):
-        self.relight = bool(relight)
         self.bank = bank if isinstance(bank, Bank) else Bank(bank)
         self.landmarks = landmarks or Landmarks()
         self.alpha = {"mean": 0.0, "target": 1.0}.get(geometry, geometry) if isinstance(geometry, str) else geometry
@@ -107,7 +106,7 @@ class KSame:
         if place not in PLACES:
             raise ValueError(f"place must be one of {', '.join(PLACES)}, got {place!r}")
         self.cover, self.mask, self.fill, self.no_face, self.place = cover, mask, fill, no_face, place
-        self.own_shrink = float(own_shrink)
+        self.own_shrink, self.relight = float(own_shrink), bool(relight)
         self.donor_detail = float(DONOR_DETAIL[cover] if donor_detail is None else donor_detail)
         if self.donor_detail < 0:
             raise ValueError(f"donor_detail must be >= 0, got {donor_detail!r}")

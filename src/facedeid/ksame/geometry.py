@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from . import colour
 from .warp import face_hull_mask
 
 
@@ -110,9 +111,7 @@ def own_skin(face: np.ndarray, shape: np.ndarray, side: int) -> np.ndarray:
     reaches into it from above the brows, so extending its skin does not carry a fringe or dark temples."""
     p = np.asarray(shape, np.float64)
     base = average_skin(shape, side) > 0.5
-    lab = cv2.cvtColor(face, cv2.COLOR_RGB2LAB).astype(np.float32)
-    lab[..., 0] *= 100 / 255
-    lab[..., 1:] -= 128
+    lab = colour.lab(face)
     ys = np.arange(side, dtype=np.float64)[:, None]
     cheeks = base & (ys > p[36:48, 1].max()) & (ys < p[48:60, 1].min())
     reference = np.median(lab[cheeks], axis=0)
